@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The whole test suite: vet, unit tests, brief fuzzing, integration tests against real mounts.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+go vet ./...
+go test -count=1 -timeout 30m ./...
