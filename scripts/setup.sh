@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Installs what the build and the test suite need on a fresh Debian machine (idempotent).
 set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH=/usr/local/go/bin:$HOME/go/bin:$PATH
 need=()
 command -v fusermount3 >/dev/null || need+=(fuse3)
 command -v rsync >/dev/null || need+=(rsync)
-command -v convert >/dev/null || need+=(imagemagick)
+# Check the Debian binary itself: a stand-in named convert may come first on PATH.
+[ -x /usr/bin/convert ] || need+=(imagemagick)
+command -v python3 >/dev/null || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then
 	SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
 	$SUDO apt-get update -qq
