@@ -23,6 +23,7 @@ type Model struct {
 	slotSize         []int // float32 elements per activation buffer
 	colSize          int   // im2col buffer (general convolutions)
 	pool             sync.Pool
+	recipe           Recipe
 	// Threads is how many goroutines one forward pass may use (row blocks of each layer).
 	// 1 suits throughput work that already runs one image per core; set it before first use.
 	Threads int
@@ -212,6 +213,9 @@ func newModel(mf *ModelFile) (*Model, error) {
 		m.nodes = append(m.nodes, n)
 	}
 	m.planSlots()
+	if err := m.SetRecipe(DefaultRecipe); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 

@@ -1,0 +1,246 @@
+package embed
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"image"
+	_ "image/gif" // formats for EmbedFile until embed/imgdecode lands
+	_ "image/jpeg"
+	_ "image/png"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+
+	_ "golang.org/x/image/bmp"
+	_ "golang.org/x/image/tiff"
+	_ "golang.org/x/image/webp"
+)
+
+// Recipe says how a decoded image becomes an embedding vector. Changing any field changes
+// the embedding ID, so stored embeddings made with another recipe are recomputed.
+type Recipe struct {
+	Layers []string // layers whose pooled outputs are L2-normalised and concatenated
+	Pool   string   // "gem", "mean" or "max"
+	GeMP   float64  // GeM exponent when Pool is "gem"
+	Grid   int      // pool each cell of a Grid x Grid split of the map (1: whole map)
+	Flip   bool     // average the pooled features of the image and its mirror image
+	Power  float64  // signed power normalisation of each pooled vector (0: none)
+}
+
+// DefaultRecipe was chosen by measured near-duplicate quality (docs/embed.md): max pooling of
+// MobileNetV2's 14x14x96 block_12_add output over a 3x3 grid, 9 cells x 96 = 864 dimensions.
+var DefaultRecipe = Recipe{Layers: []string{"block_12_add"}, Pool: "max", Grid: 3}
+
+// recipeVersion counts changes to how Recipe fields are interpreted (or to preprocessing).
+const recipeVersion = 1
+
+// String is the recipe's stable identifier.
+func (r Recipe) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "r%d:%s:%s:", recipeVersion, preprocessID, strings.Join(r.Layers, "+"))
+	b.WriteString(r.Pool)
+	if r.Pool == "gem" {
+		b.WriteString(strconv.FormatFloat(r.GeMP, 'g', -1, 64))
+	}
+	if r.Grid > 1 {
+		fmt.Fprintf(&b, ":grid%d", r.Grid)
+	}
+	if r.Flip {
+		b.WriteString(":flip")
+	}
+	if r.Power > 0 {
+		b.WriteString(":pow" + strconv.FormatFloat(r.Power, 'g', -1, 64))
+	}
+	return b.String()
+}
+
+func (r Recipe) validate(m *Model) error {
+	if len(r.Layers) == 0 {
+		return errors.New("embed: recipe names no layer")
+	}
+	for _, l := range r.Layers {
+		if _, ok := m.byName[l]; !ok {
+			return fmt.Errorf("embed: model %s has no layer %q", m.name, l)
+		}
+	}
+	switch r.Pool {
+	case "mean", "max":
+	case "gem":
+		if !(r.GeMP >= 1 && r.GeMP <= 16) {
+			return errors.New("embed: GeM exponent must be in [1, 16]")
+		}
+	default:
+		return fmt.Errorf("embed: pooling %q unknown", r.Pool)
+	}
+	if r.Grid < 1 || r.Grid > 7 {
+		return errors.New("embed: grid must be 1 to 7 cells a side")
+	}
+	for _, l := range r.Layers {
+		if n := m.nodes[m.byName[l]]; n.h < r.Grid || n.w < r.Grid {
+			return fmt.Errorf("embed: layer %s (%dx%d) is smaller than a %d-cell grid", l, n.h, n.w, r.Grid)
+		}
+	}
+	if r.Power < 0 || r.Power > 4 {
+		return errors.New("embed: power normalisation exponent must be in [0, 4]")
+	}
+	return nil
+}
+
+// SetRecipe changes how Embed computes vectors (and so ID). Not safe while Embed runs.
+func (m *Model) SetRecipe(r Recipe) error {
+	if err := r.validate(m); err != nil {
+		return err
+	}
+	m.recipe = r
+	m.recipe.Layers = append([]string(nil), r.Layers...)
+	return nil
+}
+
+// Recipe returns the recipe Embed uses.
+func (m *Model) Recipe() Recipe { return m.recipe }
+
+// ID identifies model weights, preprocessing and recipe: embeddings with different IDs are
+// not comparable. Example: "mobilenet_v2@3f2a9c01d2e4/r1:sq-bilinear-pm1:block_10_expand_relu:max".
+func (m *Model) ID() string { return m.id + "/" + m.recipe.String() }
+
+// Dim is the length of the vectors Embed returns.
+func (m *Model) Dim() int {
+	d := 0
+	for _, l := range m.recipe.Layers {
+		d += m.nodes[m.byName[l]].c
+	}
+	return d * m.recipe.Grid * m.recipe.Grid
+}
+
+// Embed computes img's unit-length embedding vector. Safe for concurrent use.
+func (m *Model) Embed(img image.Image) ([]float32, error) {
+	rgba, err := toInput(img, m.in.Width, m.in.Height)
+	if err != nil {
+		return nil, err
+	}
+	r := m.recipe
+	x := make([]float32, m.in.Width*m.in.Height*3)
+	var pooled [][]float32
+	passes := 1
+	if r.Flip {
+		passes = 2
+	}
+	for p := 0; p < passes; p++ {
+		tensorInput(rgba, p == 1, x)
+		fms, err := m.Forward(x, r.Layers...)
+		if err != nil {
+			return nil, err
+		}
+		var cells []FeatureMap
+		for _, fm := range fms {
+			cells = append(cells, GridCells(fm, r.Grid)...)
+		}
+		for i, fm := range cells {
+			var v []float32
+			switch r.Pool {
+			case "gem":
+				v = PoolGeM(fm, r.GeMP)
+			case "max":
+				v = PoolMax(fm)
+			default:
+				v = PoolMean(fm)
+			}
+			if p == 0 {
+				pooled = append(pooled, v)
+			} else {
+				for k := range v {
+					pooled[i][k] = (pooled[i][k] + v[k]) / 2
+				}
+			}
+		}
+	}
+	var out []float32
+	for _, v := range pooled {
+		if r.Power > 0 {
+			for k, x := range v {
+				v[k] = float32(math.Copysign(math.Pow(math.Abs(float64(x)), r.Power), float64(x)))
+			}
+		}
+		out = append(out, Normalize(v)...)
+	}
+	return Normalize(out), nil
+}
+
+// GridCells splits fm into n x n cells (row-major; cell i spans rows i*H/n to (i+1)*H/n).
+func GridCells(fm FeatureMap, n int) []FeatureMap {
+	if n <= 1 {
+		return []FeatureMap{fm}
+	}
+	var out []FeatureMap
+	for i := 0; i < n; i++ {
+		y0, y1 := i*fm.H/n, (i+1)*fm.H/n
+		for j := 0; j < n; j++ {
+			x0, x1 := j*fm.W/n, (j+1)*fm.W/n
+			c := FeatureMap{H: y1 - y0, W: x1 - x0, C: fm.C, Data: make([]float32, 0, (y1-y0)*(x1-x0)*fm.C)}
+			for y := y0; y < y1; y++ {
+				c.Data = append(c.Data, fm.Data[(y*fm.W+x0)*fm.C:(y*fm.W+x1)*fm.C]...)
+			}
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// FeatureMaps preprocesses img (mirrored when flip) and returns the named layers' outputs.
+func (m *Model) FeatureMaps(img image.Image, flip bool, layers ...string) ([]FeatureMap, error) {
+	rgba, err := toInput(img, m.in.Width, m.in.Height)
+	if err != nil {
+		return nil, err
+	}
+	x := make([]float32, m.in.Width*m.in.Height*3)
+	tensorInput(rgba, flip, x)
+	return m.Forward(x, layers...)
+}
+
+// Embedding is what the index stores per image.
+type Embedding struct {
+	Vector  []float32 // unit length
+	PHash   uint64    // 64-bit perceptual hash (0 when not computed)
+	ModelID string    // Model.ID() at the time: recompute when it differs
+}
+
+// MaxPixels caps decoded image size (width*height) against decompression bombs.
+const MaxPixels = 200_000_000
+
+// MaxDecodeSide is the longest side EmbedFile asks the decoder for: the network sees
+// 224x224, so decoding at reduced scale loses nothing.
+const MaxDecodeSide = 512
+
+// DecodeImage decodes an image of any supported format, refusing images over MaxPixels.
+func DecodeImage(r io.Reader) (image.Image, error) {
+	br := bufio.NewReader(r)
+	var head bytes.Buffer
+	cfg, _, err := image.DecodeConfig(io.TeeReader(br, &head))
+	if err != nil {
+		return nil, fmt.Errorf("embed: decode: %v", err)
+	}
+	if cfg.Width <= 0 || cfg.Height <= 0 || int64(cfg.Width)*int64(cfg.Height) > MaxPixels {
+		return nil, fmt.Errorf("embed: image %dx%d exceeds %d pixels", cfg.Width, cfg.Height, MaxPixels)
+	}
+	img, _, err := image.Decode(io.MultiReader(&head, br))
+	if err != nil {
+		return nil, fmt.Errorf("embed: decode: %v", err)
+	}
+	return img, nil
+}
+
+// EmbedFile decodes an image and computes its embedding. Safe for concurrent use.
+func EmbedFile(m *Model, r io.Reader) (Embedding, error) {
+	img, err := DecodeImage(r)
+	if err != nil {
+		return Embedding{}, err
+	}
+	v, err := m.Embed(img)
+	if err != nil {
+		return Embedding{}, err
+	}
+	return Embedding{Vector: v, ModelID: m.ID()}, nil
+}

@@ -1,0 +1,52 @@
+package embed
+
+import (
+	"errors"
+	"image"
+	"image/draw"
+
+	xdraw "golang.org/x/image/draw"
+)
+
+// Preprocessing, version 1: the whole image (no crop, aspect ratio not kept: near-duplicates
+// are mostly the same framing, and squashing keeps crops and borders comparable) is resampled
+// to the network's input size with an anti-aliased bilinear filter (golang.org/x/image/draw
+// BiLinear, which widens its kernel when shrinking), alpha composited over white, then each
+// 8-bit channel v maps to v/127.5-1 (Keras MobileNetV2's [-1, 1] convention).
+const preprocessID = "sq-bilinear-pm1"
+
+// ErrEmptyImage is returned for images without pixels.
+var ErrEmptyImage = errors.New("embed: image has no pixels")
+
+// toInput resamples img to w x h RGBA (over white).
+func toInput(img image.Image, w, h int) (*image.RGBA, error) {
+	b := img.Bounds()
+	if b.Dx() <= 0 || b.Dy() <= 0 {
+		return nil, ErrEmptyImage
+	}
+	dst := image.NewRGBA(image.Rect(0, 0, w, h))
+	draw.Draw(dst, dst.Bounds(), image.White, image.Point{}, draw.Src)
+	xdraw.BiLinear.Scale(dst, dst.Bounds(), img, b, xdraw.Over, nil)
+	return dst, nil
+}
+
+// tensorInput converts an RGBA image to the NHWC float input, mirrored left-right when flip.
+func tensorInput(src *image.RGBA, flip bool, x []float32) {
+	w, h := src.Rect.Dx(), src.Rect.Dy()
+	const s = 1 / 127.5
+	for y := 0; y < h; y++ {
+		row := src.Pix[y*src.Stride : y*src.Stride+4*w]
+		out := x[y*w*3 : (y+1)*w*3]
+		for xx := 0; xx < w; xx++ {
+			sx := xx
+			if flip {
+				sx = w - 1 - xx
+			}
+			p := row[4*sx : 4*sx+3]
+			o := out[3*xx : 3*xx+3]
+			o[0] = float32(p[0])*s - 1
+			o[1] = float32(p[1])*s - 1
+			o[2] = float32(p[2])*s - 1
+		}
+	}
+}
