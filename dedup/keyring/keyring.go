@@ -52,8 +52,8 @@ type KDFParams struct {
 
 // CreateOptions configure a new vault.
 type CreateOptions struct {
-	Mode              string // ModeVault (default), ModeGroup, ModeGlobal
-	ConvergenceSecret Secret // required for ModeGroup (imported), ignored otherwise
+	Mode              string    // ModeVault (default), ModeGroup, ModeGlobal
+	ConvergenceSecret Secret    // required for ModeGroup (imported), ignored otherwise
 	KDF               KDFParams // zero value = DefaultKDF
 }
 
