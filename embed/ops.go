@@ -132,17 +132,29 @@ func fma(acc, a, b []float32) {
 func biasActRows(x, bias []float32, act string) {
 	c := len(bias)
 	for r := 0; r+c <= len(x); r += c {
-		biasAct(x[r:r+c], bias, act)
+		row := x[r : r+c]
+		switch act {
+		case "relu6":
+			for i, b := range bias {
+				row[i] = min(max(row[i]+b, 0), 6) // branch-free: signs are random
+			}
+		case "relu":
+			for i, b := range bias {
+				row[i] = max(row[i]+b, 0)
+			}
+		default:
+			for i, b := range bias {
+				row[i] += b
+			}
+		}
 	}
 }
 
 // biasAct adds bias (if any) to x elementwise and applies the activation in place.
 func biasAct(x, bias []float32, act string) {
 	if bias != nil {
-		bias = bias[:len(x)]
-		for i := range x {
-			x[i] += bias[i]
-		}
+		biasActRows(x, bias[:len(x)], act)
+		return
 	}
 	switch act {
 	case "relu6":

@@ -9,7 +9,8 @@ import (
 )
 
 // Preprocessing, version 1: the whole image (no crop, aspect ratio not kept: near-duplicates
-// are mostly the same framing, and squashing keeps crops and borders comparable) is resampled
+// are mostly the same framing, and squashing keeps crops and borders comparable) is box-
+// averaged by an integer factor while it stays at least twice the input size, then resampled
 // to the network's input size with an anti-aliased bilinear filter (golang.org/x/image/draw
 // BiLinear, which widens its kernel when shrinking), alpha composited over white, then each
 // 8-bit channel v maps to v/127.5-1 (Keras MobileNetV2's [-1, 1] convention).
@@ -23,6 +24,10 @@ func toInput(img image.Image, w, h int) (*image.RGBA, error) {
 	b := img.Bounds()
 	if b.Dx() <= 0 || b.Dy() <= 0 {
 		return nil, ErrEmptyImage
+	}
+	if k := shrinkFactor(b.Dx(), b.Dy(), w, h); k > 1 {
+		img = boxShrink(img, b.Dx()/k, b.Dy()/k)
+		b = img.Bounds()
 	}
 	dst := image.NewRGBA(image.Rect(0, 0, w, h))
 	draw.Draw(dst, dst.Bounds(), image.White, image.Point{}, draw.Src)
