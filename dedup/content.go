@@ -94,7 +94,19 @@ func Seal(cs keyring.Secret, src io.ReaderAt, size int64, dst io.Writer) (Ref, e
 		off += n
 	}
 	kc := keyring.Secret(mac.Sum(nil))
+	ref, crc2, err := sealWithKey(kc, src, size, dst, buf)
+	if err != nil {
+		return Ref{}, err
+	}
+	if crc1 != crc2 {
+		return Ref{}, errors.New("dedup: source changed while sealing")
+	}
+	return ref, nil
+}
 
+// sealWithKey is pass 2 of Seal: it encrypts src under content key kc. Only Seal may call it
+// with a key that is not HMAC(CS, src) (tests build forgeries with it).
+func sealWithKey(kc keyring.Secret, src io.ReaderAt, size int64, dst io.Writer, buf []byte) (Ref, uint32, error) {
 	// Header, commitment, and the stream cipher.
 	kcom := hkdf32(kc, nil, "imgfs v1 content commit")
 	prefix := make([]byte, 0, contentStart)
@@ -106,7 +118,7 @@ func Seal(cs keyring.Secret, src io.ReaderAt, size int64, dst io.Writer) (Ref, e
 	h := sha256.New()
 	h.Write(prefix)
 	if _, err := dst.Write(prefix); err != nil {
-		return Ref{}, fmt.Errorf("dedup: writing object: %w", err)
+		return Ref{}, 0, fmt.Errorf("dedup: writing object: %w", err)
 	}
 
 	// Pass 2: stream = u64be(len) || u64be(0) || P || zeros, sealed segment by segment.
@@ -125,7 +137,7 @@ func Seal(cs keyring.Secret, src io.ReaderAt, size int64, dst io.Writer) (Ref, e
 		if pOff := base + w - innerLen; pOff < size {
 			n := min(pn-w, size-pOff)
 			if err := readFullAt(src, seg[w:w+n], pOff); err != nil {
-				return Ref{}, fmt.Errorf("dedup: reading source: %w", err)
+				return Ref{}, 0, fmt.Errorf("dedup: reading source: %w", err)
 			}
 			crc2 = crc32.Update(crc2, castagnoli, seg[w:w+n])
 			w += n
@@ -134,17 +146,14 @@ func Seal(cs keyring.Secret, src io.ReaderAt, size int64, dst io.Writer) (Ref, e
 		out := st.sealSeg(buf[:0], seg, i)
 		h.Write(out)
 		if _, err := dst.Write(out); err != nil {
-			return Ref{}, fmt.Errorf("dedup: writing object: %w", err)
+			return Ref{}, 0, fmt.Errorf("dedup: writing object: %w", err)
 		}
-	}
-	if crc1 != crc2 {
-		return Ref{}, errors.New("dedup: source changed while sealing")
 	}
 	var ref Ref
 	h.Sum(ref.Locator[:0])
 	ref.Key = kc
 	ref.Size = size
-	return ref, nil
+	return ref, crc2, nil
 }
 
 // Hash returns the locator of an object: SHA-256 of all its bytes.
@@ -292,4 +301,31 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 		off += int64(c)
 	}
 	return n, nil
+}
+
+// VerifyObject streams the object in obj and checks SHA-256 == loc, with one 64 KiB buffer.
+func VerifyObject(loc Locator, obj io.ReaderAt, objSize int64) error {
+	h := sha256.New()
+	if _, err := io.CopyBuffer(h, io.NewSectionReader(obj, 0, objSize), make([]byte, segSize)); err != nil {
+		return fmt.Errorf("dedup: reading object: %w", err)
+	}
+	var got Locator
+	h.Sum(got[:0])
+	if got != loc {
+		return corrupt("object hash does not match its locator")
+	}
+	return nil
+}
+
+// OpenVerifiedReader is OpenReader after VerifyObject: no byte is released before the whole
+// object hashed to its locator. Use it in group/global mode (SECURITY.md 5.2), where others
+// know K_c and could build validly encrypted objects for other plaintext (T17).
+func OpenVerifiedReader(ref Ref, obj io.ReaderAt, objSize int64) (io.ReaderAt, error) {
+	if want := ObjectSize(ref.Size); want < 0 || objSize != want {
+		return nil, corrupt("object size does not match the plaintext size")
+	}
+	if err := VerifyObject(ref.Locator, obj, objSize); err != nil {
+		return nil, err
+	}
+	return OpenReader(ref, obj, objSize)
 }

@@ -64,6 +64,15 @@ func metaKeys(metaKey []byte, salt []byte, kind string) (kenc, kcom []byte) {
 }
 
 func sealMetaObject(metaKey []byte, kindByte byte, kind, name string, plain []byte) ([]byte, error) {
+	salt := make([]byte, saltLen)
+	if _, err := rand.Read(salt); err != nil {
+		return nil, fmt.Errorf("dedup: random salt: %w", err)
+	}
+	return sealMetaSalt(metaKey, kindByte, kind, name, plain, salt)
+}
+
+// sealMetaSalt seals with a given salt (tests use a fixed one for known-answer vectors).
+func sealMetaSalt(metaKey []byte, kindByte byte, kind, name string, plain, salt []byte) ([]byte, error) {
 	if len(metaKey) != 32 {
 		return nil, errors.New("dedup: metadata key must be 32 bytes")
 	}
@@ -76,9 +85,7 @@ func sealMetaObject(metaKey []byte, kindByte byte, kind, name string, plain []by
 	hdr := make([]byte, metaHeaderLen)
 	fixed := metaFixed(kindByte)
 	copy(hdr, fixed[:])
-	if _, err := rand.Read(hdr[16:]); err != nil {
-		return nil, fmt.Errorf("dedup: random salt: %w", err)
-	}
+	copy(hdr[16:], salt)
 	kenc, kcom := metaKeys(metaKey, hdr[16:], kind)
 	ctx := metaCtx(kind, name)
 	commit := hmacSHA256(kcom, hdr, ctx)
