@@ -135,6 +135,27 @@ func (f *FS) Resolve(path string) (Ino, error) { panic("unimplemented") }
 // Path returns one path of ino from the root (for .similar/ targets and messages).
 func (f *FS) Path(ino Ino) (string, error) { panic("unimplemented") }
 
+// Aux tables hold small encrypted per-vault data of other layers (the near-duplicate index
+// keeps embeddings in table "emb"). They live in the bbolt working copy and are committed
+// with the namespace as encrypted metadata objects; nothing reaches the store in the clear.
+func (f *FS) PutAux(table string, key, value []byte) error                     { panic("unimplemented") }
+func (f *FS) GetAux(table string, key []byte) ([]byte, error)                  { panic("unimplemented") } // ENOENT if absent
+func (f *FS) DeleteAux(table string, key []byte) error                         { panic("unimplemented") }
+func (f *FS) ForEachAux(table string, fn func(key, value []byte) error) error { panic("unimplemented") }
+
+// ContentID returns the locator of ino's sealed content; ok is false while the file has
+// unsealed changes (or is not a regular file). Equal IDs mean byte-identical files.
+func (f *FS) ContentID(ino Ino) (id [32]byte, ok bool, err error) { panic("unimplemented") }
+
+// ForEachFile calls fn for every regular file whose content is sealed (reindexing).
+func (f *FS) ForEachFile(fn func(ino Ino, id [32]byte) error) error { panic("unimplemented") }
+
+// ReferencedObjects returns the store names of every object the current root references
+// (content, metadata, the root itself): the live set for check and gc.
+func (f *FS) ReferencedObjects(ctx context.Context) (map[string]bool, error) {
+	panic("unimplemented")
+}
+
 func (h *Handle) ReadAt(p []byte, off int64) (int, error)  { panic("unimplemented") }
 func (h *Handle) WriteAt(p []byte, off int64) (int, error) { panic("unimplemented") }
 
