@@ -138,9 +138,9 @@ func (f *FS) Path(ino Ino) (string, error) { panic("unimplemented") }
 // Aux tables hold small encrypted per-vault data of other layers (the near-duplicate index
 // keeps embeddings in table "emb"). They live in the bbolt working copy and are committed
 // with the namespace as encrypted metadata objects; nothing reaches the store in the clear.
-func (f *FS) PutAux(table string, key, value []byte) error                     { panic("unimplemented") }
-func (f *FS) GetAux(table string, key []byte) ([]byte, error)                  { panic("unimplemented") } // ENOENT if absent
-func (f *FS) DeleteAux(table string, key []byte) error                         { panic("unimplemented") }
+func (f *FS) PutAux(table string, key, value []byte) error                    { panic("unimplemented") }
+func (f *FS) GetAux(table string, key []byte) ([]byte, error)                 { panic("unimplemented") } // ENOENT if absent
+func (f *FS) DeleteAux(table string, key []byte) error                        { panic("unimplemented") }
 func (f *FS) ForEachAux(table string, fn func(key, value []byte) error) error { panic("unimplemented") }
 
 // ContentID returns the locator of ino's sealed content; ok is false while the file has
