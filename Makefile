@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO ?= go
 BIN := bin/imgfs
 
-.PHONY: all build setup test unit integration fuzz bench clean
+.PHONY: all build setup run test clean
 
 all: build
 
@@ -12,6 +12,15 @@ setup:
 
 build:
 	$(GO) build -o $(BIN) ./cmd/imgfs
+
+# make run MOUNT=~/photos: set up, build and mount MOUNT on the embedded local store (foreground
+# with FG=1). The first run creates the vault and asks the passphrase twice.
+MOUNT ?= $(HOME)/photos
+run:
+	IMGFS_SETUP_MINIMAL=1 bash scripts/setup.sh
+	$(GO) build -o $(BIN) ./cmd/imgfs
+	mkdir -p $(MOUNT)
+	$(BIN) mount $(if $(FG),-f) $(MOUNT)
 
 test: setup build
 	bash scripts/test.sh

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the build and the test suite need on a fresh Debian machine (idempotent).
+# Installs what the build and the test suite need on a fresh Debian machine (idempotent):
+# system packages, the S3 server the integration tests start (versitygw), and the model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/go/bin:$HOME/go/bin:$PATH
@@ -9,8 +10,13 @@ command -v rsync >/dev/null || need+=(rsync)
 # Check the Debian binary itself: a stand-in named convert may come first on PATH.
 [ -x /usr/bin/convert ] || need+=(imagemagick)
 command -v python3 >/dev/null || need+=(python3)
+command -v npm >/dev/null || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then
 	SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
 	$SUDO apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+if [ "${IMGFS_SETUP_MINIMAL:-}" != 1 ]; then
+	[ -f scripts/install-versitygw.sh ] && bash scripts/install-versitygw.sh
+fi
+bash scripts/fetch-model.sh
