@@ -117,6 +117,9 @@ func (m *Model) Dim() int {
 
 // Embed computes img's unit-length embedding vector. Safe for concurrent use.
 func (m *Model) Embed(img image.Image) ([]float32, error) {
+	if len(m.recipe.Layers) == 0 {
+		return nil, errors.New("embed: model has no embedding recipe (call SetRecipe)")
+	}
 	rgba, err := toInput(img, m.in.Width, m.in.Height)
 	if err != nil {
 		return nil, err

@@ -38,12 +38,15 @@ func boxShrink(img image.Image, ow, oh int) *image.RGBA {
 		avgInterleaved(src.Pix, src.Stride, 4, b.Dx(), b.Dy(), ow, oh, dst.Pix)
 	default:
 		// Generic path through the color model (slow, but correct for any image).
+		// Same cells as the fast paths: cell i spans [i*W/n, (i+1)*W/n).
 		sums := make([]uint64, 4*ow*oh)
 		counts := make([]uint32, ow*oh)
+		colCell := cellIndex(b.Dx(), ow)
+		rowCell := cellIndex(b.Dy(), oh)
 		for y := 0; y < b.Dy(); y++ {
-			oy := y * oh / b.Dy()
+			oy := rowCell[y]
 			for x := 0; x < b.Dx(); x++ {
-				ox := x * ow / b.Dx()
+				ox := colCell[x]
 				r, g, bl, a := img.At(b.Min.X+x, b.Min.Y+y).RGBA()
 				i := oy*ow + ox
 				sums[4*i] += uint64(r)
@@ -55,7 +58,9 @@ func boxShrink(img image.Image, ow, oh int) *image.RGBA {
 		}
 		for i, c := range counts {
 			for k := 0; k < 4; k++ {
-				dst.Pix[4*i+k] = uint8((sums[4*i+k]/uint64(max(c, 1)) + 128) >> 8)
+				// 16-bit average -> 8 bits, rounded (v*0x101 maps back to v; never overflows).
+				avg := (sums[4*i+k] + uint64(c)/2) / uint64(max(c, 1))
+				dst.Pix[4*i+k] = uint8((avg*255 + 32767) / 65535)
 			}
 		}
 	}
@@ -87,6 +92,18 @@ func cellBounds(size, n int) []int {
 		b[i] = i * size / n
 	}
 	return b
+}
+
+// cellIndex maps each of size pixels to its cell among n cells laid out by cellBounds.
+func cellIndex(size, n int) []int {
+	b := cellBounds(size, n)
+	idx := make([]int, size)
+	for c := 0; c < n; c++ {
+		for p := b[c]; p < b[c+1]; p++ {
+			idx[p] = c
+		}
+	}
+	return idx
 }
 
 // avgPlane box-averages a w x h 8-bit plane into ow x oh cells (rounded).
