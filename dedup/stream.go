@@ -51,12 +51,14 @@ func newGCM(key []byte) cipher.AEAD {
 
 // stream is one sealed STREAM object: AES-256-GCM segments of segSize plaintext bytes
 // after a prefix of start bytes, nonce = final flag || 0x000000 || u64be(i), fixed AAD.
+// Not safe for concurrent use (nonce scratch).
 type stream struct {
 	aead  cipher.AEAD
 	aad   []byte
-	start int64 // object offset of segment 0
-	sl    int64 // stream (padded plaintext) length
-	n     int64 // number of segments
+	start int64    // object offset of segment 0
+	sl    int64    // stream (padded plaintext) length
+	n     int64    // number of segments
+	nc    [12]byte // nonce scratch (a local would escape to the heap on every segment)
 }
 
 func newStream(aead cipher.AEAD, aad []byte, start, sl int64) *stream {
@@ -72,19 +74,19 @@ func (s *stream) seg(i int64) (off, clen int64) {
 	return s.start + i*(segSize+tagSize), pn + tagSize
 }
 
-func (s *stream) nonce(i int64) [12]byte {
-	var nc [12]byte
+// nonce returns final flag || 0x000000 || u64be(i) in the scratch buffer.
+func (s *stream) nonce(i int64) []byte {
+	s.nc = [12]byte{}
 	if i == s.n-1 {
-		nc[0] = 1
+		s.nc[0] = 1
 	}
-	binary.BigEndian.PutUint64(nc[4:], uint64(i))
-	return nc
+	binary.BigEndian.PutUint64(s.nc[4:], uint64(i))
+	return s.nc[:]
 }
 
 // sealSeg encrypts pt (segment i of the stream) and appends the result to dst.
 func (s *stream) sealSeg(dst, pt []byte, i int64) []byte {
-	nc := s.nonce(i)
-	return s.aead.Seal(dst, nc[:], pt, s.aad)
+	return s.aead.Seal(dst, s.nonce(i), pt, s.aad)
 }
 
 // openSeg authenticates and decrypts ciphertext segment i, appending to dst. The nonce
@@ -97,8 +99,7 @@ func (s *stream) openSeg(dst, ct []byte, i int64) ([]byte, error) {
 	if _, clen := s.seg(i); int64(len(ct)) != clen {
 		return nil, corrupt("segment length")
 	}
-	nc := s.nonce(i)
-	pt, err := s.aead.Open(dst, nc[:], ct, s.aad)
+	pt, err := s.aead.Open(dst, s.nonce(i), ct, s.aad)
 	if err != nil {
 		return nil, corrupt(fmt.Sprintf("segment %d authentication failed", i))
 	}
