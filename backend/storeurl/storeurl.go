@@ -1,0 +1,61 @@
+// Package storeurl opens a backend.Store from the store URL a user gives on the command line.
+//
+//	""                                   the default local store, Default()
+//	/path/to/dir, ./dir, file:///path    a local directory store (backend/local)
+//	s3:http://HOST:PORT/BUCKET[/PREFIX]  an S3-compatible store (backend/s3)
+//	s3:https://HOST[:PORT]/BUCKET[/PREFIX][?region=R]
+package storeurl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/imgfs/imgfs/backend"
+	"github.com/imgfs/imgfs/backend/local"
+)
+
+// Default returns the default local store directory: $XDG_DATA_HOME/imgfs/store, or
+// ~/.local/share/imgfs/store when XDG_DATA_HOME is unset or not an absolute path.
+func Default() string {
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" && filepath.IsAbs(d) {
+		return filepath.Join(d, "imgfs", "store")
+	}
+	home, err := os.UserHomeDir()
+	if err != nil || home == "" {
+		home = "."
+	}
+	return filepath.Join(home, ".local", "share", "imgfs", "store")
+}
+
+// IsRemote reports whether url names a remote (S3) store rather than a local directory.
+func IsRemote(url string) bool { return strings.HasPrefix(url, "s3:") }
+
+// openS3 is set by s3.go once the S3 backend is linked in.
+var openS3 func(ctx context.Context, url string) (backend.Store, error)
+
+// Open opens the store that url names; see the package comment for the forms.
+func Open(ctx context.Context, url string) (backend.Store, error) {
+	switch {
+	case url == "":
+		return local.Open(Default())
+	case strings.HasPrefix(url, "s3:"):
+		if openS3 == nil {
+			return nil, errors.New("store URL " + url + ": S3 stores are not built into this binary")
+		}
+		return openS3(ctx, url)
+	case strings.HasPrefix(url, "file://"):
+		p := strings.TrimPrefix(url, "file://")
+		if !filepath.IsAbs(p) {
+			return nil, fmt.Errorf("store URL %q: a file:// URL needs an absolute path (file:///dir)", url)
+		}
+		return local.Open(p)
+	case strings.Contains(url, "://"):
+		return nil, fmt.Errorf("store URL %q: unknown kind of store; use a directory path or s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX]", url)
+	default:
+		return local.Open(url)
+	}
+}
