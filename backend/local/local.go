@@ -38,7 +38,10 @@ type Store struct {
 	dirs sync.Map // folder path -> struct{}: folders known to exist (and to be durable)
 }
 
-var _ backend.Store = (*Store)(nil)
+var (
+	_ backend.Store      = (*Store)(nil)
+	_ backend.Overwriter = (*Store)(nil)
+)
 
 // Open opens (creating it with mode 0700 where missing) the store in dir and removes
 // temporary files left by writers that no longer run.
@@ -125,27 +128,55 @@ func (s *Store) Put(ctx context.Context, name string, r io.Reader, size int64) (
 		}
 		return fmt.Errorf("local put %s: %w", name, backend.ErrExist)
 	}
+	return s.write(ctx, name, dst, r, size, false)
+}
+
+// Overwrite replaces the object (or creates it) atomically with rename(2); see
+// backend.Overwriter. Only for repairing a damaged object.
+func (s *Store) Overwrite(ctx context.Context, name string, r io.Reader, size int64) error {
+	if err := ValidName(name); err != nil {
+		return err
+	}
+	if size < 0 {
+		return backend.Permanent(fmt.Errorf("local overwrite %s: negative size", name))
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	dst := filepath.Join(s.root, filepath.FromSlash(name))
+	if fi, err := os.Lstat(dst); err == nil && !fi.Mode().IsRegular() {
+		return backend.Permanent(fmt.Errorf("local overwrite %s: a folder or special file has that name", name))
+	}
+	return s.write(ctx, name, dst, r, size, true)
+}
+
+// write stores the object through a temp file: link(2) for create-only, rename(2) to replace.
+func (s *Store) write(ctx context.Context, name, dst string, r io.Reader, size int64, replace bool) (err error) {
+	op := "put"
+	if replace {
+		op = "overwrite"
+	}
 	dir := filepath.Dir(dst)
 	if err := s.mkdirs(dir); err != nil {
 		if errors.Is(err, syscall.ENOTDIR) {
-			return backend.Permanent(fmt.Errorf("local put %s: an object is stored where a folder of its name is needed", name))
+			return backend.Permanent(fmt.Errorf("local %s %s: an object is stored where a folder of its name is needed", op, name))
 		}
-		return classify("put", name, err)
+		return classify(op, name, err)
 	}
 	var rnd [12]byte
 	_, _ = rand.Read(rnd[:])
 	tmp := filepath.Join(s.tmp, hex.EncodeToString(rnd[:]))
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
-		return classify("put", name, err)
+		return classify(op, name, err)
 	}
 	defer func() {
-		_ = os.Remove(tmp) // after link(2) the object keeps its own name
+		_ = os.Remove(tmp) // after link(2) the object keeps its own name; after rename a no-op
 		f.Close()
 	}()
 	// Keep cleanTemp of another Open off this file while it is being written.
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		return classify("put", name, err)
+		return classify(op, name, err)
 	}
 	if err := copyCtx(ctx, f, r, size); err != nil {
 		if ctx.Err() != nil {
@@ -153,21 +184,26 @@ func (s *Store) Put(ctx context.Context, name string, r io.Reader, size int64) (
 		}
 		var pe *os.PathError
 		if errors.As(err, &pe) {
-			return classify("put", name, err)
+			return classify(op, name, err)
 		}
-		return fmt.Errorf("local put %s: reading source: %w", name, err)
+		return fmt.Errorf("local %s %s: reading source: %w", op, name, err)
 	}
 	if err := f.Sync(); err != nil {
-		return classify("put", name, err)
+		return classify(op, name, err)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := os.Link(tmp, dst); err != nil {
-		return classify("put", name, err)
+	if replace {
+		err = os.Rename(tmp, dst)
+	} else {
+		err = os.Link(tmp, dst)
+	}
+	if err != nil {
+		return classify(op, name, err)
 	}
 	if err := syncDir(dir); err != nil {
-		return classify("put", name, err)
+		return classify(op, name, err)
 	}
 	return nil
 }

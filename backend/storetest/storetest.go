@@ -71,6 +71,7 @@ func RunOptions(t *testing.T, newStore func(t *testing.T) backend.Store, o Optio
 		{"CancelDuringPut", testCancelDuringPut},
 		{"ParallelDistinct", testParallelDistinct},
 		{"ConcurrentSameName", func(t *testing.T, s backend.Store) { testConcurrentSameName(t, s, o.Writers, o.Rounds) }},
+		{"Overwrite", testOverwrite},
 		{"Large", func(t *testing.T, s backend.Store) { testLarge(t, s, o.LargeSize) }},
 	}
 	for _, tc := range tests {
@@ -633,5 +634,36 @@ func testLarge(t *testing.T, s backend.Store, size int64) {
 	}
 	if !bytes.Equal(tail, exp) {
 		t.Fatal("range inside the large object: wrong bytes")
+	}
+}
+
+// testOverwrite runs when the store implements backend.Overwriter.
+func testOverwrite(t *testing.T, s backend.Store) {
+	ow, ok := s.(backend.Overwriter)
+	if !ok {
+		t.Skipf("%T does not implement backend.Overwriter", s)
+	}
+	ctx := ctxT(t)
+	name := Name("c", "overwrite")
+	MustPut(t, s, name, []byte("poisoned"))
+	good := RandBytes(70_000)
+	if err := ow.Overwrite(ctx, name, bytes.NewReader(good), int64(len(good))); err != nil {
+		t.Fatalf("Overwrite: %v", err)
+	}
+	if got := mustGet(t, s, name, 0, -1); !bytes.Equal(got, good) {
+		t.Fatal("Overwrite did not replace the object")
+	}
+	fresh := Name("c", "overwrite-fresh")
+	if err := ow.Overwrite(ctx, fresh, bytes.NewReader([]byte("abc")), 3); err != nil {
+		t.Fatalf("Overwrite of a missing object: %v", err)
+	}
+	if got := mustGet(t, s, fresh, 0, -1); string(got) != "abc" {
+		t.Fatalf("Overwrite of a missing object read back %q", got)
+	}
+	if err := ow.Overwrite(ctx, name, bytes.NewReader(good[:10]), int64(len(good))); err == nil {
+		t.Fatal("Overwrite with a short source succeeded")
+	}
+	if got := mustGet(t, s, name, 0, -1); !bytes.Equal(got, good) {
+		t.Fatal("a failed Overwrite damaged the object")
 	}
 }

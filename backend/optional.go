@@ -1,0 +1,25 @@
+package backend
+
+import (
+	"context"
+	"io"
+)
+
+// Optional interfaces: a Store may implement them; decorators (retry, faulty) forward them
+// when the store they wrap does. Callers type-assert and fall back when absent.
+
+// SHA256Stater returns, besides the object's Info, the SHA-256 of the whole object as the
+// store verified it at upload (S3: x-amz-checksum-sha256 read with checksum mode on a HEAD).
+// sum is nil when the store does not know it (a multipart or unchecksummed upload, a store
+// without checksums); the caller must then verify by GET and hash where it matters
+// (SECURITY.md §5.5 step 5).
+type SHA256Stater interface {
+	StatSHA256(ctx context.Context, name string) (info Info, sum []byte, err error)
+}
+
+// Overwriter replaces an existing object (or creates it) atomically: readers see the old
+// or the new object, never a mix. It exists only to repair a poisoned object (SECURITY.md
+// §5.5 step 5, T16-T18); normal writes use the create-only Put.
+type Overwriter interface {
+	Overwrite(ctx context.Context, name string, r io.Reader, size int64) error
+}
