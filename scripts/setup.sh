@@ -11,6 +11,9 @@ command -v rsync >/dev/null || need+=(rsync)
 [ -x /usr/bin/convert ] || need+=(imagemagick)
 command -v python3 >/dev/null || need+=(python3)
 command -v npm >/dev/null || need+=(npm)
+# libjpeg-turbo headers: embed/imgdecode decodes big JPEGs at reduced DCT scale through cgo.
+[ -f /usr/include/jpeglib.h ] || need+=(libjpeg62-turbo-dev)
+command -v gcc >/dev/null || need+=(gcc)
 if [ ${#need[@]} -gt 0 ]; then
 	SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
 	$SUDO apt-get update -qq
