@@ -1,0 +1,620 @@
+package core
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/imgfs/imgfs/backend"
+	"github.com/imgfs/imgfs/dedup"
+)
+
+// Commit: the working copy is serialised into one "tree" metadata object plus one "aux"
+// object per changed aux table, and root r/<seq+1> = {seq, prev root hash, tree, aux} is
+// created with a create-only Put. The anchor (seq, hash) in bbolt is the rollback check.
+//
+// What a root holds: directories, symlinks, and regular files with their last *sealed*
+// content. A file whose only content is still in the spool (new and not yet sealed) is left
+// out of the root, and a rewritten file appears with its previous sealed version, so a root
+// never references anything that is not in the store.
+
+func (f *FS) committer() {
+	defer f.wg.Done()
+	for {
+		select {
+		case <-f.ctx.Done():
+			return
+		case <-f.commitKick:
+		}
+		select { // debounce: gather changes
+		case <-f.ctx.Done():
+			return
+		case <-time.After(f.opts.CommitDelay):
+		}
+		if !f.pendingCommit() {
+			continue
+		}
+		if err := f.commitNow(f.ctx); err != nil {
+			if f.ctx.Err() != nil {
+				return
+			}
+			f.log.Warn("core: commit failed; will retry", "err", err)
+			time.AfterFunc(5*time.Second, f.kickCommit)
+		}
+	}
+}
+
+// snapshot builds the tree of what the store may reference (see above).
+func (f *FS) snapshot(tx *bolt.Tx) (*tree, error) {
+	t := &tree{NextIno: getU64(tx, mNextIno)}
+	omit := map[Ino]bool{}
+	xs := map[Ino][]xattr{}
+	err := tx.Bucket(bXattrs).ForEach(func(k, v []byte) error {
+		x, err := f.decodeXattr(k, v)
+		if err != nil {
+			return err
+		}
+		ino := Ino(be64u(k[:8]))
+		xs[ino] = append(xs[ino], x)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = tx.Bucket(bInodes).ForEach(func(k, v []byte) error {
+		ino := Ino(be64u(k))
+		n, err := f.getInode(tx, ino)
+		if err != nil {
+			return err
+		}
+		switch {
+		case n.Nlink == 0:
+			omit[ino] = true
+			return nil
+		case n.isReg() && n.Spool != 0 && !n.HasRef:
+			omit[ino] = true
+			return nil
+		case n.isReg() && n.HasRef:
+			n.Size = n.Ref.Size
+		case n.isReg():
+			n.Size = 0
+		}
+		n.Spool = 0
+		t.Inodes = append(t.Inodes, treeInode{Ino: ino, Node: n, Xattrs: xs[ino]})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = tx.Bucket(bDirents).ForEach(func(k, v []byte) error {
+		p, err := f.lc.open("dirents", k, v)
+		if err != nil {
+			return errnoErr(syscall.EIO, "directory entry: %v", err)
+		}
+		de, err := decodeDirent(p)
+		if err != nil {
+			return errnoErr(syscall.EIO, "directory entry: %v", err)
+		}
+		if !omit[de.Ino] {
+			t.Dirents = append(t.Dirents, treeDirent{Parent: Ino(be64u(k[:8])), Name: de.Name, Ino: de.Ino})
+		}
+		return nil
+	})
+	return t, err
+}
+
+func (f *FS) putMeta(ctx context.Context, kind string, plain []byte) (dedup.Locator, error) {
+	obj, loc, err := dedup.SealMeta(f.keys.MetaKey, kind, plain)
+	if err != nil {
+		return loc, eio("sealing metadata", err)
+	}
+	err = f.store.Put(ctx, dedup.MetaName(loc), bytes.NewReader(obj), int64(len(obj)))
+	if err != nil && !errors.Is(err, backend.ErrExist) {
+		return loc, eio("storing metadata", err)
+	}
+	return loc, nil
+}
+
+// commitNow writes a root for the current working copy if it changed since the last root.
+func (f *FS) commitNow(ctx context.Context) error {
+	if f.ro {
+		return nil
+	}
+	f.commitMu.Lock()
+	defer f.commitMu.Unlock()
+	var (
+		t          *tree
+		chg, seq   uint64
+		prev       dedup.Locator
+		dirtyAux   []*auxTable
+		keepAux    []auxRef
+		nothingNew bool
+	)
+	err := f.db.View(func(tx *bolt.Tx) error {
+		chg = getU64(tx, mChg)
+		anchor := getU64(tx, mAnchorSeq)
+		if chg == getU64(tx, mCommitted) && anchor > 0 {
+			nothingNew = true
+			return nil
+		}
+		seq = anchor + 1
+		copy(prev[:], tx.Bucket(bMeta).Get([]byte(mAnchorHash)))
+		var err error
+		if t, err = f.snapshot(tx); err != nil {
+			return err
+		}
+		dirty := map[string]bool{}
+		c := tx.Bucket(bMeta).Cursor()
+		for k, _ := c.Seek([]byte(mAuxDirty)); k != nil && bytes.HasPrefix(k, []byte(mAuxDirty)); k, _ = c.Next() {
+			dirty[string(k[len(mAuxDirty):])] = true
+		}
+		for k, v := c.Seek([]byte(mAuxLoc)); k != nil && bytes.HasPrefix(k, []byte(mAuxLoc)); k, v = c.Next() {
+			table := string(k[len(mAuxLoc):])
+			if !dirty[table] && len(v) == 32 {
+				var l dedup.Locator
+				copy(l[:], v)
+				keepAux = append(keepAux, auxRef{Table: table, Loc: l})
+			}
+		}
+		for table := range dirty {
+			a := &auxTable{Table: table}
+			if err := f.forAux(tx, table, func(k, v []byte) error {
+				a.Entries = append(a.Entries, [2][]byte{k, v})
+				return nil
+			}); err != nil {
+				return err
+			}
+			dirtyAux = append(dirtyAux, a)
+		}
+		return nil
+	})
+	if err != nil || nothingNew {
+		return asErrno(err)
+	}
+	treeLoc, err := f.putMeta(ctx, "tree", encodeTree(t))
+	if err != nil {
+		return err
+	}
+	newLocs := map[string]*dedup.Locator{}
+	root := &rootRec{Seq: seq, Prev: prev, Time: time.Now().UnixNano(), Tree: treeLoc, Aux: keepAux}
+	for _, a := range dirtyAux {
+		newLocs[a.Table] = nil
+		if len(a.Entries) == 0 {
+			continue
+		}
+		loc, err := f.putMeta(ctx, "aux", encodeAux(a))
+		if err != nil {
+			return err
+		}
+		newLocs[a.Table] = &loc
+		root.Aux = append(root.Aux, auxRef{Table: a.Table, Loc: loc})
+	}
+	obj, hash, err := dedup.SealRoot(f.keys.MetaKey, seq, encodeRoot(root))
+	if err != nil {
+		return eio("sealing root", err)
+	}
+	err = f.store.Put(ctx, dedup.RootName(seq), bytes.NewReader(obj), int64(len(obj)))
+	if errors.Is(err, backend.ErrExist) {
+		return fmt.Errorf("core: root %d: %w (%w)", seq, ErrConflict, syscall.EIO)
+	}
+	if err != nil {
+		return eio("storing root", err)
+	}
+	return asErrno(f.db.Update(func(tx *bolt.Tx) error {
+		if err := putU64(tx, mAnchorSeq, seq); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bMeta).Put([]byte(mAnchorHash), hash[:]); err != nil {
+			return err
+		}
+		if err := putU64(tx, mCommitted, chg); err != nil {
+			return err
+		}
+		for table, loc := range newLocs {
+			m := tx.Bucket(bMeta)
+			if loc == nil {
+				m.Delete([]byte(mAuxLoc + table))
+			} else if err := m.Put([]byte(mAuxLoc+table), loc[:]); err != nil {
+				return err
+			}
+			if getU64(tx, mAuxDirty+table) <= chg {
+				m.Delete([]byte(mAuxDirty + table))
+			}
+		}
+		return nil
+	}))
+}
+
+// ---- reading roots ----
+
+func readAll(ctx context.Context, store backend.Store, name string, limit int64) ([]byte, error) {
+	rc, err := store.Get(ctx, name, 0, -1)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("object %s is larger than %d bytes", name, limit)
+	}
+	return b, nil
+}
+
+// latestRoot returns the highest root sequence number in the store (ok false: none).
+func (f *FS) latestRoot(ctx context.Context) (uint64, bool, error) {
+	var max uint64
+	var ok bool
+	err := f.store.List(ctx, "r/", func(info backend.Info) error {
+		if seq, err := dedup.ParseRootName(info.Name); err == nil && (!ok || seq > max) {
+			max, ok = seq, true
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, false, eio("listing roots", err)
+	}
+	return max, ok, nil
+}
+
+func (f *FS) loadRoot(ctx context.Context, seq uint64) (*rootRec, dedup.Locator, error) {
+	obj, err := readAll(ctx, f.store, dedup.RootName(seq), 16<<20)
+	if err != nil {
+		return nil, dedup.Locator{}, eio(fmt.Sprintf("reading root %d", seq), err)
+	}
+	plain, err := dedup.OpenRoot(f.keys.MetaKey, seq, obj)
+	if err != nil {
+		return nil, dedup.Locator{}, eio(fmt.Sprintf("root %d", seq), err)
+	}
+	r, err := decodeRoot(plain)
+	if err != nil || r.Seq != seq {
+		return nil, dedup.Locator{}, errnoErr(syscall.EIO, "root %d is malformed", seq)
+	}
+	return r, dedup.Hash(obj), nil
+}
+
+func (f *FS) loadMeta(ctx context.Context, kind string, loc dedup.Locator) ([]byte, error) {
+	obj, err := readAll(ctx, f.store, dedup.MetaName(loc), dedup.MaxMetaSize+(64<<20))
+	if err != nil {
+		return nil, eio("reading metadata "+loc.String(), err)
+	}
+	plain, err := dedup.OpenMeta(f.keys.MetaKey, kind, loc, obj)
+	if err != nil {
+		return nil, eio("metadata "+loc.String(), err)
+	}
+	return plain, nil
+}
+
+func rollback(format string, args ...any) error {
+	return fmt.Errorf("core: %w: "+format+" (%w)", append([]any{ErrRollback}, append(args, syscall.EIO)...)...)
+}
+
+// syncWithStore brings a fresh cache up from the store (trust on first use) and checks an
+// existing cache's anchor against the store's newest root (SECURITY.md 5.3, T15).
+func (f *FS) syncWithStore(ctx context.Context) error {
+	var inited, clean bool
+	var anchorSeq uint64
+	var anchorHash dedup.Locator
+	f.db.View(func(tx *bolt.Tx) error {
+		inited = tx.Bucket(bMeta).Get([]byte(mInit)) != nil
+		anchorSeq = getU64(tx, mAnchorSeq)
+		copy(anchorHash[:], tx.Bucket(bMeta).Get([]byte(mAnchorHash)))
+		clean = getU64(tx, mChg) == getU64(tx, mCommitted) && tx.Bucket(bPending).Stats().KeyN == 0
+		return nil
+	})
+	latest, found, err := f.latestRoot(ctx)
+	if err != nil {
+		return err
+	}
+	if !inited {
+		if found {
+			return f.rebuild(ctx, latest)
+		}
+		return f.initEmpty()
+	}
+	if anchorSeq == 0 { // this cache never committed: nothing to roll back to
+		if !found {
+			return nil
+		}
+		if clean {
+			return f.rebuild(ctx, latest)
+		}
+		return f.adoptNewer(ctx, latest)
+	}
+	if !found {
+		return rollback("the store has no root, this cache saw root %d", anchorSeq)
+	}
+	if latest < anchorSeq {
+		return rollback("the store's newest root is %d, this cache saw root %d", latest, anchorSeq)
+	}
+	// Walk back from the newest root to the anchor: every prev hash must chain to it.
+	want := dedup.Locator{}
+	for s := latest; ; s-- {
+		r, h, err := f.loadRoot(ctx, s)
+		if err != nil {
+			return err
+		}
+		if s != latest && h != want {
+			return rollback("root %d does not chain to root %d", s, s+1)
+		}
+		if s == anchorSeq {
+			if h != anchorHash {
+				return rollback("root %d differs from the one this cache saw (fork)", s)
+			}
+			break
+		}
+		want = r.Prev
+	}
+	if latest == anchorSeq {
+		return nil
+	}
+	if clean {
+		return f.rebuild(ctx, latest)
+	}
+	return f.adoptNewer(ctx, latest)
+}
+
+// adoptNewer keeps local uncommitted changes on top of a newer root written elsewhere: the
+// next commit follows that root (and replaces its tree).
+func (f *FS) adoptNewer(ctx context.Context, latest uint64) error {
+	_, h, err := f.loadRoot(ctx, latest)
+	if err != nil {
+		return err
+	}
+	f.log.Warn("core: the store has a newer root from another writer and this cache has uncommitted changes; keeping the local changes", "root", latest)
+	return asErrno(f.db.Update(func(tx *bolt.Tx) error {
+		if err := putU64(tx, mAnchorSeq, latest); err != nil {
+			return err
+		}
+		return tx.Bucket(bMeta).Put([]byte(mAnchorHash), h[:])
+	}))
+}
+
+func (f *FS) initEmpty() error {
+	return asErrno(f.db.Update(func(tx *bolt.Tx) error {
+		now := nowNs()
+		root := inode{Mode: os.ModeDir | 0o755, Nlink: 2, Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid()),
+			Atime: now, Mtime: now, Ctime: now}
+		if err := f.putInode(tx, RootIno, &root); err != nil {
+			return err
+		}
+		if err := putU64(tx, mNextIno, uint64(RootIno)); err != nil {
+			return err
+		}
+		if err := putU64(tx, mChg, getU64(tx, mCommitted)+1); err != nil { // write r/1 soon
+			return err
+		}
+		return tx.Bucket(bMeta).Put([]byte(mInit), []byte{1})
+	}))
+}
+
+// rebuild replaces the working copy with root seq from the store.
+func (f *FS) rebuild(ctx context.Context, seq uint64) error {
+	r, hash, err := f.loadRoot(ctx, seq)
+	if err != nil {
+		return err
+	}
+	plain, err := f.loadMeta(ctx, "tree", r.Tree)
+	if err != nil {
+		return err
+	}
+	t, err := decodeTree(plain)
+	if err != nil {
+		return eio("tree "+r.Tree.String(), err)
+	}
+	var auxes []*auxTable
+	for _, a := range r.Aux {
+		plain, err := f.loadMeta(ctx, "aux", a.Loc)
+		if err != nil {
+			return err
+		}
+		at, err := decodeAux(plain)
+		if err != nil || at.Table != a.Table {
+			return errnoErr(syscall.EIO, "aux object %s is malformed", a.Loc)
+		}
+		auxes = append(auxes, at)
+	}
+	if err := checkTree(t); err != nil {
+		return err
+	}
+	err = f.db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bInodes, bDirents, bXattrs, bPending, bOrphans, bAux} {
+			if err := tx.DeleteBucket(b); err != nil {
+				return err
+			}
+			if _, err := tx.CreateBucket(b); err != nil {
+				return err
+			}
+		}
+		m := tx.Bucket(bMeta)
+		var del [][]byte
+		m.ForEach(func(k, _ []byte) error {
+			if bytes.HasPrefix(k, []byte(mAuxLoc)) || bytes.HasPrefix(k, []byte(mAuxDirty)) {
+				del = append(del, append([]byte(nil), k...))
+			}
+			return nil
+		})
+		for _, k := range del {
+			m.Delete(k)
+		}
+		next := t.NextIno
+		for i := range t.Inodes {
+			ti := &t.Inodes[i]
+			next = max(next, uint64(ti.Ino))
+			if err := f.putInode(tx, ti.Ino, &ti.Node); err != nil {
+				return err
+			}
+			for _, x := range ti.Xattrs {
+				if err := f.putXattr(tx, ti.Ino, x.Name, x.Value); err != nil {
+					return err
+				}
+			}
+		}
+		for _, d := range t.Dirents {
+			n, err := f.getInode(tx, d.Ino)
+			if err != nil {
+				return err
+			}
+			if err := f.putDirent(tx, d.Parent, dirent{Name: d.Name, Ino: d.Ino, Mode: n.Mode.Type()}); err != nil {
+				return err
+			}
+		}
+		for _, a := range auxes {
+			for _, kv := range a.Entries {
+				if err := f.putAux(tx, a.Table, kv[0], kv[1]); err != nil {
+					return err
+				}
+			}
+		}
+		for _, a := range r.Aux {
+			if err := m.Put([]byte(mAuxLoc+a.Table), a.Loc[:]); err != nil {
+				return err
+			}
+		}
+		if err := putU64(tx, mNextIno, next); err != nil {
+			return err
+		}
+		if err := putU64(tx, mAnchorSeq, seq); err != nil {
+			return err
+		}
+		if err := m.Put([]byte(mAnchorHash), hash[:]); err != nil {
+			return err
+		}
+		if err := putU64(tx, mCommitted, getU64(tx, mChg)); err != nil {
+			return err
+		}
+		return m.Put([]byte(mInit), []byte{1})
+	})
+	if err != nil {
+		return asErrno(err)
+	}
+	f.log.Info("core: working copy loaded from the store", "root", seq)
+	return nil
+}
+
+// checkTree rejects trees whose names and links do not form a directory tree.
+func checkTree(t *tree) error {
+	nodes := map[Ino]*inode{}
+	for i := range t.Inodes {
+		ti := &t.Inodes[i]
+		if ti.Ino == 0 || nodes[ti.Ino] != nil {
+			return errnoErr(syscall.EIO, "tree: bad or duplicate inode %d", ti.Ino)
+		}
+		nodes[ti.Ino] = &ti.Node
+	}
+	if r := nodes[RootIno]; r == nil || !r.isDir() {
+		return errnoErr(syscall.EIO, "tree: no root directory")
+	}
+	seen := map[[2]string]bool{}
+	for _, d := range t.Dirents {
+		p, c := nodes[d.Parent], nodes[d.Ino]
+		if p == nil || !p.isDir() || c == nil || d.Ino == RootIno || checkName(d.Name) != nil {
+			return errnoErr(syscall.EIO, "tree: bad directory entry")
+		}
+		k := [2]string{strconv.FormatUint(uint64(d.Parent), 10), d.Name}
+		if seen[k] {
+			return errnoErr(syscall.EIO, "tree: duplicate directory entry")
+		}
+		seen[k] = true
+	}
+	return nil
+}
+
+// recover runs at Open: drops orphans (unlinked while open at the crash), resumes journal
+// records, deletes spool files no record points at (writes never flushed) and temp files.
+func (f *FS) recover() error {
+	keep := map[uint64]bool{}
+	err := f.db.Update(func(tx *bolt.Tx) error {
+		var orphans []Ino
+		tx.Bucket(bOrphans).ForEach(func(k, _ []byte) error {
+			orphans = append(orphans, Ino(be64u(k)))
+			return nil
+		})
+		for _, ino := range orphans {
+			n, err := f.getInode(tx, ino)
+			if err == nil {
+				if err := f.deleteInode(tx, ino, &n); err != nil {
+					return err
+				}
+			}
+			tx.Bucket(bOrphans).Delete(be64(uint64(ino)))
+		}
+		var drop []uint64
+		err := tx.Bucket(bPending).ForEach(func(k, v []byte) error {
+			id := be64u(k)
+			rec, err := decodePending(v)
+			if err != nil {
+				drop = append(drop, id)
+				return nil
+			}
+			n, err := f.getInode(tx, rec.Ino)
+			if err != nil || n.Spool != id {
+				drop = append(drop, id)
+				return nil
+			}
+			if _, err := os.Stat(f.spoolPath(id)); err != nil {
+				// The spool was lost (wiped cache): fall back to the last sealed version.
+				f.log.Warn("core: spool file missing; file reverts to its last sealed version", "ino", rec.Ino)
+				n.Spool, n.Size = 0, 0
+				if n.HasRef {
+					n.Size = n.Ref.Size
+				}
+				drop = append(drop, id)
+				return f.putInode(tx, rec.Ino, &n)
+			}
+			keep[id] = true
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, id := range drop {
+			if err := tx.Bucket(bPending).Delete(be64(id)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return asErrno(err)
+	}
+	var maxID uint64
+	ents, _ := os.ReadDir(filepath.Join(f.dir, "spool"))
+	for _, e := range ents {
+		id, err := strconv.ParseUint(e.Name(), 10, 64)
+		if err == nil {
+			maxID = max(maxID, id)
+		}
+		if err != nil || !keep[id] {
+			os.Remove(filepath.Join(f.dir, "spool", e.Name()))
+			continue
+		}
+		if info, err := e.Info(); err == nil {
+			f.spoolUsed.Add(info.Size())
+		}
+	}
+	f.spoolSeq.Store(maxID)
+	for id := range keep {
+		f.spoolSeq.Store(max(f.spoolSeq.Load(), id))
+		f.enqueueSeal(id)
+	}
+	tmps, _ := os.ReadDir(filepath.Join(f.dir, "tmp"))
+	for _, e := range tmps {
+		if strings.HasPrefix(e.Name(), "seal-") || strings.HasPrefix(e.Name(), "fetch-") {
+			os.Remove(filepath.Join(f.dir, "tmp", e.Name()))
+		}
+	}
+	return nil
+}

@@ -1,0 +1,368 @@
+package core
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/imgfs/imgfs/backend"
+	"github.com/imgfs/imgfs/dedup"
+	"github.com/imgfs/imgfs/dedup/keyring"
+)
+
+// bbolt buckets of the working copy.
+var (
+	bMeta    = []byte("meta")    // counters and anchors, plain (no user data)
+	bInodes  = []byte("inodes")  // u64be(ino) -> sealed inode record
+	bDirents = []byte("dirents") // u64be(parent) || nameHash -> sealed {name, ino, type}
+	bXattrs  = []byte("xattrs")  // u64be(ino) || nameHash -> sealed {name, value}
+	bPending = []byte("pending") // u64be(spool id) -> journal record (plain: ino, size)
+	bOrphans = []byte("orphans") // u64be(ino) -> "" : unlinked while open
+	bAux     = []byte("aux")     // nested bucket per table: nameHash(key) -> sealed {key, value}
+)
+
+// meta keys
+const (
+	mInit       = "init"
+	mNextIno    = "nextIno"
+	mNextSpool  = "nextSpool"
+	mAnchorSeq  = "anchorSeq"
+	mAnchorHash = "anchorHash"
+	mChg        = "chg"          // bumped by every namespace change
+	mCommitted  = "committedChg" // chg captured by the last root written
+	mLease      = "lease"
+	mAuxLoc     = "auxloc:"   // + table: locator of its last committed object
+	mAuxDirty   = "auxdirty:" // + table: changed since then
+)
+
+// FS is an opened vault namespace.
+type FS struct {
+	store backend.Store
+	keys  *keyring.Keys
+	opts  Options
+	log   *slog.Logger
+	lc    *localCrypto
+	db    *bolt.DB
+	dir   string
+	ro    bool
+
+	// mu serialises namespace changes and guards open. Lock order: openFile.mu, then mu.
+	mu   sync.Mutex
+	open map[Ino]*openFile
+
+	spoolUsed atomic.Int64  // bytes of spool files on disk
+	spoolSeq  atomic.Uint64 // last spool id handed out
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	sealMu     sync.Mutex
+	sealQ      []uint64
+	queued     map[uint64]bool
+	sealing    map[uint64]chan struct{} // in flight; closed when done
+	sealKick   chan struct{}
+	uploading  atomic.Int64
+	commitMu   sync.Mutex
+	commitKick chan struct{}
+
+	cacheMu  sync.Mutex
+	fetching map[dedup.Locator]chan struct{}
+
+	leaseName string
+	leaseID   []byte
+	closeOnce sync.Once
+}
+
+func (f *FS) spoolPath(id uint64) string {
+	return filepath.Join(f.dir, "spool", strconv.FormatUint(id, 10))
+}
+
+func (f *FS) objPath(l dedup.Locator) string { return filepath.Join(f.dir, "obj", l.String()) }
+
+// Open opens (or, for a new vault, initialises) the namespace, replays the journal and
+// resumes pending seals and uploads. It refuses a root older than the last one this cache saw.
+func Open(ctx context.Context, store backend.Store, keys *keyring.Keys, opts Options) (*FS, error) {
+	if opts.CacheDir == "" {
+		return nil, errnoErr(syscall.EINVAL, "Options.CacheDir is required")
+	}
+	if keys == nil || len(keys.LocalKey) != 32 || len(keys.MetaKey) != 32 || len(keys.ConvergenceSecret) != 32 {
+		return nil, errnoErr(syscall.EINVAL, "incomplete keys")
+	}
+	if opts.CommitDelay <= 0 {
+		opts.CommitDelay = 2 * time.Second
+	}
+	if opts.SealWorkers <= 0 {
+		opts.SealWorkers = 2
+	}
+	if opts.ReadCacheBytes <= 0 {
+		opts.ReadCacheBytes = 512 << 20
+	}
+	f := &FS{store: store, keys: keys, opts: opts, log: opts.Logger, dir: opts.CacheDir, ro: opts.ReadOnly,
+		lc: newLocalCrypto(keys.LocalKey), open: map[Ino]*openFile{}, queued: map[uint64]bool{},
+		sealing: map[uint64]chan struct{}{}, sealKick: make(chan struct{}, 1), commitKick: make(chan struct{}, 1),
+		fetching: map[dedup.Locator]chan struct{}{}, leaseName: "locks/writer"}
+	if f.log == nil {
+		f.log = slog.Default()
+	}
+	for _, d := range []string{"", "spool", "obj", "tmp"} {
+		p := filepath.Join(f.dir, d)
+		if err := os.MkdirAll(p, 0o700); err != nil {
+			return nil, localErr("creating cache directory", err)
+		}
+		if err := os.Chmod(p, 0o700); err != nil {
+			return nil, localErr("cache directory", err)
+		}
+	}
+	db, err := bolt.Open(filepath.Join(f.dir, "state.db"), 0o600, &bolt.Options{Timeout: time.Second})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, errnoErr(syscall.EBUSY, "cache directory %s is in use by another imgfs process", f.dir)
+	}
+	if err != nil {
+		return nil, localErr("opening local state", err)
+	}
+	f.db = db
+	if err := f.start(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+func (f *FS) start(ctx context.Context) error {
+	err := f.db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bMeta, bInodes, bDirents, bXattrs, bPending, bOrphans, bAux} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return localErr("initialising local state", err)
+	}
+	if !f.ro {
+		// Lease first: no other writer may change the store while we load from it.
+		if err := f.takeLease(ctx); err != nil {
+			return err
+		}
+	}
+	if err := f.syncWithStore(ctx); err != nil {
+		f.releaseLease()
+		return err
+	}
+	if err := f.recover(); err != nil {
+		f.releaseLease()
+		return err
+	}
+	f.ctx, f.cancel = context.WithCancel(context.Background())
+	if !f.ro {
+		for i := 0; i < f.opts.SealWorkers; i++ {
+			f.wg.Add(1)
+			go f.sealWorker()
+		}
+		f.wg.Add(1)
+		go f.committer()
+		f.kickCommit()
+	}
+	return nil
+}
+
+// Close stops background work after persisting its state; pending work resumes at next Open.
+// It flushes open files that still hold unflushed writes and, when the namespace changed,
+// tries one last root commit (bounded by 30 s).
+func (f *FS) Close() error {
+	var errs []error
+	f.closeOnce.Do(func() {
+		f.mu.Lock()
+		ofs := make([]*openFile, 0, len(f.open))
+		for _, of := range f.open {
+			ofs = append(ofs, of)
+		}
+		f.mu.Unlock()
+		for _, of := range ofs {
+			if err := f.flushOpen(of); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		f.cancel()
+		f.wg.Wait()
+		if !f.ro && f.pendingCommit() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			if err := f.commitNow(ctx); err != nil {
+				errs = append(errs, err)
+			}
+			cancel()
+		}
+		if !f.ro {
+			f.releaseLease()
+		}
+		f.mu.Lock()
+		for _, of := range f.open {
+			of.closeFiles()
+		}
+		f.mu.Unlock()
+		if err := f.db.Close(); err != nil {
+			errs = append(errs, localErr("closing local state", err))
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// crash simulates kill -9 for tests: background work stops, nothing is flushed or
+// committed, the lease stays, and the db is closed without any further write.
+func (f *FS) crash() {
+	f.closeOnce.Do(func() {
+		f.cancel()
+		f.wg.Wait()
+		f.mu.Lock()
+		for _, of := range f.open {
+			of.closeFiles()
+		}
+		f.mu.Unlock()
+		f.db.Close()
+	})
+}
+
+// ---- meta helpers ----
+
+func getU64(tx *bolt.Tx, key string) uint64 {
+	v := tx.Bucket(bMeta).Get([]byte(key))
+	if len(v) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
+}
+
+func putU64(tx *bolt.Tx, key string, v uint64) error {
+	return tx.Bucket(bMeta).Put([]byte(key), be64(v))
+}
+
+// change marks the namespace changed (a root commit is due) inside a write tx.
+func change(tx *bolt.Tx) error { return putU64(tx, mChg, getU64(tx, mChg)+1) }
+
+func (f *FS) pendingCommit() bool {
+	var p bool
+	f.db.View(func(tx *bolt.Tx) error {
+		p = getU64(tx, mChg) != getU64(tx, mCommitted)
+		return nil
+	})
+	return p
+}
+
+func (f *FS) getInode(tx *bolt.Tx, ino Ino) (inode, error) {
+	k := be64(uint64(ino))
+	v := tx.Bucket(bInodes).Get(k)
+	if v == nil {
+		return inode{}, errnoErr(syscall.ENOENT, "inode %d", ino)
+	}
+	p, err := f.lc.open("inodes", k, v)
+	if err != nil {
+		return inode{}, errnoErr(syscall.EIO, "inode %d: %v", ino, err)
+	}
+	n, err := decodeInodeRecord(p)
+	if err != nil {
+		return inode{}, errnoErr(syscall.EIO, "inode %d: %v", ino, err)
+	}
+	return n, nil
+}
+
+func (f *FS) putInode(tx *bolt.Tx, ino Ino, n *inode) error {
+	k := be64(uint64(ino))
+	return tx.Bucket(bInodes).Put(k, f.lc.seal("inodes", k, encodeInodeRecord(n)))
+}
+
+type dirent struct {
+	Name string
+	Ino  Ino
+	Mode os.FileMode // type bits
+}
+
+func encodeDirent(d dirent) []byte {
+	var e encoder
+	e.str(d.Name)
+	e.u(uint64(d.Ino))
+	e.u(uint64(d.Mode.Type()))
+	return e.b
+}
+
+func decodeDirent(b []byte) (dirent, error) {
+	d := decoder{b: b}
+	de := dirent{Name: d.str(maxNameLen), Ino: Ino(d.u()), Mode: os.FileMode(d.u32())}
+	return de, d.end()
+}
+
+func (f *FS) getDirent(tx *bolt.Tx, parent Ino, name string) (dirent, bool, error) {
+	k := f.lc.direntKey(parent, name)
+	v := tx.Bucket(bDirents).Get(k)
+	if v == nil {
+		return dirent{}, false, nil
+	}
+	p, err := f.lc.open("dirents", k, v)
+	if err != nil {
+		return dirent{}, false, errnoErr(syscall.EIO, "directory entry: %v", err)
+	}
+	de, err := decodeDirent(p)
+	if err != nil {
+		return dirent{}, false, errnoErr(syscall.EIO, "directory entry: %v", err)
+	}
+	return de, true, nil
+}
+
+func (f *FS) putDirent(tx *bolt.Tx, parent Ino, de dirent) error {
+	k := f.lc.direntKey(parent, de.Name)
+	return tx.Bucket(bDirents).Put(k, f.lc.seal("dirents", k, encodeDirent(de)))
+}
+
+func (f *FS) delDirent(tx *bolt.Tx, parent Ino, name string) error {
+	return tx.Bucket(bDirents).Delete(f.lc.direntKey(parent, name))
+}
+
+// forDirents calls fn for every entry of directory parent.
+func (f *FS) forDirents(tx *bolt.Tx, parent Ino, fn func(dirent) error) error {
+	c := tx.Bucket(bDirents).Cursor()
+	pre := be64(uint64(parent))
+	for k, v := c.Seek(pre); k != nil && len(k) >= 8 && string(k[:8]) == string(pre); k, v = c.Next() {
+		p, err := f.lc.open("dirents", k, v)
+		if err != nil {
+			return errnoErr(syscall.EIO, "directory entry: %v", err)
+		}
+		de, err := decodeDirent(p)
+		if err != nil {
+			return errnoErr(syscall.EIO, "directory entry: %v", err)
+		}
+		if err := fn(de); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *FS) nextID(tx *bolt.Tx, key string) (uint64, error) {
+	v := getU64(tx, key) + 1
+	return v, putU64(tx, key, v)
+}
+
+func (f *FS) kickCommit() {
+	select {
+	case f.commitKick <- struct{}{}:
+	default:
+	}
+}
+
+func (f *FS) rofs() error { return errnoErr(syscall.EROFS, "read-only mount") }
+
+func nowNs() int64 { return time.Now().UnixNano() }
+
+var _ = fmt.Sprint

@@ -1,0 +1,648 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// openFile is the in-memory state of a regular file with at least one handle (or an
+// internal user such as SetAttr's truncate). All handles of one inode share it, so they see
+// each other's writes. Writes go to a spool file private to this open state; a spool that
+// a flush recorded in the journal is frozen and the next write copies it first
+// (copy-on-write), so a recorded version is never modified in place.
+type openFile struct {
+	f    *FS
+	ino  Ino
+	refs int // under f.mu
+
+	mu     sync.Mutex // data state below; lock order: mu, then f.mu
+	sp     *spoolFile // nil: content is the inode's recorded content (src)
+	spID   uint64
+	spDisk int64 // bytes of sp accounted in f.spoolUsed
+	frozen bool  // sp is recorded in the journal
+	dirty  bool  // sp has writes not yet flushed
+	src    io.ReaderAt
+	srcSz  int64
+	srcCl  io.Closer
+
+	amu       sync.Mutex // leaf lock for the attribute overlay
+	overlay_  bool
+	dirtyHint bool // writes since the last flush (for ContentID without of.mu)
+	size      int64
+	mtime     int64
+	unlinked  bool
+}
+
+func (of *openFile) overlay(a *Attr) {
+	of.amu.Lock()
+	defer of.amu.Unlock()
+	if of.overlay_ {
+		a.Size = of.size
+		a.Mtime = timeNs(of.mtime)
+		a.Ctime = timeNs(max(a.Ctime.UnixNano(), of.mtime))
+	}
+}
+
+func (of *openFile) setMtime(ns int64) {
+	of.amu.Lock()
+	of.mtime = ns
+	of.amu.Unlock()
+}
+
+func (of *openFile) setUnlinked() {
+	of.amu.Lock()
+	of.unlinked = true
+	of.amu.Unlock()
+}
+
+func (of *openFile) isUnlinked() bool {
+	of.amu.Lock()
+	defer of.amu.Unlock()
+	return of.unlinked
+}
+
+func (of *openFile) setSize(size int64, touch bool) {
+	of.amu.Lock()
+	of.overlay_ = true
+	of.size = size
+	if touch {
+		of.mtime = nowNs()
+		of.dirtyHint = true
+	}
+	of.amu.Unlock()
+}
+
+func (of *openFile) curSize() int64 {
+	of.amu.Lock()
+	defer of.amu.Unlock()
+	return of.size
+}
+
+func (of *openFile) closeFiles() {
+	if of.sp != nil {
+		of.sp.Close()
+	}
+	if of.srcCl != nil {
+		of.srcCl.Close()
+		of.srcCl = nil
+	}
+}
+
+// Handle is an open file. Writes go to an encrypted spool file (copy-on-write), so a crash
+// never mixes an old and a new version. All handles of one inode share one spool.
+type Handle struct {
+	f      *FS
+	of     *openFile
+	write  bool
+	append bool
+	mu     sync.Mutex
+	done   bool
+}
+
+// Ino is the inode the handle refers to.
+func (h *Handle) Ino() Ino { return h.of.ino }
+
+// acquire returns the open state of ino with one more reference. Caller holds f.mu.
+func (f *FS) acquire(ino Ino) *openFile {
+	of := f.open[ino]
+	if of == nil {
+		of = &openFile{f: f, ino: ino}
+		f.open[ino] = of
+	}
+	of.refs++
+	return of
+}
+
+// releaseOpen drops one reference; the last one closes files, drops an unflushed spool and
+// deletes an unlinked inode.
+func (f *FS) releaseOpen(of *openFile) error {
+	of.mu.Lock()
+	defer of.mu.Unlock()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	of.refs--
+	if of.refs > 0 {
+		return nil
+	}
+	delete(f.open, of.ino)
+	of.closeFiles()
+	if of.sp != nil && !of.frozen {
+		f.removeSpool(of.spID)
+	}
+	of.sp = nil
+	if !of.isUnlinked() {
+		return nil
+	}
+	return asErrno(f.db.Update(func(tx *bolt.Tx) error {
+		n, err := f.getInode(tx, of.ino)
+		if err != nil {
+			return nil // already gone
+		}
+		if n.Nlink > 0 {
+			return nil // relinked? (not possible today, but harmless)
+		}
+		return f.deleteInode(tx, of.ino, &n)
+	}))
+}
+
+func (f *FS) newHandle(of *openFile, flags int) *Handle {
+	acc := flags & (os.O_RDONLY | os.O_WRONLY | os.O_RDWR)
+	return &Handle{f: f, of: of, write: acc == os.O_WRONLY || acc == os.O_RDWR, append: flags&os.O_APPEND != 0}
+}
+
+// Create makes a regular file: EEXIST if excl and it exists; otherwise an existing regular
+// file is opened as it is (never truncated: use CreateFlags with os.O_TRUNC for that).
+func (f *FS) Create(parent Ino, name string, mode os.FileMode, excl bool) (Attr, *Handle, error) {
+	flags := os.O_RDWR | os.O_CREATE
+	if excl {
+		flags |= os.O_EXCL
+	}
+	return f.CreateFlags(parent, name, mode, flags)
+}
+
+// CreateFlags is Create with open(2) flags: O_EXCL, O_TRUNC, O_APPEND and the access mode
+// are honoured.
+func (f *FS) CreateFlags(parent Ino, name string, mode os.FileMode, flags int) (Attr, *Handle, error) {
+	if f.ro {
+		return Attr{}, nil, f.rofs()
+	}
+	if err := checkName(name); err != nil {
+		return Attr{}, nil, err
+	}
+	f.mu.Lock()
+	var existing Ino
+	var a Attr
+	err := f.update(func(tx *bolt.Tx) error {
+		de, ok, err := f.getDirent(tx, parent, name)
+		if err != nil {
+			return err
+		}
+		if ok {
+			if flags&os.O_EXCL != 0 {
+				return errnoErr(syscall.EEXIST, "%q exists", name)
+			}
+			existing = de.Ino
+			return nil
+		}
+		n := inode{Mode: mode.Perm() | (mode & (os.ModeSetuid | os.ModeSetgid | os.ModeSticky)), Nlink: 1}
+		ino, err := f.newChild(tx, parent, name, &n)
+		if err != nil {
+			return err
+		}
+		a = n.attr(ino)
+		return nil
+	})
+	if err != nil {
+		f.mu.Unlock()
+		return Attr{}, nil, err
+	}
+	if existing != 0 {
+		f.mu.Unlock()
+		h, err := f.OpenFile(existing, flags)
+		if err != nil {
+			return Attr{}, nil, err
+		}
+		a, err = f.GetAttr(existing)
+		if err != nil {
+			h.Release()
+			return Attr{}, nil, err
+		}
+		return a, h, nil
+	}
+	of := f.acquire(a.Ino)
+	f.mu.Unlock()
+	return a, f.newHandle(of, flags), nil
+}
+
+// OpenFile opens an existing regular file; flags are os.O_* (O_TRUNC truncates, O_APPEND
+// makes every WriteAt append).
+func (f *FS) OpenFile(ino Ino, flags int) (*Handle, error) {
+	acc := flags & (os.O_RDONLY | os.O_WRONLY | os.O_RDWR)
+	writable := acc == os.O_WRONLY || acc == os.O_RDWR
+	if f.ro && (writable || flags&os.O_TRUNC != 0) {
+		return nil, f.rofs()
+	}
+	f.mu.Lock()
+	var n inode
+	err := f.view(func(tx *bolt.Tx) error {
+		var err error
+		n, err = f.getInode(tx, ino)
+		return err
+	})
+	if err != nil {
+		f.mu.Unlock()
+		return nil, err
+	}
+	switch {
+	case n.isDir():
+		f.mu.Unlock()
+		return nil, errnoErr(syscall.EISDIR, "inode %d is a directory", ino)
+	case !n.isReg():
+		f.mu.Unlock()
+		return nil, errnoErr(syscall.EINVAL, "inode %d is not a regular file", ino)
+	}
+	of := f.acquire(ino)
+	f.mu.Unlock()
+	h := f.newHandle(of, flags)
+	if flags&os.O_TRUNC != 0 && writable {
+		of.mu.Lock()
+		err := of.truncateLocked(0)
+		of.mu.Unlock()
+		if err != nil {
+			h.Release()
+			return nil, err
+		}
+	}
+	return h, nil
+}
+
+// ReadAt reads like io.ReaderAt: n < len(p) only at the end of the file, with io.EOF.
+// Other errors match syscall.EIO (failed verification, store failure).
+func (h *Handle) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, errnoErr(syscall.EINVAL, "negative offset")
+	}
+	of := h.of
+	of.mu.Lock()
+	defer of.mu.Unlock()
+	if of.sp != nil {
+		n, err := of.sp.readAt(p, off, of.curSize())
+		if err != nil && err != io.EOF {
+			return n, eio("reading spool", err)
+		}
+		return n, err
+	}
+	if err := of.openSrc(); err != nil {
+		return 0, err
+	}
+	if off >= of.srcSz {
+		return 0, io.EOF
+	}
+	want := p
+	if rest := of.srcSz - off; int64(len(want)) > rest {
+		want = want[:rest]
+	}
+	n, err := of.src.ReadAt(want, off)
+	if err != nil && !(err == io.EOF && n == len(want)) {
+		return n, eio("reading content", err)
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// openSrc opens the recorded content of the inode for reading (of.mu held).
+func (of *openFile) openSrc() error {
+	if of.src != nil {
+		return nil
+	}
+	f := of.f
+	for try := 0; ; try++ {
+		f.mu.Lock()
+		var n inode
+		err := f.view(func(tx *bolt.Tx) error {
+			var err error
+			n, err = f.getInode(tx, of.ino)
+			return err
+		})
+		f.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		switch {
+		case n.Spool != 0:
+			sp, err := openSpool(f.spoolPath(n.Spool), f.lc.spool, false)
+			if err != nil {
+				if errors.Is(err, os.ErrNotExist) && try < 3 {
+					continue // sealed meanwhile: read the inode again
+				}
+				return eio("opening spool", err)
+			}
+			of.src, of.srcSz, of.srcCl = &lockedSpoolReader{s: sp, size: n.Size}, n.Size, sp
+		case n.HasRef:
+			r, cl, err := f.objectReader(f.ctxOrBackground(), n.Ref)
+			if err != nil {
+				return err
+			}
+			of.src, of.srcSz, of.srcCl = r, n.Ref.Size, cl
+		default:
+			of.src, of.srcSz = emptyReader{}, 0
+		}
+		return nil
+	}
+}
+
+type emptyReader struct{}
+
+func (emptyReader) ReadAt(p []byte, off int64) (int, error) { return 0, io.EOF }
+
+type lockedSpoolReader struct {
+	mu   sync.Mutex
+	s    *spoolFile
+	size int64
+}
+
+func (r *lockedSpoolReader) ReadAt(p []byte, off int64) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.s.readAt(p, off, r.size)
+}
+
+// ensureSpool makes of.sp a private, unfrozen spool holding the current content
+// (copy-on-write). of.mu held.
+func (of *openFile) ensureSpool(emptyOK bool) error {
+	if of.sp != nil && !of.frozen {
+		return nil
+	}
+	f := of.f
+	id := f.spoolSeq.Add(1)
+	path := f.spoolPath(id)
+	var sp *spoolFile
+	var size int64
+	var err error
+	switch {
+	case emptyOK:
+		sp, err = createSpool(path, f.lc.spool)
+	case of.sp != nil:
+		size = of.curSize()
+		if err = f.reserveSpool(spoolDiskSize(size)); err != nil {
+			return err
+		}
+		sp, err = copySpool(of.sp, path, f.lc.spool)
+	default:
+		if err = of.openSrc(); err != nil {
+			return err
+		}
+		size = of.srcSz
+		if err = f.reserveSpool(spoolDiskSize(size)); err != nil {
+			return err
+		}
+		sp, err = createSpool(path, f.lc.spool)
+		if err == nil {
+			err = copyInto(sp, of.src, size)
+			if err != nil {
+				sp.Close()
+				os.Remove(path)
+			}
+		}
+	}
+	if err != nil {
+		return localErr("creating spool", err)
+	}
+	if of.sp != nil {
+		of.sp.Close()
+	}
+	of.sp, of.spID, of.frozen, of.spDisk = sp, id, false, 0
+	of.account()
+	of.setSize(size, false)
+	return nil
+}
+
+// account brings f.spoolUsed up to date with the real size of of.sp.
+func (of *openFile) account() {
+	if st, err := of.sp.f.Stat(); err == nil {
+		of.f.spoolUsed.Add(st.Size() - of.spDisk)
+		of.spDisk = st.Size()
+	}
+}
+
+func copyInto(sp *spoolFile, src io.ReaderAt, size int64) error {
+	buf := make([]byte, spoolBlock)
+	for off := int64(0); off < size; off += spoolBlock {
+		n := min(int64(spoolBlock), size-off)
+		if _, err := src.ReadAt(buf[:n], off); err != nil && !(err == io.EOF) {
+			return eio("reading content", err)
+		}
+		clear(buf[n:])
+		if err := sp.writeBlock(off/spoolBlock, buf); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reserveSpool fails with ENOSPC when growing the spool by n bytes would pass SpoolLimit.
+func (f *FS) reserveSpool(n int64) error {
+	if f.opts.SpoolLimit > 0 && n > 0 && f.spoolUsed.Load()+n > f.opts.SpoolLimit {
+		return errnoErr(syscall.ENOSPC, "spool limit of %d bytes reached", f.opts.SpoolLimit)
+	}
+	return nil
+}
+
+// WriteAt writes p at off (at the end of the file for an O_APPEND handle). It never
+// returns a short count without an error; ENOSPC when the spool is full.
+func (h *Handle) WriteAt(p []byte, off int64) (int, error) {
+	if !h.write {
+		return 0, errnoErr(syscall.EBADF, "handle not open for writing")
+	}
+	if off < 0 {
+		return 0, errnoErr(syscall.EINVAL, "negative offset")
+	}
+	of := h.of
+	of.mu.Lock()
+	defer of.mu.Unlock()
+	if err := of.ensureSpool(false); err != nil {
+		return 0, err
+	}
+	size := of.curSize()
+	if h.append {
+		off = size
+	}
+	end := off + int64(len(p))
+	if end > size {
+		if err := of.f.reserveSpool(spoolDiskSize(end) - spoolDiskSize(size)); err != nil {
+			return 0, err
+		}
+	}
+	err := of.sp.writeAt(p, off)
+	of.account()
+	if err != nil {
+		return 0, localErr("writing spool", err)
+	}
+	of.dirty = true
+	of.setSize(max(size, end), true)
+	return len(p), nil
+}
+
+// truncateLocked sets the size (of.mu held).
+func (of *openFile) truncateLocked(size int64) error {
+	if size == 0 {
+		// Nothing to copy: start a fresh spool.
+		if of.sp != nil && !of.frozen {
+			of.sp.Close()
+			of.f.removeSpool(of.spID)
+			of.sp = nil
+			of.spDisk = 0
+		}
+		if err := of.ensureSpool(true); err != nil {
+			return err
+		}
+	} else {
+		if err := of.ensureSpool(false); err != nil {
+			return err
+		}
+		old := of.curSize()
+		if size > old {
+			if err := of.f.reserveSpool(spoolDiskSize(size) - spoolDiskSize(old)); err != nil {
+				return err
+			}
+		}
+		err := of.sp.truncate(size, old)
+		of.account()
+		if err != nil {
+			return localErr("truncating spool", err)
+		}
+	}
+	of.dirty = true
+	of.setSize(size, true)
+	return nil
+}
+
+// truncateIno is SetAttr's size change: through the open state, then flushed.
+func (f *FS) truncateIno(ino Ino, size int64) error {
+	f.mu.Lock()
+	var n inode
+	err := f.view(func(tx *bolt.Tx) error {
+		var err error
+		n, err = f.getInode(tx, ino)
+		return err
+	})
+	if err != nil {
+		f.mu.Unlock()
+		return err
+	}
+	if n.isDir() {
+		f.mu.Unlock()
+		return errnoErr(syscall.EISDIR, "truncate of a directory")
+	}
+	if !n.isReg() {
+		f.mu.Unlock()
+		return errnoErr(syscall.EINVAL, "truncate of a non-regular file")
+	}
+	of := f.acquire(ino)
+	f.mu.Unlock()
+	of.mu.Lock()
+	err = of.truncateLocked(size)
+	of.mu.Unlock()
+	if err == nil {
+		err = f.flushOpen(of)
+	}
+	return errors.Join(err, f.releaseOpen(of))
+}
+
+// Flush is close(2): returns once the spool file and a journal record are fsynced.
+func (h *Handle) Flush() error { return h.f.flushOpen(h.of) }
+
+// flushOpen records unflushed writes of of: fsync the spool file (and its directory), then
+// one bbolt transaction points the inode at the spool and adds the journal record. After it
+// the spool is frozen and queued for sealing.
+func (f *FS) flushOpen(of *openFile) error {
+	of.mu.Lock()
+	defer of.mu.Unlock()
+	if !of.dirty || of.sp == nil {
+		return nil
+	}
+	if of.isUnlinked() {
+		return nil // nothing can name it any more; the data lives until the last Release
+	}
+	if err := of.sp.f.Sync(); err != nil {
+		return localErr("fsync spool", err)
+	}
+	if err := syncDir(filepath.Join(f.dir, "spool")); err != nil {
+		return localErr("fsync spool directory", err)
+	}
+	size := of.curSize()
+	of.amu.Lock()
+	mtime := of.mtime
+	of.amu.Unlock()
+	f.mu.Lock()
+	err := f.db.Update(func(tx *bolt.Tx) error {
+		n, err := f.getInode(tx, of.ino)
+		if err != nil {
+			return err
+		}
+		if old := n.Spool; old != 0 && old != of.spID {
+			if err := tx.Bucket(bPending).Delete(be64(old)); err != nil {
+				return err
+			}
+			f.dropSpoolAfter(tx, old)
+		}
+		n.Spool, n.Size, n.Mtime, n.Ctime = of.spID, size, mtime, max(n.Ctime, mtime)
+		if err := f.putInode(tx, of.ino, &n); err != nil {
+			return err
+		}
+		return tx.Bucket(bPending).Put(be64(of.spID), encodePending(pendingRec{Ino: of.ino, Size: size}))
+	})
+	f.mu.Unlock()
+	if err != nil {
+		return asErrno(err)
+	}
+	of.dirty, of.frozen = false, true
+	of.amu.Lock()
+	of.dirtyHint = false
+	of.amu.Unlock()
+	f.enqueueSeal(of.spID)
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// Fsync returns once the content is stored and a root referencing it is written.
+func (h *Handle) Fsync(ctx context.Context) error {
+	f := h.f
+	if f.ro {
+		return nil
+	}
+	if err := f.flushOpen(h.of); err != nil {
+		return err
+	}
+	if h.of.isUnlinked() {
+		return nil
+	}
+	var spool uint64
+	f.mu.Lock()
+	err := f.view(func(tx *bolt.Tx) error {
+		n, err := f.getInode(tx, h.of.ino)
+		spool = n.Spool
+		return err
+	})
+	f.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if spool != 0 {
+		if err := f.sealNow(ctx, spool); err != nil {
+			return err
+		}
+	}
+	return f.commitNow(ctx)
+}
+
+// Release frees the handle (after the last close; errors here are not seen by programs).
+// Unflushed writes are flushed first.
+func (h *Handle) Release() error {
+	h.mu.Lock()
+	if h.done {
+		h.mu.Unlock()
+		return nil
+	}
+	h.done = true
+	h.mu.Unlock()
+	err := h.f.flushOpen(h.of)
+	return errors.Join(err, h.f.releaseOpen(h.of))
+}

@@ -1,0 +1,442 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"syscall"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/imgfs/imgfs/dedup"
+)
+
+// ---- xattrs ----
+
+const (
+	xattrCreate  = 1 // XATTR_CREATE
+	xattrReplace = 2 // XATTR_REPLACE
+)
+
+func encodeKV(k, v []byte) []byte {
+	var e encoder
+	e.bytes(k)
+	e.bytes(v)
+	return e.b
+}
+
+func decodeKV(b []byte, maxK, maxV int) ([]byte, []byte, error) {
+	d := decoder{b: b}
+	k, v := d.bytes(maxK), d.bytes(maxV)
+	return k, v, d.end()
+}
+
+func (f *FS) decodeXattr(k, v []byte) (xattr, error) {
+	p, err := f.lc.open("xattrs", k, v)
+	if err != nil {
+		return xattr{}, errnoErr(syscall.EIO, "xattr: %v", err)
+	}
+	name, val, err := decodeKV(p, maxXattrName, maxXattrValue)
+	if err != nil {
+		return xattr{}, errnoErr(syscall.EIO, "xattr: %v", err)
+	}
+	return xattr{Name: string(name), Value: val}, nil
+}
+
+func (f *FS) putXattr(tx *bolt.Tx, ino Ino, name string, value []byte) error {
+	k := f.lc.xattrKey(ino, name)
+	return tx.Bucket(bXattrs).Put(k, f.lc.seal("xattrs", k, encodeKV([]byte(name), value)))
+}
+
+func (f *FS) GetXattr(ino Ino, name string) ([]byte, error) {
+	var out []byte
+	err := f.view(func(tx *bolt.Tx) error {
+		if _, err := f.getInode(tx, ino); err != nil {
+			return err
+		}
+		k := f.lc.xattrKey(ino, name)
+		v := tx.Bucket(bXattrs).Get(k)
+		if v == nil {
+			return errnoErr(syscall.ENODATA, "no xattr %q", name)
+		}
+		x, err := f.decodeXattr(k, v)
+		out = x.Value
+		return err
+	})
+	return out, err
+}
+
+// SetXattr sets an extended attribute; flags are XATTR_CREATE (1) and XATTR_REPLACE (2).
+func (f *FS) SetXattr(ino Ino, name string, value []byte, flags int) error {
+	if f.ro {
+		return f.rofs()
+	}
+	switch {
+	case name == "":
+		return errnoErr(syscall.EINVAL, "empty xattr name")
+	case len(name) > maxXattrName:
+		return errnoErr(syscall.ERANGE, "xattr name too long")
+	case len(value) > maxXattrValue:
+		return errnoErr(syscall.E2BIG, "xattr value too large")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.update(func(tx *bolt.Tx) error {
+		n, err := f.getInode(tx, ino)
+		if err != nil {
+			return err
+		}
+		exists := tx.Bucket(bXattrs).Get(f.lc.xattrKey(ino, name)) != nil
+		if flags&xattrCreate != 0 && exists {
+			return errnoErr(syscall.EEXIST, "xattr %q exists", name)
+		}
+		if flags&xattrReplace != 0 && !exists {
+			return errnoErr(syscall.ENODATA, "no xattr %q", name)
+		}
+		n.Ctime = nowNs()
+		if err := f.putInode(tx, ino, &n); err != nil {
+			return err
+		}
+		return f.putXattr(tx, ino, name, value)
+	})
+}
+
+func (f *FS) ListXattr(ino Ino) ([]string, error) {
+	var names []string
+	err := f.view(func(tx *bolt.Tx) error {
+		if _, err := f.getInode(tx, ino); err != nil {
+			return err
+		}
+		c := tx.Bucket(bXattrs).Cursor()
+		pre := be64(uint64(ino))
+		for k, v := c.Seek(pre); k != nil && string(k[:8]) == string(pre); k, v = c.Next() {
+			x, err := f.decodeXattr(k, v)
+			if err != nil {
+				return err
+			}
+			names = append(names, x.Name)
+		}
+		return nil
+	})
+	return names, err
+}
+
+func (f *FS) RemoveXattr(ino Ino, name string) error {
+	if f.ro {
+		return f.rofs()
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.update(func(tx *bolt.Tx) error {
+		n, err := f.getInode(tx, ino)
+		if err != nil {
+			return err
+		}
+		k := f.lc.xattrKey(ino, name)
+		if tx.Bucket(bXattrs).Get(k) == nil {
+			return errnoErr(syscall.ENODATA, "no xattr %q", name)
+		}
+		n.Ctime = nowNs()
+		if err := f.putInode(tx, ino, &n); err != nil {
+			return err
+		}
+		return tx.Bucket(bXattrs).Delete(k)
+	})
+}
+
+// ---- aux tables ----
+
+func validTable(table string) error {
+	if table == "" || len(table) > 64 {
+		return errnoErr(syscall.EINVAL, "aux table name must be 1-64 bytes")
+	}
+	return nil
+}
+
+func (f *FS) putAux(tx *bolt.Tx, table string, key, value []byte) error {
+	b, err := tx.Bucket(bAux).CreateBucketIfNotExists([]byte(table))
+	if err != nil {
+		return err
+	}
+	k := f.lc.auxKey(table, key)
+	return b.Put(k, f.lc.seal("aux:"+table, k, encodeKV(key, value)))
+}
+
+func (f *FS) forAux(tx *bolt.Tx, table string, fn func(k, v []byte) error) error {
+	b := tx.Bucket(bAux).Bucket([]byte(table))
+	if b == nil {
+		return nil
+	}
+	return b.ForEach(func(k, v []byte) error {
+		p, err := f.lc.open("aux:"+table, k, v)
+		if err != nil {
+			return errnoErr(syscall.EIO, "aux record: %v", err)
+		}
+		key, val, err := decodeKV(p, maxAuxKey, maxAuxValue)
+		if err != nil {
+			return errnoErr(syscall.EIO, "aux record: %v", err)
+		}
+		return fn(key, val)
+	})
+}
+
+// markAux records that table changed (for the next commit) in a tx that also bumps chg.
+func markAux(tx *bolt.Tx, table string) error {
+	return putU64(tx, mAuxDirty+table, getU64(tx, mChg)+1)
+}
+
+// PutAux stores key -> value in an aux table (keys up to 1 KiB, values up to 16 MiB).
+func (f *FS) PutAux(table string, key, value []byte) error {
+	if f.ro {
+		return f.rofs()
+	}
+	if err := validTable(table); err != nil {
+		return err
+	}
+	if len(key) == 0 || len(key) > maxAuxKey || len(value) > maxAuxValue {
+		return errnoErr(syscall.EINVAL, "aux key or value size out of range")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.update(func(tx *bolt.Tx) error {
+		if err := markAux(tx, table); err != nil {
+			return err
+		}
+		return f.putAux(tx, table, key, value)
+	})
+}
+
+func (f *FS) GetAux(table string, key []byte) ([]byte, error) {
+	var out []byte
+	err := f.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bAux).Bucket([]byte(table))
+		k := f.lc.auxKey(table, key)
+		if b == nil || b.Get(k) == nil {
+			return errnoErr(syscall.ENOENT, "no aux entry")
+		}
+		p, err := f.lc.open("aux:"+table, k, b.Get(k))
+		if err != nil {
+			return errnoErr(syscall.EIO, "aux record: %v", err)
+		}
+		_, out, err = decodeKV(p, maxAuxKey, maxAuxValue)
+		if err != nil {
+			return errnoErr(syscall.EIO, "aux record: %v", err)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// DeleteAux removes key; deleting a missing key is not an error.
+func (f *FS) DeleteAux(table string, key []byte) error {
+	if f.ro {
+		return f.rofs()
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bAux).Bucket([]byte(table))
+		if b == nil {
+			return nil
+		}
+		if err := markAux(tx, table); err != nil {
+			return err
+		}
+		return b.Delete(f.lc.auxKey(table, key))
+	})
+}
+
+// ForEachAux calls fn for every entry of table (in no particular order). fn must not call
+// back into the FS's write methods.
+func (f *FS) ForEachAux(table string, fn func(key, value []byte) error) error {
+	return f.view(func(tx *bolt.Tx) error { return f.forAux(tx, table, fn) })
+}
+
+// ---- content identity ----
+
+// ContentID returns the locator of ino's sealed content; ok is false while the file has
+// unsealed changes (or is not a regular file). Equal IDs mean byte-identical files.
+func (f *FS) ContentID(ino Ino) (id [32]byte, ok bool, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	err = f.view(func(tx *bolt.Tx) error {
+		n, err := f.getInode(tx, ino)
+		if err != nil {
+			return err
+		}
+		if n.isReg() && n.HasRef && n.Spool == 0 && !f.openDirty(ino) {
+			id, ok = n.Ref.Locator, true
+		}
+		return nil
+	})
+	return id, ok, err
+}
+
+// openDirty reports unflushed writes (f.mu held; reads the overlay without of.mu).
+func (f *FS) openDirty(ino Ino) bool {
+	of := f.open[ino]
+	if of == nil {
+		return false
+	}
+	of.amu.Lock()
+	defer of.amu.Unlock()
+	return of.overlay_ && of.dirtyHint
+}
+
+// ForEachFile calls fn for every regular file whose content is sealed (reindexing).
+// fn runs inside a read transaction: it must not call back into the FS's write methods.
+func (f *FS) ForEachFile(fn func(ino Ino, id [32]byte) error) error {
+	return f.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bInodes).ForEach(func(k, v []byte) error {
+			ino := Ino(be64u(k))
+			n, err := f.getInode(tx, ino)
+			if err != nil {
+				return err
+			}
+			if n.isReg() && n.HasRef && n.Spool == 0 && n.Nlink > 0 {
+				return fn(ino, n.Ref.Locator)
+			}
+			return nil
+		})
+	})
+}
+
+// ReferencedObjects returns the store names of every object the current root references
+// (content, metadata, the root itself), plus content that the local working copy references
+// but has not committed yet: the live set for check and gc.
+func (f *FS) ReferencedObjects(ctx context.Context) (map[string]bool, error) {
+	live := map[string]bool{}
+	var anchor uint64
+	err := f.view(func(tx *bolt.Tx) error {
+		anchor = getU64(tx, mAnchorSeq)
+		return tx.Bucket(bInodes).ForEach(func(k, v []byte) error {
+			n, err := f.getInode(tx, Ino(be64u(k)))
+			if err != nil {
+				return err
+			}
+			if n.HasRef {
+				live[dedup.ContentName(n.Ref.Locator)] = true
+			}
+			return nil
+		})
+	})
+	if err != nil || anchor == 0 {
+		return live, err
+	}
+	r, _, err := f.loadRoot(ctx, anchor)
+	if err != nil {
+		return nil, err
+	}
+	live[dedup.RootName(anchor)] = true
+	live[dedup.MetaName(r.Tree)] = true
+	for _, a := range r.Aux {
+		live[dedup.MetaName(a.Loc)] = true
+	}
+	plain, err := f.loadMeta(ctx, "tree", r.Tree)
+	if err != nil {
+		return nil, err
+	}
+	t, err := decodeTree(plain)
+	if err != nil {
+		return nil, eio("tree", err)
+	}
+	for _, ti := range t.Inodes {
+		if ti.Node.HasRef {
+			live[dedup.ContentName(ti.Node.Ref.Locator)] = true
+		}
+	}
+	return live, nil
+}
+
+// ---- status ----
+
+func (f *FS) Statfs() (Statfs, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(f.dir, &st); err != nil {
+		return Statfs{}, localErr("statfs", err)
+	}
+	s := Statfs{Bsize: 4096}
+	scale := uint64(st.Bsize) / 4096
+	if scale == 0 {
+		scale = 1
+	}
+	// Space: the store is unbounded as far as we know; what can run out is the spool disk.
+	s.Blocks, s.Bfree, s.Bavail = st.Blocks*scale, st.Bfree*scale, st.Bavail*scale
+	if lim := f.opts.SpoolLimit; lim > 0 {
+		free := max(lim-f.spoolUsed.Load(), 0) / 4096
+		s.Blocks = uint64(lim / 4096)
+		s.Bfree, s.Bavail = min(s.Bfree, uint64(free)), min(s.Bavail, uint64(free))
+	}
+	var files uint64
+	f.db.View(func(tx *bolt.Tx) error {
+		files = uint64(tx.Bucket(bInodes).Stats().KeyN)
+		return nil
+	})
+	s.Files = files + 1<<32
+	s.Ffree = 1 << 32
+	return s, nil
+}
+
+// Status counts files, bytes and pending work (a scan of the working copy).
+func (f *FS) Status() Status {
+	var s Status
+	seen := map[dedup.Locator]bool{}
+	f.db.View(func(tx *bolt.Tx) error {
+		tx.Bucket(bInodes).ForEach(func(k, v []byte) error {
+			n, err := f.getInode(tx, Ino(be64u(k)))
+			if err != nil || n.Nlink == 0 {
+				return nil
+			}
+			switch {
+			case n.isDir():
+				s.Dirs++
+			case n.isReg():
+				s.Files++
+				s.LogicalBytes += n.Size
+				if n.HasRef && !seen[n.Ref.Locator] {
+					seen[n.Ref.Locator] = true
+					s.ContentObjects++
+					s.StoredBytes += dedup.ObjectSize(n.Ref.Size)
+				}
+			}
+			return nil
+		})
+		s.PendingSeals = int64(tx.Bucket(bPending).Stats().KeyN)
+		s.PendingCommit = getU64(tx, mChg) != getU64(tx, mCommitted)
+		return nil
+	})
+	s.PendingUploads = f.uploading.Load()
+	return s
+}
+
+// Sync waits until nothing is pending: every flushed file sealed and stored, the root
+// written. Files with unflushed writes (open, not yet closed) are not included.
+func (f *FS) Sync(ctx context.Context) error {
+	if f.ro {
+		return nil
+	}
+	for round := 0; ; round++ {
+		var ids []uint64
+		err := f.view(func(tx *bolt.Tx) error {
+			return tx.Bucket(bPending).ForEach(func(k, _ []byte) error {
+				ids = append(ids, be64u(k))
+				return nil
+			})
+		})
+		if err != nil {
+			return err
+		}
+		if len(ids) == 0 || round > 3 {
+			break
+		}
+		var errs []error
+		for _, id := range ids {
+			if err := f.sealNow(ctx, id); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if err := errors.Join(errs...); err != nil {
+			return err
+		}
+	}
+	return f.commitNow(ctx)
+}

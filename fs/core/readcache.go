@@ -1,0 +1,148 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/imgfs/imgfs/backend"
+	"github.com/imgfs/imgfs/dedup"
+)
+
+// Read cache: CacheDir/obj/<locator hex> holds whole content objects exactly as stored
+// (ciphertext). An object enters the cache after sealing (we wrote it) or after a fetch
+// whose SHA-256 matched the locator; every read still goes through dedup.OpenReader, which
+// authenticates each segment, so a damaged cache file gives EIO, never wrong bytes (and is
+// dropped so the next read refetches).
+
+func (f *FS) objectReader(ctx context.Context, ref dedup.Ref) (io.ReaderAt, io.Closer, error) {
+	want := dedup.ObjectSize(ref.Size)
+	for try := 0; try < 2; try++ {
+		p := f.objPath(ref.Locator)
+		file, err := os.Open(p)
+		if errors.Is(err, os.ErrNotExist) {
+			if err := f.fetch(ctx, ref.Locator, want); err != nil {
+				return nil, nil, err
+			}
+			file, err = os.Open(p)
+		}
+		if err != nil {
+			return nil, nil, localErr("opening cached object", err)
+		}
+		r, err := dedup.OpenReader(ref, file, want)
+		if err != nil {
+			file.Close()
+			os.Remove(p)
+			if try == 0 {
+				continue
+			}
+			return nil, nil, eio("content object "+ref.Locator.String(), err)
+		}
+		now := timeNow()
+		os.Chtimes(p, now, now) // LRU order
+		return r, file, nil
+	}
+	panic("unreachable")
+}
+
+// fetch downloads one content object into the cache after checking its hash.
+func (f *FS) fetch(ctx context.Context, loc dedup.Locator, size int64) error {
+	var ch chan struct{}
+	for {
+		f.cacheMu.Lock()
+		other, busy := f.fetching[loc]
+		if !busy {
+			ch = make(chan struct{})
+			f.fetching[loc] = ch
+			f.cacheMu.Unlock()
+			break
+		}
+		f.cacheMu.Unlock()
+		select {
+		case <-other:
+			if _, err := os.Stat(f.objPath(loc)); err == nil {
+				return nil
+			}
+		case <-ctx.Done():
+			return eio("fetching content", ctx.Err())
+		}
+	}
+	defer func() {
+		f.cacheMu.Lock()
+		delete(f.fetching, loc)
+		f.cacheMu.Unlock()
+		close(ch)
+	}()
+	name := dedup.ContentName(loc)
+	rc, err := f.store.Get(ctx, name, 0, -1)
+	if err != nil {
+		if errors.Is(err, backend.ErrNotExist) {
+			return eio("content object "+loc.String()+" is missing from the store", err)
+		}
+		return eio("fetching "+name, err)
+	}
+	defer rc.Close()
+	tmp, err := os.CreateTemp(filepath.Join(f.dir, "tmp"), "fetch-")
+	if err != nil {
+		return localErr("creating temporary object", err)
+	}
+	defer func() {
+		tmp.Close()
+		os.Remove(tmp.Name())
+	}()
+	n, err := io.Copy(tmp, io.LimitReader(rc, size+1))
+	if err != nil {
+		return eio("fetching "+name, err)
+	}
+	if n != size {
+		return eio("fetching "+name, errors.New("object has the wrong size"))
+	}
+	if err := dedup.VerifyObject(loc, tmp, size); err != nil {
+		return eio("fetching "+name, err)
+	}
+	if err := os.Rename(tmp.Name(), f.objPath(loc)); err != nil {
+		return localErr("caching object", err)
+	}
+	f.touchCache()
+	return nil
+}
+
+// touchCache evicts least recently used objects beyond ReadCacheBytes. Open readers keep
+// their file descriptors, so evicting a file in use is harmless.
+func (f *FS) touchCache() {
+	dir := filepath.Join(f.dir, "obj")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	type ent struct {
+		name string
+		size int64
+		mt   int64
+	}
+	var all []ent
+	var total int64
+	for _, e := range ents {
+		info, err := e.Info()
+		if err != nil {
+			continue
+		}
+		all = append(all, ent{e.Name(), info.Size(), info.ModTime().UnixNano()})
+		total += info.Size()
+	}
+	if total <= f.opts.ReadCacheBytes {
+		return
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].mt < all[j].mt })
+	for _, e := range all {
+		if total <= f.opts.ReadCacheBytes {
+			break
+		}
+		if os.Remove(filepath.Join(dir, e.name)) == nil {
+			total -= e.size
+		}
+	}
+}

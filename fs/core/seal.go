@@ -1,0 +1,219 @@
+package core
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/imgfs/imgfs/dedup"
+	"github.com/imgfs/imgfs/dedup/keyring"
+)
+
+// Sealing: a flushed spool (journal record "pending") is read, sealed into a content object
+// in CacheDir/tmp, uploaded (dedup check first), and then one bbolt transaction swaps the
+// inode to the content reference, if the inode still points at that spool, and drops the
+// journal record. Only after that commit is the spool file deleted.
+
+func (f *FS) ctxOrBackground() context.Context {
+	if f.ctx != nil {
+		return f.ctx
+	}
+	return context.Background()
+}
+
+func (f *FS) enqueueSeal(id uint64) {
+	if f.ro {
+		return
+	}
+	f.sealMu.Lock()
+	if !f.queued[id] {
+		f.queued[id] = true
+		f.sealQ = append(f.sealQ, id)
+	}
+	f.sealMu.Unlock()
+	select {
+	case f.sealKick <- struct{}{}:
+	default:
+	}
+}
+
+func (f *FS) sealWorker() {
+	defer f.wg.Done()
+	for {
+		f.sealMu.Lock()
+		var id uint64
+		if len(f.sealQ) > 0 {
+			id = f.sealQ[0]
+			f.sealQ = f.sealQ[1:]
+			delete(f.queued, id)
+		}
+		more := len(f.sealQ) > 0
+		f.sealMu.Unlock()
+		if more {
+			select { // let another worker pick up the rest
+			case f.sealKick <- struct{}{}:
+			default:
+			}
+		}
+		if id == 0 {
+			select {
+			case <-f.ctx.Done():
+				return
+			case <-f.sealKick:
+			}
+			continue
+		}
+		if err := f.sealOne(f.ctx, id); err != nil && !errors.Is(err, errBusy) {
+			if f.ctx.Err() != nil {
+				return
+			}
+			f.log.Warn("core: sealing failed; will retry", "spool", id, "err", err)
+			time.AfterFunc(5*time.Second, func() {
+				if f.ctx.Err() == nil {
+					f.enqueueSeal(id)
+				}
+			})
+		}
+	}
+}
+
+// sealNow seals spool id now (or waits for a worker that is doing it), for Fsync and Sync.
+func (f *FS) sealNow(ctx context.Context, id uint64) error {
+	for {
+		err := f.sealOne(ctx, id)
+		if !errors.Is(err, errBusy) {
+			return err
+		}
+	}
+}
+
+var errBusy = errors.New("busy")
+
+// sealOne seals one journal record. If another goroutine is sealing it, it waits for that
+// one and returns errBusy so the caller re-checks.
+func (f *FS) sealOne(ctx context.Context, id uint64) error {
+	f.sealMu.Lock()
+	if ch, ok := f.sealing[id]; ok {
+		f.sealMu.Unlock()
+		select {
+		case <-ch:
+			return errBusy
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	ch := make(chan struct{})
+	f.sealing[id] = ch
+	f.sealMu.Unlock()
+	defer func() {
+		f.sealMu.Lock()
+		delete(f.sealing, id)
+		f.sealMu.Unlock()
+		close(ch)
+	}()
+
+	var rec pendingRec
+	var have bool
+	err := f.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bPending).Get(be64(id))
+		if v == nil {
+			return nil
+		}
+		var err error
+		rec, err = decodePending(v)
+		have = err == nil
+		return err
+	})
+	if err != nil {
+		return asErrno(err)
+	}
+	if !have {
+		return nil // done or superseded
+	}
+	sp, err := openSpool(f.spoolPath(id), f.lc.spool, false)
+	if err != nil {
+		return eio("opening spool", err)
+	}
+	defer sp.Close()
+	tmp, err := os.CreateTemp(filepath.Join(f.dir, "tmp"), "seal-")
+	if err != nil {
+		return localErr("creating temporary object", err)
+	}
+	tmpName := tmp.Name()
+	defer func() {
+		tmp.Close()
+		os.Remove(tmpName)
+	}()
+	w := bufio.NewWriterSize(tmp, 256<<10)
+	ref, err := dedup.Seal(f.keys.ConvergenceSecret, spoolReader{sp, rec.Size}, rec.Size, w)
+	if err == nil {
+		err = w.Flush()
+	}
+	if err != nil {
+		return localErr("sealing", err)
+	}
+	objSize := dedup.ObjectSize(rec.Size)
+	f.uploading.Add(1)
+	_, err = dedup.UploadWith(ctx, f.store, ref.Locator, tmp, objSize,
+		dedup.UploadOptions{Verify: f.keys.Mode != "" && f.keys.Mode != keyring.ModeVault, Logger: f.log})
+	f.uploading.Add(-1)
+	if err != nil {
+		return eio("uploading content", err)
+	}
+	// Keep the object as a read-cache entry: it is ciphertext and it is what we stored.
+	if err := os.Rename(tmpName, f.objPath(ref.Locator)); err == nil {
+		f.touchCache()
+	}
+
+	swapped := false
+	f.mu.Lock()
+	err = f.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bPending).Get(be64(id)) == nil {
+			return nil
+		}
+		if err := tx.Bucket(bPending).Delete(be64(id)); err != nil {
+			return err
+		}
+		f.dropSpoolAfter(tx, id)
+		n, err := f.getInode(tx, rec.Ino)
+		if err != nil || n.Spool != id {
+			return nil // deleted or superseded by a newer flush
+		}
+		n.Spool, n.HasRef, n.Ref, n.Size = 0, true, ref, rec.Size
+		if err := f.putInode(tx, rec.Ino, &n); err != nil {
+			return err
+		}
+		swapped = true
+		return change(tx)
+	})
+	f.mu.Unlock()
+	if err != nil {
+		return asErrno(err)
+	}
+	if swapped {
+		f.kickCommit()
+		if cb := f.opts.OnSealed; cb != nil {
+			if ctx == f.ctx {
+				cb(rec.Ino) // a background worker
+			} else {
+				go cb(rec.Ino) // Fsync/Sync: keep the callback off the caller's path
+			}
+		}
+	}
+	return nil
+}
+
+// removeSpool deletes a spool file and its accounting.
+func (f *FS) removeSpool(id uint64) {
+	p := f.spoolPath(id)
+	if st, err := os.Stat(p); err == nil {
+		if os.Remove(p) == nil {
+			f.spoolUsed.Add(-st.Size())
+		}
+	}
+}

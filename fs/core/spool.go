@@ -1,0 +1,252 @@
+package core
+
+import (
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"golang.org/x/crypto/hkdf"
+
+	"crypto/sha256"
+)
+
+// Spool file format (local only, never uploaded):
+//
+//	header (64 bytes) = "IMGFSSP1" || salt(32) || 24 zero bytes
+//	slot i            = nonce(12) || AES-256-GCM(K_file, nonce, block i, AAD = u64be(i))
+//
+// K_file = HKDF(K_spool, salt). Every block is a full 64 KiB of plaintext (zeros past the
+// file size), so slot i lives at a fixed offset and a partial write is read-modify-write of
+// one block. Each block write draws a fresh random nonce (a file sees far fewer than 2^32
+// block writes), which also makes a byte copy of a spool file safe to keep writing. An
+// all-zero nonce marks a hole (never written, or past a truncation): it reads as zeros.
+// The file size is not in the spool; the inode record (or the journal) holds it.
+const (
+	spoolBlock  = 64 << 10
+	spoolSlot   = 12 + spoolBlock + 16
+	spoolHeader = 64
+)
+
+var spoolMagic = []byte("IMGFSSP1")
+
+type spoolFile struct {
+	f    *os.File
+	aead cipher.AEAD
+	buf  []byte // one slot, reused; callers serialise access to a spoolFile
+	pt   []byte // one plaintext block
+}
+
+func spoolKey(k []byte, salt []byte) []byte {
+	out := make([]byte, 32)
+	if _, err := io.ReadFull(hkdf.New(sha256.New, k, salt, []byte("imgfs v1 spool file")), out); err != nil {
+		panic(err)
+	}
+	return out
+}
+
+func newSpoolFile(f *os.File, key []byte) *spoolFile {
+	return &spoolFile{f: f, aead: newAEAD(key), buf: make([]byte, spoolSlot), pt: make([]byte, spoolBlock)}
+}
+
+// createSpool makes a new empty spool file at path with a fresh salt.
+func createSpool(path string, k []byte) (*spoolFile, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	hdr := make([]byte, spoolHeader)
+	copy(hdr, spoolMagic)
+	salt := hdr[8:40]
+	if _, err := rand.Read(salt); err != nil {
+		panic(err)
+	}
+	if _, err := f.WriteAt(hdr, 0); err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, err
+	}
+	return newSpoolFile(f, spoolKey(k, salt)), nil
+}
+
+// openSpool opens an existing spool file.
+func openSpool(path string, k []byte, write bool) (*spoolFile, error) {
+	flag := os.O_RDONLY
+	if write {
+		flag = os.O_RDWR
+	}
+	f, err := os.OpenFile(path, flag, 0)
+	if err != nil {
+		return nil, err
+	}
+	hdr := make([]byte, spoolHeader)
+	if _, err := f.ReadAt(hdr, 0); err != nil || string(hdr[:8]) != string(spoolMagic) {
+		f.Close()
+		return nil, fmt.Errorf("spool %s: bad header", path)
+	}
+	return newSpoolFile(f, spoolKey(k, hdr[8:40])), nil
+}
+
+// copySpool copies src's bytes into a new file at path (same salt, so same key).
+func copySpool(src *spoolFile, path string, k []byte) (*spoolFile, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := io.Copy(f, io.NewSectionReader(src.f, 0, 1<<62)); err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, err
+	}
+	hdr := make([]byte, spoolHeader)
+	if _, err := f.ReadAt(hdr, 0); err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, err
+	}
+	return newSpoolFile(f, spoolKey(k, hdr[8:40])), nil
+}
+
+func (s *spoolFile) Close() error { return s.f.Close() }
+
+var errSpoolAuth = errors.New("spool block failed authentication")
+
+func slotOff(i int64) int64 { return spoolHeader + i*spoolSlot }
+
+// readBlock returns the plaintext of block i (64 KiB; zeros for a hole). The result is
+// s.pt, valid until the next call.
+func (s *spoolFile) readBlock(i int64) ([]byte, error) {
+	n, err := s.f.ReadAt(s.buf, slotOff(i))
+	if err != nil && err != io.EOF {
+		return nil, err
+	}
+	if n < spoolSlot || allZero(s.buf[:12]) {
+		if n > 12 && !allZero(s.buf[:12]) {
+			return nil, errSpoolAuth // torn slot
+		}
+		clear(s.pt)
+		return s.pt, nil
+	}
+	var aad [8]byte
+	binary.BigEndian.PutUint64(aad[:], uint64(i))
+	pt, err := s.aead.Open(s.pt[:0], s.buf[:12], s.buf[12:], aad[:])
+	if err != nil {
+		return nil, errSpoolAuth
+	}
+	return pt, nil
+}
+
+// writeBlock encrypts a full 64 KiB block into slot i.
+func (s *spoolFile) writeBlock(i int64, pt []byte) error {
+	nonce := s.buf[:12]
+	for {
+		if _, err := rand.Read(nonce); err != nil {
+			panic(err)
+		}
+		if !allZero(nonce) {
+			break
+		}
+	}
+	var aad [8]byte
+	binary.BigEndian.PutUint64(aad[:], uint64(i))
+	out := s.aead.Seal(s.buf[:12], nonce, pt, aad[:])
+	_, err := s.f.WriteAt(out, slotOff(i))
+	return err
+}
+
+// readAt reads plaintext bytes [off, off+len(p)) of a file of the given size.
+func (s *spoolFile) readAt(p []byte, off, size int64) (int, error) {
+	if off >= size {
+		return 0, io.EOF
+	}
+	n := 0
+	for n < len(p) && off < size {
+		i := off / spoolBlock
+		pt, err := s.readBlock(i)
+		if err != nil {
+			return n, err
+		}
+		lo := off - i*spoolBlock
+		hi := min(int64(spoolBlock), size-i*spoolBlock)
+		c := copy(p[n:], pt[lo:hi])
+		n += c
+		off += int64(c)
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// writeAt writes p at off. Blocks are read-modify-written; the caller keeps bytes past the
+// file size zero (truncate does), so extending a file exposes zeros only.
+func (s *spoolFile) writeAt(p []byte, off int64) error {
+	for len(p) > 0 {
+		i := off / spoolBlock
+		lo := off - i*spoolBlock
+		c := min(int64(len(p)), spoolBlock-lo)
+		var blk []byte
+		if lo == 0 && c == spoolBlock {
+			blk = p[:c]
+		} else {
+			pt, err := s.readBlock(i)
+			if err != nil {
+				return err
+			}
+			copy(pt[lo:], p[:c])
+			blk = pt
+		}
+		if err := s.writeBlock(i, blk); err != nil {
+			return err
+		}
+		p = p[c:]
+		off += c
+	}
+	return nil
+}
+
+// truncate sets the file size from oldSize to size: blocks past the end are dropped and
+// the tail of the last block is zeroed.
+func (s *spoolFile) truncate(size, oldSize int64) error {
+	nb := (size + spoolBlock - 1) / spoolBlock
+	if size < oldSize && size%spoolBlock != 0 {
+		i := size / spoolBlock
+		pt, err := s.readBlock(i)
+		if err != nil {
+			return err
+		}
+		clear(pt[size-i*spoolBlock:])
+		if err := s.writeBlock(i, pt); err != nil {
+			return err
+		}
+	}
+	if size < oldSize {
+		return s.f.Truncate(slotOff(nb))
+	}
+	return nil
+}
+
+// diskSize is the number of bytes the spool file takes for a file of the given size.
+func spoolDiskSize(size int64) int64 {
+	return slotOff((size + spoolBlock - 1) / spoolBlock)
+}
+
+// readerAt adapts a spool of a fixed size to io.ReaderAt (for dedup.Seal).
+type spoolReader struct {
+	s    *spoolFile
+	size int64
+}
+
+func (r spoolReader) ReadAt(p []byte, off int64) (int, error) { return r.s.readAt(p, off, r.size) }
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
