@@ -142,7 +142,7 @@ func encodeJPEG(tb testing.TB, img image.Image, q int) []byte {
 
 func TestEmbedProperties(t *testing.T) {
 	m := testModel(t)
-	if !strings.HasPrefix(m.ID(), "mobilenet_v2@") || !strings.Contains(m.ID(), "/r1:") {
+	if !strings.HasPrefix(m.ID(), "mobilenet_v2@") || !strings.Contains(m.ID(), "/r2:") {
 		t.Errorf("ID %q", m.ID())
 	}
 	if m.Dim() != 864 {
@@ -185,7 +185,7 @@ func TestEmbedProperties(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.ModelID != m.ID() {
+	if e.ModelID != m.Version() || e.PHash == 0 || e.DHash == 0 {
 		t.Errorf("ModelID %q", e.ModelID)
 	}
 	small := boxShrink(a, 320, 240)

@@ -1,22 +1,16 @@
 package embed
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"image"
-	_ "image/gif" // formats for EmbedFile until embed/imgdecode lands
-	_ "image/jpeg"
-	_ "image/png"
 	"io"
 	"math"
 	"strconv"
 	"strings"
 
-	_ "golang.org/x/image/bmp"
-	_ "golang.org/x/image/tiff"
-	_ "golang.org/x/image/webp"
+	"github.com/imgfs/imgfs/embed/imgdecode"
+	"github.com/imgfs/imgfs/embed/phash"
 )
 
 // Recipe says how a decoded image becomes an embedding vector. Changing any field changes
@@ -35,7 +29,8 @@ type Recipe struct {
 var DefaultRecipe = Recipe{Layers: []string{"block_12_add"}, Pool: "max", Grid: 3}
 
 // recipeVersion counts changes to how Recipe fields are interpreted (or to preprocessing).
-const recipeVersion = 1
+// 2: EXIF orientation applied; JPEGs decoded at reduced DCT scale (Decode).
+const recipeVersion = 2
 
 // String is the recipe's stable identifier.
 func (r Recipe) String() string {
@@ -103,8 +98,13 @@ func (m *Model) SetRecipe(r Recipe) error {
 func (m *Model) Recipe() Recipe { return m.recipe }
 
 // ID identifies model weights, preprocessing and recipe: embeddings with different IDs are
-// not comparable. Example: "mobilenet_v2@3f2a9c01d2e4/r1:sq-bilinear-pm1:block_10_expand_relu:max".
+// not comparable. Example: "mobilenet_v2@3f2a9c01d2e4/r2:jpegdct-sq-bilinear-pm1:block_12_add:max:grid3".
 func (m *Model) ID() string { return m.id + "/" + m.recipe.String() }
+
+// Version is the embedding version to store next to every vector: model weights (a hash of
+// the model file), preprocessing version and recipe (the same string as ID). Vectors whose
+// stored Version differs from the loaded model's must be recomputed.
+func (m *Model) Version() string { return m.ID() }
 
 // Dim is the length of the vectors Embed returns.
 func (m *Model) Dim() int {
@@ -206,36 +206,42 @@ func (m *Model) FeatureMaps(img image.Image, flip bool, layers ...string) ([]Fea
 // Embedding is what the index stores per image.
 type Embedding struct {
 	Vector  []float32 // unit length
-	PHash   uint64    // 64-bit perceptual hash (0 when not computed)
-	ModelID string    // Model.ID() at the time: recompute when it differs
+	PHash   uint64    // 64-bit DCT perceptual hash (embed/phash) of the same decoded image
+	DHash   uint64    // 64-bit difference hash
+	ModelID string    // Model.Version() at the time: recompute when it differs
 }
 
-// MaxPixels caps decoded image size (width*height) against decompression bombs.
-const MaxPixels = 200_000_000
+// MaxPixels is the default cap on an image's declared width*height (decompression bombs).
+const MaxPixels = 100_000_000
 
-// MaxDecodeSide is the longest side EmbedFile asks the decoder for: the network sees
-// 224x224, so decoding at reduced scale loses nothing.
-const MaxDecodeSide = 512
+// MinDecodeSide is the smallest side Decode asks a scaling decoder for: twice the network's
+// 224-pixel input, so that the box pre-shrink and the bilinear filter still see every pixel.
+const MinDecodeSide = 448
 
-// DecodeImage decodes an image of any supported format, refusing images over MaxPixels.
+// Decode decodes an image (JPEG, PNG, GIF, WebP, BMP, TIFF; EXIF orientation applied) for
+// Embed and the perceptual hashes: JPEGs may come back downscaled in the DCT domain to no
+// less than MinDecodeSide pixels a side (libjpeg-turbo; about 8x faster for a 12 MP photo),
+// so use embed/imgdecode for pixels to display. Images declaring more than maxPixels pixels
+// are refused before decoding. Embed(Decode(x)) is exactly what EmbedFile(x) computes.
+func Decode(r io.Reader, maxPixels int) (image.Image, string, error) {
+	b, err := io.ReadAll(io.LimitReader(r, imgdecode.MaxInputBytes+1))
+	if err != nil {
+		return nil, "", fmt.Errorf("embed: read: %v", err)
+	}
+	if len(b) > imgdecode.MaxInputBytes {
+		return nil, "", fmt.Errorf("embed: image file larger than %d bytes", imgdecode.MaxInputBytes)
+	}
+	return imgdecode.DecodeWith(b, imgdecode.Options{MaxPixels: maxPixels, MinWidth: MinDecodeSide, MinHeight: MinDecodeSide})
+}
+
+// DecodeImage is Decode with the default MaxPixels.
 func DecodeImage(r io.Reader) (image.Image, error) {
-	br := bufio.NewReader(r)
-	var head bytes.Buffer
-	cfg, _, err := image.DecodeConfig(io.TeeReader(br, &head))
-	if err != nil {
-		return nil, fmt.Errorf("embed: decode: %v", err)
-	}
-	if cfg.Width <= 0 || cfg.Height <= 0 || int64(cfg.Width)*int64(cfg.Height) > MaxPixels {
-		return nil, fmt.Errorf("embed: image %dx%d exceeds %d pixels", cfg.Width, cfg.Height, MaxPixels)
-	}
-	img, _, err := image.Decode(io.MultiReader(&head, br))
-	if err != nil {
-		return nil, fmt.Errorf("embed: decode: %v", err)
-	}
-	return img, nil
+	img, _, err := Decode(r, MaxPixels)
+	return img, err
 }
 
-// EmbedFile decodes an image and computes its embedding. Safe for concurrent use.
+// EmbedFile decodes an image and computes its embedding and perceptual hashes. Safe for
+// concurrent use.
 func EmbedFile(m *Model, r io.Reader) (Embedding, error) {
 	img, err := DecodeImage(r)
 	if err != nil {
@@ -245,5 +251,6 @@ func EmbedFile(m *Model, r io.Reader) (Embedding, error) {
 	if err != nil {
 		return Embedding{}, err
 	}
-	return Embedding{Vector: v, ModelID: m.ID()}, nil
+	ph, dh := phash.Hashes(img)
+	return Embedding{Vector: v, PHash: ph, DHash: dh, ModelID: m.Version()}, nil
 }

@@ -6,6 +6,8 @@ import (
 	"image/draw"
 
 	xdraw "golang.org/x/image/draw"
+
+	"github.com/imgfs/imgfs/embed/imgdecode"
 )
 
 // Preprocessing, version 1: the whole image (no crop, aspect ratio not kept: near-duplicates
@@ -14,7 +16,18 @@ import (
 // to the network's input size with an anti-aliased bilinear filter (golang.org/x/image/draw
 // BiLinear, which widens its kernel when shrinking), alpha composited over white, then each
 // 8-bit channel v maps to v/127.5-1 (Keras MobileNetV2's [-1, 1] convention).
-const preprocessID = "sq-bilinear-pm1"
+//
+// Decode (recipe version 2) applies the EXIF orientation and decodes JPEGs at the smallest
+// k/8 DCT scale that keeps both sides >= MinDecodeSide ("jpegdct"; "jpegfull" in builds
+// without libjpeg-turbo, whose vectors differ slightly and so carry another ID).
+var preprocessID = jpegMode() + "-sq-bilinear-pm1"
+
+func jpegMode() string {
+	if imgdecode.ScaledJPEG {
+		return "jpegdct"
+	}
+	return "jpegfull"
+}
 
 // ErrEmptyImage is returned for images without pixels.
 var ErrEmptyImage = errors.New("embed: image has no pixels")
