@@ -188,6 +188,11 @@ func (s *Store) put(ctx context.Context, opName, name string, r io.Reader, size 
 		return cr.n == 0
 	}
 	return s.do(ctx, opName, name, timeout, canRetry, func(actx context.Context) error {
+		if seeker != nil {
+			// Hand the seekable source itself on: the inner store may want to read it twice
+			// (the S3 store hashes before sending).
+			return fn(actx, name, r, size)
+		}
 		return fn(actx, name, cr, size)
 	})
 }

@@ -4,11 +4,13 @@
 //	/path/to/dir, ./dir, file:///path    a local directory store (backend/local)
 //	s3:http://HOST:PORT/BUCKET[/PREFIX]  an S3-compatible store (backend/s3)
 //	s3:https://HOST[:PORT]/BUCKET[/PREFIX][?region=R]
+//
+// S3 stores come wrapped in backend/retry (bounded retries, per-request deadlines);
+// credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the AWS credentials file.
 package storeurl
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,6 +18,8 @@ import (
 
 	"github.com/imgfs/imgfs/backend"
 	"github.com/imgfs/imgfs/backend/local"
+	"github.com/imgfs/imgfs/backend/retry"
+	"github.com/imgfs/imgfs/backend/s3"
 )
 
 // Default returns the default local store directory: $XDG_DATA_HOME/imgfs/store, or
@@ -34,19 +38,17 @@ func Default() string {
 // IsRemote reports whether url names a remote (S3) store rather than a local directory.
 func IsRemote(url string) bool { return strings.HasPrefix(url, "s3:") }
 
-// openS3 is set by s3.go once the S3 backend is linked in.
-var openS3 func(ctx context.Context, url string) (backend.Store, error)
-
 // Open opens the store that url names; see the package comment for the forms.
 func Open(ctx context.Context, url string) (backend.Store, error) {
 	switch {
 	case url == "":
 		return local.Open(Default())
 	case strings.HasPrefix(url, "s3:"):
-		if openS3 == nil {
-			return nil, errors.New("store URL " + url + ": S3 stores are not built into this binary")
+		st, err := s3.Open(ctx, url)
+		if err != nil {
+			return nil, err
 		}
-		return openS3(ctx, url)
+		return retry.New(st, retry.Options{}), nil
 	case strings.HasPrefix(url, "file://"):
 		p := strings.TrimPrefix(url, "file://")
 		if !filepath.IsAbs(p) {
