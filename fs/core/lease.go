@@ -6,19 +6,59 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"os"
 	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/imgfs/imgfs/backend"
+	"github.com/imgfs/imgfs/dedup"
 )
 
-// The writer lease is the store object "locks/writer" holding 16 random bytes (nothing about
-// the vault or its user). A writer mount creates it with a create-only Put and deletes it
-// at Close; the id is also kept in the cache, so the same cache reopening after a crash
-// takes its own stale lease back. A stale lease of another machine needs BreakLease.
-// Read-only mounts do not take it.
+// The writer lease is the store object "locks/writer": a metadata object of kind "lease"
+// (encrypted, so the store learns nothing) holding {id, host, pid, time}. A writer mount
+// creates it with a create-only Put and deletes it at Close. It is taken over without
+// asking when it is provably stale:
+//   - its id is the one kept in this cache (this cache's mount crashed), or
+//   - it names this host and a pid that no longer runs (a crash here, cache wiped).
+// Anything else needs Options.BreakLease. Read-only mounts do not take it.
+
+const leaseMagic = "IMGFSLS1"
+
+type leaseRec struct {
+	ID   []byte
+	Host string
+	Pid  uint64
+	Time int64
+}
+
+func encodeLease(l leaseRec) []byte {
+	var e encoder
+	e.fixed([]byte(leaseMagic))
+	e.bytes(l.ID)
+	e.str(l.Host)
+	e.u(l.Pid)
+	e.i(l.Time)
+	return e.b
+}
+
+func decodeLease(b []byte) (leaseRec, error) {
+	d := decoder{b: b}
+	if string(d.fixed(len(leaseMagic))) != leaseMagic {
+		d.fail()
+	}
+	l := leaseRec{ID: d.bytes(64), Host: d.str(255), Pid: d.u(), Time: d.i()}
+	return l, d.end()
+}
+
+func pidAlive(pid uint64) bool {
+	if pid == 0 || pid > 1<<22 {
+		return false
+	}
+	err := syscall.Kill(int(pid), 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
 
 func (f *FS) takeLease(ctx context.Context) error {
 	var id []byte
@@ -35,8 +75,14 @@ func (f *FS) takeLease(ctx context.Context) error {
 			return asErrno(err)
 		}
 	}
+	host, _ := os.Hostname()
+	obj, _, err := dedup.SealMeta(f.keys.MetaKey, "lease",
+		encodeLease(leaseRec{ID: id, Host: host, Pid: uint64(os.Getpid()), Time: time.Now().UnixNano()}))
+	if err != nil {
+		return eio("sealing the writer lease", err)
+	}
 	for try := 0; try < 3; try++ {
-		err := f.store.Put(ctx, f.leaseName, bytes.NewReader(id), int64(len(id)))
+		err := f.store.Put(ctx, f.leaseName, bytes.NewReader(obj), int64(len(obj)))
 		if err == nil {
 			f.leaseID = id
 			return nil
@@ -44,28 +90,49 @@ func (f *FS) takeLease(ctx context.Context) error {
 		if !errors.Is(err, backend.ErrExist) {
 			return eio("taking the writer lease", err)
 		}
-		cur, err := readAll(ctx, f.store, f.leaseName, 1024)
+		cur, err := f.readLease(ctx)
 		if errors.Is(err, backend.ErrNotExist) {
 			continue // released meanwhile
 		}
-		if err != nil {
-			return eio("reading the writer lease", err)
+		stale := ""
+		switch {
+		case err != nil:
+		case bytes.Equal(cur.ID, id):
+			stale = "left by this cache's previous mount"
+		case cur.Host == host && !pidAlive(cur.Pid):
+			stale = "left by a mount on this host that no longer runs"
 		}
-		if bytes.Equal(cur, id) {
-			f.leaseID = id // ours, left by a crash of this cache's mount
-			return nil
-		}
-		if !f.opts.BreakLease {
-			return fmt.Errorf("core: %w (%s): another imgfs mount writes to this store; "+
+		if stale == "" && !f.opts.BreakLease {
+			who := "unknown holder"
+			if err == nil {
+				who = fmt.Sprintf("held by pid %d on %s since %s", cur.Pid, cur.Host,
+					time.Unix(0, cur.Time).UTC().Format(time.RFC3339))
+			}
+			return fmt.Errorf("core: %w (%s, %s): another imgfs mount writes to this store; "+
 				"mount read-only beside it, or if that mount crashed, break the lease (%w)",
-				ErrLeaseHeld, f.leaseName, syscall.EBUSY)
+				ErrLeaseHeld, f.leaseName, who, syscall.EBUSY)
 		}
-		f.log.Warn("core: breaking another mount's writer lease", "lease", f.leaseName)
+		if stale == "" {
+			stale = "broken on request"
+		}
+		f.log.Warn("core: taking over the writer lease", "lease", f.leaseName, "why", stale)
 		if err := f.store.Delete(ctx, f.leaseName); err != nil && !errors.Is(err, backend.ErrNotExist) {
 			return eio("breaking the writer lease", err)
 		}
 	}
 	return errnoErr(syscall.EBUSY, "could not take the writer lease")
+}
+
+func (f *FS) readLease(ctx context.Context) (leaseRec, error) {
+	b, err := readAll(ctx, f.store, f.leaseName, 4096)
+	if err != nil {
+		return leaseRec{}, err
+	}
+	p, err := dedup.OpenMeta(f.keys.MetaKey, "lease", dedup.Hash(b), b)
+	if err != nil {
+		return leaseRec{}, err
+	}
+	return decodeLease(p)
 }
 
 func (f *FS) releaseLease() {
@@ -74,10 +141,11 @@ func (f *FS) releaseLease() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cur, err := readAll(ctx, f.store, f.leaseName, 1024)
-	if err == nil && bytes.Equal(cur, f.leaseID) {
+	cur, err := f.readLease(ctx)
+	if err == nil && bytes.Equal(cur.ID, f.leaseID) {
 		if err := f.store.Delete(ctx, f.leaseName); err != nil {
 			f.log.Warn("core: could not release the writer lease", "err", err)
 		}
 	}
+	f.leaseID = nil
 }
