@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -27,6 +28,7 @@ import (
 	"github.com/imgfs/imgfs/backend/storeurl"
 	"github.com/imgfs/imgfs/dedup"
 	"github.com/imgfs/imgfs/dedup/keyring"
+	"github.com/imgfs/imgfs/fs/core"
 )
 
 // Exit codes (docs/cli.md).
@@ -113,9 +115,9 @@ func exitCode(err error) int {
 		return exitPassphrase
 	case errors.Is(err, keyring.ErrNoVault), errors.Is(err, keyring.ErrVaultExists):
 		return exitVault
-	case errors.Is(err, dedup.ErrCorrupt):
+	case errors.Is(err, dedup.ErrCorrupt), strings.Contains(err.Error(), "rollback detected"):
 		return exitIntegrity
-	case errors.Is(err, errBusy):
+	case errors.Is(err, errBusy), errors.Is(err, syscall.EBUSY):
 		return exitBusy
 	case isUnreachable(err):
 		return exitUnreachable
@@ -392,13 +394,13 @@ func newProgress(max int64, desc string, isBytes bool) *progress {
 }
 
 func (p *progress) Add(n int64) {
-	if p.bar != nil {
+	if p != nil && p.bar != nil {
 		_ = p.bar.Add64(n)
 	}
 }
 
 func (p *progress) Finish() {
-	if p.bar != nil {
+	if p != nil && p.bar != nil {
 		_ = p.bar.Finish()
 	}
 }
@@ -413,4 +415,80 @@ func (pw progressWriter) Write(b []byte) (int, error) {
 	n, err := pw.w.Write(b)
 	pw.p.Add(int64(n))
 	return n, err
+}
+
+// session is an unlocked vault with its namespace open (import, export, ls, check, gc).
+type session struct {
+	store backend.Store
+	keys  *keyring.Keys
+	fs    *core.FS
+	url   string
+}
+
+// cacheFlagHelp documents --cache for the commands that open the namespace.
+const cacheFlagHelp = "local state directory (default $XDG_CACHE_HOME/imgfs/<hash of the store URL>, shared with mount)"
+
+// openSession opens the store, unlocks the vault and opens its namespace with the cache
+// directory cacheDir ("" = cacheDirFor(store URL)). A writer session takes the store's
+// writer lease, so it fails (exit 7) while a writer mount runs.
+func openSession(cmd *cobra.Command, cacheDir string, readOnly bool) (*session, error) {
+	ctx := cmd.Context()
+	url := storeURLFor()
+	store, err := openStore(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := unlockVault(ctx, cmd, store)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	if cacheDir == "" {
+		if cacheDir, err = cacheDirFor(url); err != nil {
+			keys.Wipe()
+			store.Close()
+			return nil, err
+		}
+	}
+	fsys, err := core.Open(ctx, store, keys, core.Options{CacheDir: cacheDir, ReadOnly: readOnly, Logger: cliLogger()})
+	if err != nil {
+		keys.Wipe()
+		store.Close()
+		if errors.Is(err, syscall.EBUSY) {
+			return nil, withCode(exitBusy, fmt.Errorf("%w; unmount the vault first (imgfs umount), or give this command another --cache", err))
+		}
+		return nil, err
+	}
+	return &session{store: store, keys: keys, fs: fsys, url: url}, nil
+}
+
+// Close closes the namespace (committing pending work of a writer session) and the store.
+func (s *session) Close() error {
+	err := s.fs.Close()
+	s.keys.Wipe()
+	if cerr := s.store.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// cliLogger: core's log lines go to stderr at warning level and above
+// (IMGFS_LOG=debug|info|warn|error changes the level).
+func cliLogger() *slog.Logger {
+	lvl := slog.LevelWarn
+	switch strings.ToLower(os.Getenv("IMGFS_LOG")) {
+	case "debug":
+		lvl = slog.LevelDebug
+	case "info":
+		lvl = slog.LevelInfo
+	case "error":
+		lvl = slog.LevelError
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+}
+
+// vaultPath cleans a path inside the vault: "" and "/" are the root.
+func vaultPath(p string) string {
+	p = filepath.ToSlash(filepath.Clean("/" + p))
+	return p
 }

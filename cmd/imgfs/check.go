@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/imgfs/imgfs/dedup"
+	"github.com/imgfs/imgfs/dedup/maint"
+	"github.com/imgfs/imgfs/fs/core"
+)
+
+func init() {
+	var cacheDir string
+	var readData bool
+	cmd := &cobra.Command{
+		Use:   "check [--store URL] [--read-data] [--cache DIR]",
+		Short: "Verify every stored object and every reference of the vault",
+		Long: `Lists every object in the store and verifies that each content, metadata and key-slot
+object hashes (SHA-256) to its name, that the newest root pointer decrypts, that every
+object the current root references exists, and counts how many files reference each
+content object. --read-data also decrypts every file (slow: reads everything).
+Unreferenced objects are reported but are not errors (imgfs gc removes them).
+Exits 0 when nothing is wrong and 5 when a problem was found; each problem is one line on
+stdout. Opens the vault read-only.`,
+		Example: `  imgfs check --store /mnt/nas/vault
+  imgfs check --store s3:https://s3.example.net/bucket/photos --read-data`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := openSession(cmd, cacheDir, true)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			return runCheck(cmd.Context(), cmd.OutOrStdout(), s, readData)
+		},
+	}
+	cmd.Flags().StringVar(&cacheDir, "cache", "", cacheFlagHelp)
+	cmd.Flags().BoolVar(&readData, "read-data", false, "also decrypt and verify the content of every file")
+	rootCmd.AddCommand(cmd)
+}
+
+func runCheck(ctx context.Context, out io.Writer, s *session, readData bool) error {
+	live, err := s.fs.ReferencedObjects(ctx)
+	if err != nil {
+		return fmt.Errorf("reading the current root: %w", err)
+	}
+	refs := map[string]int{}
+	var files []core.Ino
+	var fileBytes int64
+	err = s.fs.ForEachFile(func(ino core.Ino, id [32]byte) error {
+		refs[dedup.ContentName(id)]++
+		files = append(files, ino)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("listing files: %w", err)
+	}
+	var prog *progress
+	opts := maint.CheckOptions{
+		Live: live,
+		Refs: refs,
+		ListDone: func(objects int, total int64) {
+			prog = newProgress(total, "hashing objects", true)
+		},
+		Progress: func(n int64) { prog.Add(n) },
+	}
+	if readData {
+		for _, ino := range files {
+			if a, err := s.fs.GetAttr(ino); err == nil {
+				fileBytes += a.Size
+			}
+		}
+		opts.ReadData = func(ctx context.Context, data func(int64), problem func(string, error)) error {
+			prog.Finish()
+			dp := newProgress(fileBytes, "decrypting files", true)
+			defer dp.Finish()
+			buf := make([]byte, 1<<20)
+			for _, ino := range files {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				n, err := readWholeFile(ctx, s.fs, ino, buf, dp)
+				data(n)
+				if err != nil {
+					p, perr := s.fs.Path(ino)
+					if perr != nil {
+						p = fmt.Sprintf("inode %d", ino)
+					}
+					problem(p, err)
+				}
+			}
+			return nil
+		}
+	}
+	rep, err := maint.Check(ctx, s.store, s.keys, opts)
+	if prog != nil {
+		prog.Finish()
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "objects: %d (%d bytes): %d content, %d metadata, %d roots, %d key slots, %d other\n",
+		rep.Objects, rep.Bytes, rep.ContentObjects, rep.MetaObjects, rep.Roots, rep.KeySlots, rep.Other)
+	refTotal := 0
+	for _, n := range refs {
+		refTotal += n
+	}
+	fmt.Fprintf(out, "files: %d referencing %d distinct content objects; live set: %d objects; unreferenced: %d\n",
+		refTotal, len(refs), rep.Referenced, len(rep.Unreferenced))
+	if readData {
+		fmt.Fprintf(out, "data: %d files, %d bytes decrypted\n", len(files), rep.DataBytes)
+	}
+	for _, p := range rep.Problems {
+		fmt.Fprintln(out, p.String())
+	}
+	if !rep.OK() {
+		return withCode(exitIntegrity, fmt.Errorf("check found %d problem(s), listed on stdout; restore the objects from a backup or re-import the files they belong to", len(rep.Problems)))
+	}
+	fmt.Fprintln(out, "no problems found")
+	return nil
+}
+
+// readWholeFile reads a vault file to the end (every byte verified by core) and discards it.
+func readWholeFile(ctx context.Context, fsys *core.FS, ino core.Ino, buf []byte, prog *progress) (int64, error) {
+	a, err := fsys.GetAttr(ino)
+	if err != nil {
+		return 0, err
+	}
+	h, err := fsys.OpenFile(ino, os.O_RDONLY)
+	if err != nil {
+		return 0, err
+	}
+	defer h.Release()
+	var off int64
+	for off < a.Size {
+		if err := ctx.Err(); err != nil {
+			return off, err
+		}
+		want := min(int64(len(buf)), a.Size-off)
+		n, err := h.ReadAt(buf[:want], off)
+		off += int64(n)
+		prog.Add(int64(n))
+		if err == io.EOF && off < a.Size {
+			return off, fmt.Errorf("ends at %d of %d bytes", off, a.Size)
+		}
+		if err != nil && err != io.EOF {
+			return off, err
+		}
+		if n == 0 && err == nil {
+			return off, fmt.Errorf("short read at %d", off)
+		}
+	}
+	return off, nil
+}
