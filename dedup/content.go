@@ -195,7 +195,8 @@ func openContent(kc []byte, size int64, obj []byte) ([]byte, error) {
 
 // Reader gives verified random access to a content object's plaintext. Each segment is
 // authenticated before any of its bytes is returned. When the whole object is read in
-// order, the SHA-256 locator is checked before the last segment's bytes are released.
+// order, the SHA-256 locator is checked (and padding-only segments are authenticated)
+// before the bytes of the last payload segment are released.
 // It is safe for concurrent use.
 type Reader struct {
 	mu       sync.Mutex
@@ -208,6 +209,7 @@ type Reader struct {
 	plain    []byte // decrypted bytes of segment cached
 	h        hash.Hash
 	hashNext int64 // next segment the running hash expects
+	lastPay  int64 // last segment that holds payload (or the inner header) bytes
 	bad      error // sticky locator failure
 }
 
@@ -227,7 +229,8 @@ func OpenReader(ref Ref, obj io.ReaderAt, objSize int64) (io.ReaderAt, error) {
 		return nil, err
 	}
 	r := &Reader{obj: obj, st: st, size: ref.Size, loc: ref.Locator,
-		buf: make([]byte, segSize+tagSize), cached: -1, h: sha256.New()}
+		buf: make([]byte, segSize+tagSize), cached: -1, h: sha256.New(),
+		lastPay: (innerLen + ref.Size - 1) / segSize}
 	r.h.Write(prefix)
 	// Segment 0 holds the inner length: check it now so a bad object fails at open.
 	if _, err := r.load(0); err != nil {
@@ -264,16 +267,48 @@ func (r *Reader) load(i int64) ([]byte, error) {
 	if err := checkLayout(pt, i, r.size); err != nil {
 		return nil, err
 	}
-	if i == r.st.n-1 && r.hashNext == r.st.n {
-		var got Locator
-		r.h.Sum(got[:0])
-		if got != r.loc {
-			r.bad = corrupt("object hash does not match its locator")
-			return nil, r.bad
+	if i == r.lastPay && r.hashNext == i+1 {
+		// The last payload bytes are about to be released after an in-order read:
+		// authenticate the segments that hold only padding (Padmé can add whole
+		// segments above 4 MiB) and check the locator first.
+		if err := r.verifyTail(i + 1); err != nil {
+			r.bad = err
+			return nil, err
 		}
 	}
 	r.cached, r.plain = i, pt
 	return pt, nil
+}
+
+// verifyTail hashes, authenticates and checks segments from..n-1 (padding only), then
+// compares the finished hash with the locator. Caller holds r.mu.
+func (r *Reader) verifyTail(from int64) error {
+	var buf []byte
+	for j := from; j < r.st.n; j++ {
+		if buf == nil {
+			buf = make([]byte, segSize+tagSize)
+		}
+		off, clen := r.st.seg(j)
+		ct := buf[:clen]
+		if err := readFullAt(r.obj, ct, off); err != nil {
+			return fmt.Errorf("dedup: reading object: %w", err)
+		}
+		r.h.Write(ct)
+		pt, err := r.st.openSeg(ct[:0], ct, j)
+		if err != nil {
+			return err
+		}
+		if err := checkLayout(pt, j, r.size); err != nil {
+			return err
+		}
+	}
+	r.hashNext = r.st.n
+	var got Locator
+	r.h.Sum(got[:0])
+	if got != r.loc {
+		return corrupt("object hash does not match its locator")
+	}
+	return nil
 }
 
 // ReadAt implements io.ReaderAt over the plaintext.

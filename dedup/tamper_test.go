@@ -300,3 +300,38 @@ func TestBitFlipsMetaAndRoot(t *testing.T) {
 		t.Fatal("swapped metadata object accepted")
 	}
 }
+
+// TestTailPaddingSegmentsVerified: for sizes whose Padmé padding fills whole segments
+// (here 4 MiB + 1 byte of stream: 2 segments of padding only), a full in-order read still
+// authenticates those segments and checks the locator before releasing the last bytes.
+func TestTailPaddingSegmentsVerified(t *testing.T) {
+	size := int64(4<<20 + 1 - innerLen)
+	last := (innerLen + size - 1) / segSize // last segment holding payload
+	if n := segments(streamLen(size)); n-last != 2 {
+		t.Fatalf("setup: %d segments, last payload segment %d", n, last)
+	}
+	p := randBytes(21, int(size))
+	obj, ref := sealBytes(t, testCS(5), p)
+	for _, at := range []int64{int64(len(obj)) - 1, int64(len(obj)) - segSize - 3*tagSize} {
+		bad := bytes.Clone(obj)
+		bad[at] ^= 1
+		ra, err := OpenReader(ref, bytes.NewReader(bad), int64(len(bad)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		all, err := io.ReadAll(io.NewSectionReader(ra, 0, ref.Size))
+		if err == nil {
+			t.Fatalf("flip at %d in a padding segment: full read succeeded", at)
+		}
+		if !bytes.Equal(all, p[:len(all)]) || int64(len(all)) > last*segSize-innerLen {
+			t.Fatalf("flip at %d: %d bytes released, or wrong bytes", at, len(all))
+		}
+	}
+	ra, err := OpenReader(ref, bytes.NewReader(obj), int64(len(obj)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if all, err := io.ReadAll(io.NewSectionReader(ra, 0, ref.Size)); err != nil || !bytes.Equal(all, p) {
+		t.Fatalf("intact object: %v", err)
+	}
+}
