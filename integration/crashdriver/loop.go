@@ -29,9 +29,13 @@ type loopConfig struct {
 	wipeEvery    int // every wipeEvery-th iteration wipes the cache dir (fsync level); 0 = never
 	replayKill   float64
 	perKind      int
+	kinds        string
+	saveVersions bool
 	mountTimeout time.Duration
 	mountArgs    []string
+	wipeArgs     []string // extra mount arguments after a wipe (a new machine), e.g. --break-lease
 	doInit       bool
+	kdfMemoryKiB int // IMGFS_KDF_MEMORY_KIB for imgfs init (0: imgfs's default)
 	stopOnFail   bool
 }
 
@@ -94,7 +98,7 @@ func tail(path string, n int) string {
 }
 
 // mount starts `imgfs mount -f` and waits until the kernel shows the FUSE mount.
-func (l *loop) mount() (time.Duration, error) {
+func (l *loop) mount(extra ...string) (time.Duration, error) {
 	l.mountN++
 	logPath := filepath.Join(l.cfg.work, "logs", fmt.Sprintf("mount-%04d.log", l.mountN))
 	lf, err := os.Create(logPath)
@@ -102,7 +106,7 @@ func (l *loop) mount() (time.Duration, error) {
 		return 0, err
 	}
 	args := append([]string{"mount", "-f", "--store", l.cfg.store, "--cache", l.cache}, l.cfg.mountArgs...)
-	args = append(args, l.mnt)
+	args = append(append(args, extra...), l.mnt)
 	cmd := exec.Command(l.cfg.imgfs, args...)
 	cmd.Env = l.env()
 	cmd.Stdout, cmd.Stderr = lf, lf
@@ -232,6 +236,9 @@ func runLoop(cfg loopConfig) (summary, error) {
 		lazyUnmount(l.mnt)
 	}()
 	if cfg.doInit {
+		if cfg.kdfMemoryKiB > 0 {
+			os.Setenv("IMGFS_KDF_MEMORY_KIB", strconv.Itoa(cfg.kdfMemoryKiB))
+		}
 		if err := l.imgfsCmd(2*time.Minute, "init", "--store", cfg.store); err != nil {
 			return sum, err
 		}
@@ -358,7 +365,10 @@ func (l *loop) iteration(self string, it int, manifests map[int]map[string]strin
 	seed := l.cfg.seed*100000 + uint64(it)
 	cmd := exec.Command(self, "write", "-root", root, "-src", filepath.Join(l.cfg.work, "src"),
 		"-journal", jpath, "-seed", strconv.FormatUint(seed, 10), "-duration", "120s",
-		"-per-kind", strconv.Itoa(l.cfg.perKind))
+		"-per-kind", strconv.Itoa(l.cfg.perKind), "-kinds", l.cfg.kinds)
+	if l.cfg.saveVersions {
+		cmd.Args = append(cmd.Args, "-save-versions", filepath.Join(l.cfg.work, "versions"))
+	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -400,12 +410,14 @@ func (l *loop) iteration(self string, it int, manifests map[int]map[string]strin
 		fmt.Sscanf(sc.Text(), "acks close=%d fsync=%d", &res.acksClose, &res.acksFsync)
 	}
 	lazyUnmount(l.mnt)
+	var extra []string
 	if res.level == levelFsync {
 		if err := l.newCache(); err != nil {
 			return res, err
 		}
+		extra = l.cfg.wipeArgs
 	}
-	mt, err := l.mount()
+	mt, err := l.mount(extra...)
 	if err != nil {
 		return res, fmt.Errorf("remount after kill -9: %w", err)
 	}
@@ -416,7 +428,7 @@ func (l *loop) iteration(self string, it int, manifests map[int]map[string]strin
 		time.Sleep(time.Duration(l.rng.Int64N(int64(300 * time.Millisecond))))
 		l.kill()
 		lazyUnmount(l.mnt)
-		if _, err := l.mount(); err != nil {
+		if _, err := l.mount(extra...); err != nil {
 			return res, fmt.Errorf("remount after a kill during replay: %w", err)
 		}
 	}
@@ -429,6 +441,15 @@ func (l *loop) iteration(self string, it int, manifests map[int]map[string]strin
 	st, probs := checkTree(files, recs, res.level)
 	res.st = st
 	res.problems = append(res.problems, probs...)
+	if len(res.problems) > 0 && l.cfg.saveVersions {
+		bad := filepath.Join(l.cfg.work, "bad", name)
+		for p, sum := range files {
+			if a, ok := allowedStates(recs, res.level)[p]; ok && !a.shas[sum] {
+				_ = os.MkdirAll(filepath.Dir(filepath.Join(bad, p)), 0o755)
+				_ = exec.Command("cp", filepath.Join(root, p), filepath.Join(bad, p)).Run()
+			}
+		}
+	}
 	if len(res.problems) > 0 {
 		res.problems = append(res.problems, "daemon log tail:\n"+tail(l.d.log, 15))
 	}

@@ -48,6 +48,8 @@ func cmdWrite(args []string) int {
 	seed := fl.Uint64("seed", 1, "random seed")
 	dur := fl.Duration("duration", time.Minute, "stop after this long if not killed")
 	perKind := fl.Int("per-kind", 1, "writers per kind")
+	kinds := fl.String("kinds", strings.Join(writerKinds, ","), "writer kinds, comma-separated")
+	saveDir := fl.String("save-versions", "", "save every generated version under DIR/<sha256> (debugging)")
 	fl.Parse(args)
 	if *root == "" || *src == "" || *jpath == "" {
 		fmt.Fprintln(os.Stderr, "write: -root, -src and -journal are required")
@@ -68,7 +70,14 @@ func cmdWrite(args []string) int {
 		fmt.Fprintf(os.Stderr, "ERR %d mkdir: %v\n", time.Now().UnixNano(), err)
 		return 0
 	}
-	w := &writeRun{root: *root, pool: pool, j: j, seed: *seed, deadline: time.Now().Add(*dur), perKind: *perKind}
+	w := &writeRun{root: *root, pool: pool, j: j, seed: *seed, deadline: time.Now().Add(*dur), perKind: *perKind,
+		kinds: strings.Split(*kinds, ","), saveDir: *saveDir}
+	if *saveDir != "" {
+		if err := os.MkdirAll(*saveDir, 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, "write:", err)
+			return 1
+		}
+	}
 	w.run()
 	fmt.Printf("acks close=%d fsync=%d\n", w.acksClose.Load(), w.acksFsync.Load())
 	return 0
@@ -118,12 +127,21 @@ func cmdLoop(args []string) int {
 	fl.IntVar(&cfg.wipeEvery, "wipe-every", 2, "wipe the cache (machine loss, fsync level) every Nth iteration; 0 = never")
 	fl.Float64Var(&cfg.replayKill, "replay-kill", 0.15, "share of iterations that also kill the remounted daemon during replay")
 	fl.IntVar(&cfg.perKind, "per-kind", 1, "writers per kind")
+	fl.BoolVar(&cfg.saveVersions, "save-versions", false, "keep every generated version and every bad file under WORK (debugging)")
+	fl.StringVar(&cfg.kinds, "kinds", strings.Join(writerKinds, ","), "writer kinds, comma-separated")
 	fl.DurationVar(&cfg.mountTimeout, "mount-timeout", 60*time.Second, "how long a mount may take")
 	fl.Var(&mountArgs, "mount-arg", "extra argument for imgfs mount (repeatable)")
+	var wipeArgs stringList
+	fl.Var(&wipeArgs, "wipe-mount-arg", "extra argument for the mount after a cache wipe (repeatable; default --break-lease)")
 	fl.BoolVar(&cfg.doInit, "init", true, "run imgfs init --store first")
+	fl.IntVar(&cfg.kdfMemoryKiB, "kdf-memory-kib", 65536, "Argon2id memory for imgfs init (IMGFS_KDF_MEMORY_KIB; the floor, so mounts are quick); 0 = imgfs's default")
 	fl.BoolVar(&cfg.stopOnFail, "stop-on-fail", false, "stop at the first failed iteration")
 	fl.Parse(args)
 	cfg.mountArgs = mountArgs
+	cfg.wipeArgs = wipeArgs
+	if len(wipeArgs) == 0 {
+		cfg.wipeArgs = []string{"--break-lease"}
+	}
 	if cfg.work == "" {
 		fmt.Fprintln(os.Stderr, "loop: -work is required")
 		return 2

@@ -76,7 +76,9 @@ type writeRun struct {
 	j        *journal
 	seed     uint64
 	deadline time.Time
-	perKind  int // writers per kind
+	perKind  int      // writers per kind
+	kinds    []string // writer kinds (default writerKinds)
+	saveDir  string   // if set, every generated version is saved here under its sha (debugging)
 
 	acksClose atomic.Int64
 	acksFsync atomic.Int64
@@ -112,6 +114,12 @@ func (w *writeRun) ack(op, path, sha string) error {
 	return w.j.add(record{Op: op, Path: w.rel(path), SHA: sha})
 }
 
+func (w *writeRun) save(sha string, data []byte) {
+	if w.saveDir != "" {
+		_ = os.WriteFile(filepath.Join(w.saveDir, sha), data, 0o644)
+	}
+}
+
 func (w *writeRun) attempt(path, sha string, mayBeEmpty bool) error {
 	flags := ""
 	if mayBeEmpty {
@@ -123,7 +131,11 @@ func (w *writeRun) attempt(path, sha string, mayBeEmpty bool) error {
 // run starts every writer and waits until all have stopped (first error or deadline).
 func (w *writeRun) run() {
 	var wg sync.WaitGroup
-	for ki, kind := range writerKinds {
+	kinds := w.kinds
+	if len(kinds) == 0 {
+		kinds = writerKinds
+	}
+	for ki, kind := range kinds {
 		for n := 0; n < w.perKind; n++ {
 			name := fmt.Sprintf("%s-%d", kind, n)
 			dir := filepath.Join(w.root, name)
@@ -258,6 +270,7 @@ func (w *writeRun) stepWriteFsync(dir string, r *rand.Rand, i int) error {
 	p := filepath.Join(dir, fmt.Sprintf("w%d", r.IntN(4)))
 	data := randomData(r, 768*1024)
 	sha := shaHex(data)
+	w.save(sha, data)
 	if err := w.attempt(p, sha, true); err != nil {
 		return err
 	}
@@ -290,6 +303,7 @@ func (w *writeRun) stepRename(dir string, r *rand.Rand, i int) error {
 	tmp := filepath.Join(dir, fmt.Sprintf(".r-tmp-%d", i))
 	data := randomData(r, 768*1024)
 	sha := shaHex(data)
+	w.save(sha, data)
 	durable := i%2 == 0
 	if err := w.attempt(tmp, sha, true); err != nil {
 		return err
@@ -354,6 +368,7 @@ func (w *writeRun) stepTrunc(dir string, r *rand.Rand, i int) error {
 	p := filepath.Join(dir, fmt.Sprintf("t%d", r.IntN(2)))
 	data := randomData(r, 768*1024)
 	sha := shaHex(data)
+	w.save(sha, data)
 	if err := w.attempt(p, sha, true); err != nil {
 		return err
 	}
@@ -403,6 +418,7 @@ func (w *writeRun) stepAppend(dir string, r *rand.Rand, i int) error {
 	fillRandom(r, chunk)
 	next := append(append([]byte(nil), old...), chunk...)
 	sha := shaHex(next)
+	w.save(sha, next)
 	if err := w.attempt(p, sha, fresh); err != nil {
 		return err
 	}

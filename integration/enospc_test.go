@@ -1,0 +1,150 @@
+package integration
+
+// T40 (SECURITY.md 7.6): the spool on a size-limited tmpfs (32 MiB), the store elsewhere.
+// Filling it must give the writer ENOSPC (not success, not a short silent write), the daemon
+// keeps running, acknowledged files stay intact, and writes work again once space is freed.
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// qaWriteFile writes data to p in 1 MiB writes, optionally fsyncs, and closes; it returns the
+// first error (from open, write, fsync or close).
+func qaWriteFile(p string, data []byte, fsync bool) error {
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	for off := 0; off < len(data); off += 1 << 20 {
+		end := min(off+1<<20, len(data))
+		if _, err := f.Write(data[off:end]); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	if fsync {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	return f.Close()
+}
+
+func qaRandom(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}
+
+func TestENOSPC(t *testing.T) {
+	qaNeedFUSE(t)
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("T40 needs root to mount a size-limited tmpfs")
+		}
+		t.Skip("T40 needs root to mount a size-limited tmpfs")
+	}
+	dir := t.TempDir()
+	spoolFS := filepath.Join(dir, "spoolfs")
+	if err := os.Mkdir(spoolFS, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=32m,mode=0700", "tmpfs", spoolFS).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs here: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", spoolFS).Run() })
+
+	v := qaNewVault(t, filepath.Join(dir, "store"))
+	cache := filepath.Join(spoolFS, "cache")
+	m := v.mount(filepath.Join(dir, "mnt"), cache)
+
+	// Acknowledged files: two close-acknowledged, one fsync-acknowledged.
+	acked := map[string][]byte{}
+	for i, fsync := range []bool{false, false, true} {
+		p := filepath.Join(m.mnt, fmt.Sprintf("acked%d.jpg", i))
+		data := qaRandom(1<<20 + i*4097)
+		if err := qaWriteFile(p, data, fsync); err != nil {
+			t.Fatalf("writing %s before the spool is full: %v", p, err)
+		}
+		acked[p] = data
+	}
+
+	// Fill the spool: 64 MiB into a 32 MiB tmpfs.
+	big := filepath.Join(m.mnt, "big.raw")
+	err := qaWriteFile(big, qaRandom(64<<20), false)
+	if err == nil {
+		t.Fatalf("64 MiB written and closed with a 32 MiB spool: want ENOSPC (df of spool:\n%s)", qaDF(spoolFS))
+	}
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("filling the spool: got %v, want ENOSPC", err)
+	}
+	t.Logf("filling the spool: %v (as expected)", err)
+
+	// The daemon keeps running and the mount keeps answering.
+	time.Sleep(200 * time.Millisecond)
+	if !m.alive() {
+		t.Fatalf("daemon exited after ENOSPC; log:\n%s", m.logTail(30))
+	}
+	if _, err := os.ReadDir(m.mnt); err != nil {
+		t.Fatalf("readdir after ENOSPC: %v", err)
+	}
+	for p, want := range acked {
+		got, err := os.ReadFile(p)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("acknowledged %s after ENOSPC: err=%v, equal=%v", p, err, bytes.Equal(got, want))
+		}
+	}
+
+	// Free the space: remove the failed file (it may not exist), then writes must succeed
+	// again (space may come back asynchronously, so retry for a while).
+	if err := os.Remove(big); err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("removing the failed file: %v", err)
+	}
+	again := filepath.Join(m.mnt, "after.jpg")
+	data := qaRandom(4 << 20)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := qaWriteFile(again, data, false)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("writes still fail 30 s after space was freed: %v (spool:\n%s)", err, qaDF(spoolFS))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	acked[again] = data
+	m.sync(t)
+	for p, want := range acked {
+		got, err := os.ReadFile(p)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%s after recovery: err=%v equal=%v", p, err, bytes.Equal(got, want))
+		}
+	}
+
+	// Everything survives an unmount and a mount with an empty cache.
+	m.umount(t)
+	m2 := v.mount(m.mnt, filepath.Join(dir, "cache2"))
+	for p, want := range acked {
+		got, err := os.ReadFile(p)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%s after remount with an empty cache: err=%v equal=%v", p, err, bytes.Equal(got, want))
+		}
+	}
+	m2.umount(t)
+}
+
+func qaDF(dir string) string {
+	out, _ := exec.Command("df", "-h", dir).CombinedOutput()
+	return string(out)
+}
