@@ -21,7 +21,7 @@ func init() {
 	var workers int
 	cmd := &cobra.Command{
 		Use:   "embed [--json] [--model FILE] FILE...",
-		Short: "Print the near-duplicate embedding of image files (and the time each took)",
+		Short: "Print the near-duplicate embedding and perceptual hashes of image files (and the time each took)",
 		Long: "Decodes each image, runs the pretrained CNN and prints its embedding vector.\n" +
 			"The model file is found via --model, $IMGFS_MODEL, ./models or next to the binary;\n" +
 			"create it with scripts/fetch-model.sh. --json prints one JSON object per line.",
@@ -51,6 +51,8 @@ type embedResult struct {
 	File    string    `json:"file"`
 	ModelID string    `json:"model_id,omitempty"`
 	Dims    int       `json:"dims,omitempty"`
+	PHash   string    `json:"phash,omitempty"`
+	DHash   string    `json:"dhash,omitempty"`
 	Millis  float64   `json:"ms"`
 	Vector  []float32 `json:"vector,omitempty"`
 	Error   string    `json:"error,omitempty"`
@@ -70,6 +72,7 @@ func embedOne(m *embed.Model, path string) embedResult {
 		return r
 	}
 	r.ModelID, r.Dims, r.Vector = e.ModelID, len(e.Vector), e.Vector
+	r.PHash, r.DHash = fmt.Sprintf("%016x", e.PHash), fmt.Sprintf("%016x", e.DHash)
 	return r
 }
 
@@ -117,7 +120,7 @@ func runEmbed(cmd *cobra.Command, m *embed.Model, files []string, asJSON bool, w
 			}
 			sb.WriteString(strconv.FormatFloat(float64(v), 'g', 6, 32))
 		}
-		fmt.Fprintf(out, "%s\t%s\t%d dims\t%.1f ms\n%s\n", r.File, r.ModelID, r.Dims, r.Millis, sb.String())
+		fmt.Fprintf(out, "%s\t%s\t%d dims\tphash %s\tdhash %s\t%.1f ms\n%s\n", r.File, r.ModelID, r.Dims, r.PHash, r.DHash, r.Millis, sb.String())
 	}
 	if failed > 0 {
 		return fmt.Errorf("%d of %d files could not be embedded", failed, len(files))

@@ -36,6 +36,8 @@ func convert(t testing.TB, args ...string) []byte {
 	var out, errb bytes.Buffer
 	cmd := exec.Command(magick, args...)
 	cmd.Stdout, cmd.Stderr = &out, &errb
+	// One thread: ImageMagick's OpenMP threads crawl when the cores are shared.
+	cmd.Env = append(os.Environ(), "MAGICK_THREAD_LIMIT=1", "OMP_NUM_THREADS=1")
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("convert %v: %v: %s", args, err, errb.String())
 	}
