@@ -1,0 +1,69 @@
+package core
+
+import (
+	"bytes"
+	"os"
+	"syscall"
+	"testing"
+)
+
+// T40 (unit level): a full spool gives ENOSPC, never a short silent write; acknowledged
+// files stay intact; writes work again once sealing frees the spool.
+func TestSpoolLimitENOSPC(t *testing.T) {
+	e := newEnv(t)
+	e.opts.SpoolLimit = 1 << 20
+	fs := &failStore{Store: e.store}
+	e.store = fs
+	f := e.open()
+	fs.fail.Store(true) // nothing can be sealed: the spool only grows
+	a := randBytes(600_000)
+	writeFile(t, f, "/a", a)
+	_, h, err := f.Create(RootIno, "b", 0o644, true)
+	ok(t, err)
+	var werr error
+	written := 0
+	for off := 0; off < 1<<20; off += 64 << 10 {
+		n, err := h.WriteAt(randBytes(64<<10), int64(off))
+		if err != nil {
+			werr = err
+			if n != 0 {
+				t.Fatalf("failed write reported %d bytes", n)
+			}
+			break
+		}
+		written += n
+	}
+	wantErr(t, werr, syscall.ENOSPC)
+	if written == 0 || written >= 1<<20 {
+		t.Fatalf("wrote %d bytes before ENOSPC", written)
+	}
+	st := must(f.Statfs())
+	if st.Bavail > 16 {
+		t.Fatalf("statfs shows %d free blocks on a full spool", st.Bavail)
+	}
+	// Truncating the open file frees its spool space again.
+	ok(t, h.Release())
+	ok(t, f.Remove(RootIno, "b", false))
+	fs.fail.Store(false)
+	ok(t, f.Sync(ctx())) // /a sealed, its spool deleted
+	if f.spoolUsed.Load() != 0 {
+		t.Fatalf("spool accounting %d after sync", f.spoolUsed.Load())
+	}
+	big := randBytes(900_000)
+	writeFile(t, f, "/c", big)
+	if got := readFile(t, f, "/a"); !bytes.Equal(got, a) {
+		t.Fatal("/a damaged")
+	}
+	if got := readFile(t, f, "/c"); !bytes.Equal(got, big) {
+		t.Fatal("/c damaged")
+	}
+	// Copy-on-write of a sealed file also counts.
+	ok(t, f.Sync(ctx()))
+	h2 := must(f.OpenFile(must(f.Resolve("/c")), os.O_RDWR))
+	must(h2.WriteAt([]byte("x"), 0))
+	h3 := must(f.OpenFile(must(f.Resolve("/a")), os.O_RDWR))
+	_, err = h3.WriteAt([]byte("x"), 0)
+	wantErr(t, err, syscall.ENOSPC)
+	ok(t, h2.Release())
+	ok(t, h3.Release())
+}
