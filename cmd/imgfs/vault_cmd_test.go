@@ -60,6 +60,11 @@ func wrongPassCommands(e *env) [][]string {
 		{"passwd", "--store", e.store},
 		{"passwd", "--add", "--store", e.store},
 		{"passwd", "--remove", "--store", e.store},
+		{"ls", "--store", e.store},
+		{"check", "--store", e.store, "--read-data"},
+		{"gc", "--store", e.store},
+		{"import", "--store", e.store, e.dir, "/x"},
+		{"export", "--store", e.store, "/", filepath.Join(e.dir, "out")},
 	}
 }
 
