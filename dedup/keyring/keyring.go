@@ -84,6 +84,7 @@ var (
 		return argon2.IDKey(pass, salt, p.Time, p.MemoryKiB, p.Threads, 64)
 	}
 	slotAEAD = gcm
+	randRead = rand.Read // fuzz targets make vaults deterministic through it
 )
 
 // maxSlots bounds the slots Unlock tries (each costs one Argon2id).
@@ -107,7 +108,7 @@ func csKey(k *Keys) Secret { return hkdf32(k.MetaKey, k.VaultID[:], "imgfs v1 he
 
 func randBytes(n int) ([]byte, error) {
 	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
+	if _, err := randRead(b); err != nil {
 		return nil, fmt.Errorf("keyring: random: %w", err)
 	}
 	return b, nil
@@ -451,7 +452,15 @@ func RemoveSlot(ctx context.Context, store backend.Store, keys *Keys, passToRemo
 	return nil
 }
 
-// ChangePassphrase adds a slot for newPass, then removes the slots oldPass opens.
+// ErrConflict: another client changed the passphrase at the same time (the old passphrase
+// no longer opens any slot); this client's new passphrase was withdrawn again.
+var ErrConflict = errors.New("the passphrase was changed concurrently by another client; nothing changed here, unlock with the new passphrase and retry")
+
+// ChangePassphrase adds a slot for newPass, then removes the slots oldPass opens. The
+// header is never rewritten, and the vault is never left without a slot: the new slot is
+// stored before any old one is deleted. If the old passphrase opens no slot any more
+// (another client changed it meanwhile), the new slot is removed again and ErrConflict
+// returned.
 func ChangePassphrase(ctx context.Context, store backend.Store, keys *Keys, oldPass, newPass []byte, params KDFParams) error {
 	if bytes.Equal(oldPass, newPass) {
 		return errors.New("keyring: the new passphrase equals the old one")
@@ -459,7 +468,17 @@ func ChangePassphrase(ctx context.Context, store backend.Store, keys *Keys, oldP
 	if err := AddSlot(ctx, store, keys, newPass, params); err != nil {
 		return err
 	}
-	return RemoveSlot(ctx, store, keys, oldPass)
+	err := RemoveSlot(ctx, store, keys, oldPass)
+	if errors.Is(err, ErrWrongPassphrase) {
+		switch rerr := RemoveSlot(ctx, store, keys, newPass); {
+		case errors.Is(rerr, ErrLastSlot):
+			return nil // no other slot is left: the new passphrase is the vault's passphrase
+		case rerr != nil:
+			return fmt.Errorf("%w (and withdrawing the new passphrase failed: %v)", ErrConflict, rerr)
+		}
+		return ErrConflict
+	}
+	return err
 }
 
 func contains(list []string, s string) bool {
