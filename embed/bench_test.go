@@ -159,6 +159,7 @@ func BenchmarkEmbedFile12MP(b *testing.B) {
 	reportCPU(b, c0)
 	runtime.ReadMemStats(&ms)
 	b.ReportMetric(float64(ms.HeapSys-min(ms.HeapSys, heap0))/(1<<20), "heapsys-MiB")
+	b.ReportMetric(float64(m.ArenaBytes())/(1<<20), "arena-MiB/worker")
 }
 
 // BenchmarkEmbed224 is the default recipe's forward pass plus pooling on a 224x224 image.
