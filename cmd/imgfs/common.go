@@ -115,9 +115,9 @@ func exitCode(err error) int {
 		return exitPassphrase
 	case errors.Is(err, keyring.ErrNoVault), errors.Is(err, keyring.ErrVaultExists):
 		return exitVault
-	case errors.Is(err, dedup.ErrCorrupt), strings.Contains(err.Error(), "rollback detected"):
+	case errors.Is(err, dedup.ErrCorrupt), errors.Is(err, core.ErrRollback):
 		return exitIntegrity
-	case errors.Is(err, errBusy), errors.Is(err, syscall.EBUSY):
+	case errors.Is(err, errBusy), errors.Is(err, core.ErrLeaseHeld), errors.Is(err, syscall.EBUSY):
 		return exitBusy
 	case isUnreachable(err):
 		return exitUnreachable

@@ -317,15 +317,9 @@ func (im *importer) file(local string, info fs.FileInfo, parent core.Ino, name s
 		return err
 	}
 	defer f.Close()
-	a, h, err := im.fsys.Create(parent, name, 0o600, false)
+	a, h, err := im.fsys.CreateFlags(parent, name, 0o600, os.O_RDWR|os.O_CREATE|os.O_TRUNC)
 	if err != nil {
 		return vaultErr(local, err)
-	}
-	if a.Size > 0 { // an existing file: replace its content
-		h.Release()
-		if h, err = im.fsys.OpenFile(a.Ino, os.O_RDWR|os.O_TRUNC); err != nil {
-			return vaultErr(local, err)
-		}
 	}
 	var off int64
 	for {
