@@ -140,7 +140,14 @@ func (f *FS) commitNow(ctx context.Context) error {
 		keepAux    []auxRef
 		nothingNew bool
 	)
-	err := f.db.View(func(tx *bolt.Tx) error {
+	// Barrier: the snapshot below is a read transaction of committed state.
+	f.mu.Lock()
+	err := f.commitLocked()
+	f.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	err = f.db.View(func(tx *bolt.Tx) error {
 		chg = getU64(tx, mChg)
 		anchor := getU64(tx, mAnchorSeq)
 		if chg == getU64(tx, mCommitted) && anchor > 0 {
@@ -210,7 +217,9 @@ func (f *FS) commitNow(ctx context.Context) error {
 	if err != nil {
 		return eio("storing root", err)
 	}
-	return asErrno(f.db.Update(func(tx *bolt.Tx) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	err = f.writeLocked(func(tx *bolt.Tx) error {
 		if err := putU64(tx, mAnchorSeq, seq); err != nil {
 			return err
 		}
@@ -232,7 +241,11 @@ func (f *FS) commitNow(ctx context.Context) error {
 			}
 		}
 		return nil
-	}))
+	})
+	if err != nil {
+		return err
+	}
+	return f.commitLocked()
 }
 
 // ---- reading roots ----

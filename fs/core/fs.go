@@ -58,8 +58,11 @@ type FS struct {
 	ro    bool
 
 	// mu serialises namespace changes and guards open. Lock order: openFile.mu, then mu.
-	mu   sync.Mutex
-	open map[Ino]*openFile
+	mu     sync.Mutex
+	open   map[Ino]*openFile
+	wtx    *bolt.Tx // shared write transaction (batch.go), nil when none is open
+	wtxOps int
+	closed bool
 
 	spoolUsed atomic.Int64  // bytes of spool files on disk
 	spoolSeq  atomic.Uint64 // last spool id handed out
@@ -198,6 +201,11 @@ func (f *FS) Close() error {
 		}
 		f.cancel()
 		f.wg.Wait()
+		f.mu.Lock()
+		if err := f.commitLocked(); err != nil {
+			errs = append(errs, err)
+		}
+		f.mu.Unlock()
 		if !f.ro && f.pendingCommit() {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			if err := f.commitNow(ctx); err != nil {
@@ -209,6 +217,10 @@ func (f *FS) Close() error {
 			f.releaseLease()
 		}
 		f.mu.Lock()
+		if err := f.commitLocked(); err != nil {
+			errs = append(errs, err)
+		}
+		f.closed = true
 		for _, of := range f.open {
 			of.closeFiles()
 		}
@@ -227,6 +239,11 @@ func (f *FS) crash() {
 		f.cancel()
 		f.wg.Wait()
 		f.mu.Lock()
+		if f.wtx != nil {
+			f.wtx.Rollback() // what a kill -9 loses: the batch since the last barrier
+			f.wtx = nil
+		}
+		f.closed = true
 		for _, of := range f.open {
 			of.closeFiles()
 		}
@@ -254,7 +271,7 @@ func change(tx *bolt.Tx) error { return putU64(tx, mChg, getU64(tx, mChg)+1) }
 
 func (f *FS) pendingCommit() bool {
 	var p bool
-	f.db.View(func(tx *bolt.Tx) error {
+	f.view(func(tx *bolt.Tx) error {
 		p = getU64(tx, mChg) != getU64(tx, mCommitted)
 		return nil
 	})

@@ -140,7 +140,7 @@ func (f *FS) releaseOpen(of *openFile) error {
 	if !of.isUnlinked() {
 		return nil
 	}
-	return asErrno(f.db.Update(func(tx *bolt.Tx) error {
+	return f.writeLocked(func(tx *bolt.Tx) error {
 		n, err := f.getInode(tx, of.ino)
 		if err != nil {
 			return nil // already gone
@@ -149,7 +149,7 @@ func (f *FS) releaseOpen(of *openFile) error {
 			return nil // relinked? (not possible today, but harmless)
 		}
 		return f.deleteInode(tx, of.ino, &n)
-	}))
+	})
 }
 
 func (f *FS) newHandle(of *openFile, flags int) *Handle {
@@ -231,7 +231,7 @@ func (f *FS) OpenFile(ino Ino, flags int) (*Handle, error) {
 	}
 	f.mu.Lock()
 	var n inode
-	err := f.view(func(tx *bolt.Tx) error {
+	err := f.viewLocked(func(tx *bolt.Tx) error {
 		var err error
 		n, err = f.getInode(tx, ino)
 		return err
@@ -308,7 +308,7 @@ func (of *openFile) openSrc() error {
 	for try := 0; ; try++ {
 		f.mu.Lock()
 		var n inode
-		err := f.view(func(tx *bolt.Tx) error {
+		err := f.viewLocked(func(tx *bolt.Tx) error {
 			var err error
 			n, err = f.getInode(tx, of.ino)
 			return err
@@ -510,7 +510,7 @@ func (of *openFile) truncateLocked(size int64) error {
 func (f *FS) truncateIno(ino Ino, size int64) error {
 	f.mu.Lock()
 	var n inode
-	err := f.view(func(tx *bolt.Tx) error {
+	err := f.viewLocked(func(tx *bolt.Tx) error {
 		var err error
 		n, err = f.getInode(tx, ino)
 		return err
@@ -564,7 +564,7 @@ func (f *FS) flushOpen(of *openFile) error {
 	mtime := of.mtime
 	of.amu.Unlock()
 	f.mu.Lock()
-	err := f.db.Update(func(tx *bolt.Tx) error {
+	err := f.writeLocked(func(tx *bolt.Tx) error {
 		n, err := f.getInode(tx, of.ino)
 		if err != nil {
 			return err
@@ -581,9 +581,12 @@ func (f *FS) flushOpen(of *openFile) error {
 		}
 		return tx.Bucket(bPending).Put(be64(of.spID), encodePending(pendingRec{Ino: of.ino, Size: size}))
 	})
+	if err == nil {
+		err = f.commitLocked() // the durability barrier of close(2)
+	}
 	f.mu.Unlock()
 	if err != nil {
-		return asErrno(err)
+		return err
 	}
 	of.dirty, of.frozen = false, true
 	of.amu.Lock()
@@ -616,7 +619,7 @@ func (h *Handle) Fsync(ctx context.Context) error {
 	}
 	var spool uint64
 	f.mu.Lock()
-	err := f.view(func(tx *bolt.Tx) error {
+	err := f.viewLocked(func(tx *bolt.Tx) error {
 		n, err := f.getInode(tx, h.of.ino)
 		spool = n.Spool
 		return err

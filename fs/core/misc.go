@@ -245,10 +245,55 @@ func (f *FS) DeleteAux(table string, key []byte) error {
 	})
 }
 
-// ForEachAux calls fn for every entry of table (in no particular order). fn must not call
-// back into the FS's write methods.
+// ForEachAux calls fn for every entry of table (in no particular order). It reads batches
+// of entries and calls fn with no lock held, so fn may call any FS method; entries changed
+// meanwhile may or may not be seen.
 func (f *FS) ForEachAux(table string, fn func(key, value []byte) error) error {
-	return f.view(func(tx *bolt.Tx) error { return f.forAux(tx, table, fn) })
+	const batch = 512
+	var after []byte // bbolt key of the last entry handed out
+	for {
+		var keys, vals [][]byte
+		var last []byte
+		err := f.view(func(tx *bolt.Tx) error {
+			b := tx.Bucket(bAux).Bucket([]byte(table))
+			if b == nil {
+				return nil
+			}
+			c := b.Cursor()
+			k, v := c.First()
+			if after != nil {
+				k, v = c.Seek(after)
+				if k != nil && string(k) == string(after) {
+					k, v = c.Next()
+				}
+			}
+			for ; k != nil && len(keys) < batch; k, v = c.Next() {
+				p, err := f.lc.open("aux:"+table, k, v)
+				if err != nil {
+					return errnoErr(syscall.EIO, "aux record: %v", err)
+				}
+				key, val, err := decodeKV(p, maxAuxKey, maxAuxValue)
+				if err != nil {
+					return errnoErr(syscall.EIO, "aux record: %v", err)
+				}
+				keys, vals = append(keys, key), append(vals, val)
+				last = append([]byte(nil), k...)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for i := range keys {
+			if err := fn(keys[i], vals[i]); err != nil {
+				return err
+			}
+		}
+		if len(keys) < batch {
+			return nil
+		}
+		after = last
+	}
 }
 
 // ---- content identity ----
@@ -258,7 +303,7 @@ func (f *FS) ForEachAux(table string, fn func(key, value []byte) error) error {
 func (f *FS) ContentID(ino Ino) (id [32]byte, ok bool, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	err = f.view(func(tx *bolt.Tx) error {
+	err = f.viewLocked(func(tx *bolt.Tx) error {
 		n, err := f.getInode(tx, ino)
 		if err != nil {
 			return err
@@ -282,10 +327,15 @@ func (f *FS) openDirty(ino Ino) bool {
 	return of.overlay_ && of.dirtyHint
 }
 
-// ForEachFile calls fn for every regular file whose content is sealed (reindexing).
-// fn runs inside a read transaction: it must not call back into the FS's write methods.
+// ForEachFile calls fn for every regular file whose content is sealed (reindexing). The
+// list is taken first and fn runs with no lock held, so it may call any FS method.
 func (f *FS) ForEachFile(fn func(ino Ino, id [32]byte) error) error {
-	return f.view(func(tx *bolt.Tx) error {
+	type file struct {
+		ino Ino
+		id  [32]byte
+	}
+	var files []file
+	err := f.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bInodes).ForEach(func(k, v []byte) error {
 			ino := Ino(be64u(k))
 			n, err := f.getInode(tx, ino)
@@ -293,11 +343,20 @@ func (f *FS) ForEachFile(fn func(ino Ino, id [32]byte) error) error {
 				return err
 			}
 			if n.isReg() && n.HasRef && n.Spool == 0 && n.Nlink > 0 {
-				return fn(ino, n.Ref.Locator)
+				files = append(files, file{ino, n.Ref.Locator})
 			}
 			return nil
 		})
 	})
+	if err != nil {
+		return err
+	}
+	for _, fl := range files {
+		if err := fn(fl.ino, fl.id); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ReferencedObjects returns the store names of every object the current root references
@@ -367,7 +426,7 @@ func (f *FS) Statfs() (Statfs, error) {
 		s.Bfree, s.Bavail = min(s.Bfree, uint64(free)), min(s.Bavail, uint64(free))
 	}
 	var files uint64
-	f.db.View(func(tx *bolt.Tx) error {
+	f.view(func(tx *bolt.Tx) error {
 		files = uint64(tx.Bucket(bInodes).Stats().KeyN)
 		return nil
 	})
@@ -380,7 +439,7 @@ func (f *FS) Statfs() (Statfs, error) {
 func (f *FS) Status() Status {
 	var s Status
 	seen := map[dedup.Locator]bool{}
-	f.db.View(func(tx *bolt.Tx) error {
+	f.view(func(tx *bolt.Tx) error {
 		tx.Bucket(bInodes).ForEach(func(k, v []byte) error {
 			n, err := f.getInode(tx, Ino(be64u(k)))
 			if err != nil || n.Nlink == 0 {

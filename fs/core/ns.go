@@ -8,17 +8,17 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// update runs fn in a write transaction that also marks the namespace changed, then kicks
-// the committer. Callers hold f.mu.
+// update runs fn in the shared write transaction (see batch.go) and marks the namespace
+// changed. Callers hold f.mu.
 func (f *FS) update(fn func(tx *bolt.Tx) error) error {
-	err := f.db.Update(func(tx *bolt.Tx) error {
+	err := f.writeLocked(func(tx *bolt.Tx) error {
 		if err := fn(tx); err != nil {
 			return err
 		}
 		return change(tx)
 	})
 	if err != nil {
-		return asErrno(err)
+		return err
 	}
 	f.kickCommit()
 	return nil
@@ -37,7 +37,20 @@ func asErrno(err error) error {
 	return localErr("local state", err)
 }
 
-func (f *FS) view(fn func(tx *bolt.Tx) error) error { return asErrno(f.db.View(fn)) }
+// view runs fn on the current state (including batched, uncommitted changes).
+func (f *FS) view(fn func(tx *bolt.Tx) error) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.viewLocked(fn)
+}
+
+// viewLocked is view with f.mu held.
+func (f *FS) viewLocked(fn func(tx *bolt.Tx) error) error {
+	if f.wtx != nil {
+		return asErrno(fn(f.wtx))
+	}
+	return asErrno(f.db.View(fn))
+}
 
 // attrLocked is GetAttr with f.mu held: the bbolt record plus unflushed size/mtime of an
 // open file.
@@ -68,7 +81,7 @@ func (f *FS) Lookup(parent Ino, name string) (Attr, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var a Attr
-	err := f.view(func(tx *bolt.Tx) error {
+	err := f.viewLocked(func(tx *bolt.Tx) error {
 		if _, err := f.dirInode(tx, parent); err != nil {
 			return err
 		}
@@ -89,7 +102,7 @@ func (f *FS) GetAttr(ino Ino) (Attr, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var a Attr
-	err := f.view(func(tx *bolt.Tx) error {
+	err := f.viewLocked(func(tx *bolt.Tx) error {
 		var err error
 		a, err = f.attrLocked(tx, ino)
 		return err
@@ -489,13 +502,16 @@ func (f *FS) Rename(oldParent Ino, oldName string, newParent Ino, newName string
 			case !sn.isDir() && dn.isDir():
 				return errnoErr(syscall.EISDIR, "%q is a directory", newName)
 			}
-			if err := f.delDirent(tx, newParent, newName); err != nil {
-				return err
-			}
 			if dn.isDir() {
 				if err := f.checkEmpty(tx, dst.Ino); err != nil {
 					return err
 				}
+			}
+			// Every check is done: from here on only writes (the batch must not keep half an op).
+			if err := f.delDirent(tx, newParent, newName); err != nil {
+				return err
+			}
+			if dn.isDir() {
 				if err := f.deleteInode(tx, dst.Ino, &dn); err != nil {
 					return err
 				}

@@ -119,7 +119,7 @@ func (f *FS) sealOne(ctx context.Context, id uint64) error {
 
 	var rec pendingRec
 	var have bool
-	err := f.db.View(func(tx *bolt.Tx) error {
+	err := f.view(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bPending).Get(be64(id))
 		if v == nil {
 			return nil
@@ -172,7 +172,7 @@ func (f *FS) sealOne(ctx context.Context, id uint64) error {
 
 	swapped := false
 	f.mu.Lock()
-	err = f.db.Update(func(tx *bolt.Tx) error {
+	err = f.writeLocked(func(tx *bolt.Tx) error {
 		if tx.Bucket(bPending).Get(be64(id)) == nil {
 			return nil
 		}
@@ -193,7 +193,7 @@ func (f *FS) sealOne(ctx context.Context, id uint64) error {
 	})
 	f.mu.Unlock()
 	if err != nil {
-		return asErrno(err)
+		return err
 	}
 	if swapped {
 		f.kickCommit()
