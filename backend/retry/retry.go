@@ -36,6 +36,9 @@ type Options struct {
 	RequestTimeout time.Duration // deadline of one attempt; idle limit of a Get body or List (30s)
 	// MinRate extends a Put attempt's deadline by size/MinRate (1 MiB/s).
 	MinRate int64
+	// MaxParallelPuts bounds the uploads (Put, Overwrite) in flight at once; the others wait
+	// (0: no bound).
+	MaxParallelPuts int
 	// OnRetry, if set, is called before each retry (for a log line or a counter).
 	OnRetry func(op, name string, attempt int, err error)
 	// sleep is replaced in tests.
@@ -68,6 +71,7 @@ type Store struct {
 	inner   backend.Store
 	o       Options
 	retries atomic.Int64
+	puts    chan struct{} // upload slots; nil: unbounded
 }
 
 var (
@@ -79,7 +83,11 @@ var (
 // New wraps inner.
 func New(inner backend.Store, o Options) *Store {
 	o.fill()
-	return &Store{inner: inner, o: o}
+	s := &Store{inner: inner, o: o}
+	if o.MaxParallelPuts > 0 {
+		s.puts = make(chan struct{}, o.MaxParallelPuts)
+	}
+	return s
 }
 
 // Inner returns the wrapped store.
@@ -164,6 +172,14 @@ func (s *Store) Overwrite(ctx context.Context, name string, r io.Reader, size in
 }
 
 func (s *Store) put(ctx context.Context, opName, name string, r io.Reader, size int64, fn func(context.Context, string, io.Reader, int64) error) error {
+	if s.puts != nil {
+		select {
+		case s.puts <- struct{}{}:
+			defer func() { <-s.puts }()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	timeout := s.o.RequestTimeout
 	if size > 0 {
 		timeout += time.Duration(float64(size) / float64(s.o.MinRate) * float64(time.Second))

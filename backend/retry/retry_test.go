@@ -8,6 +8,7 @@ import (
 	"io"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -426,5 +427,46 @@ func TestForwardsOptional(t *testing.T) {
 	info, sum, err := ls.StatSHA256(context.Background(), name)
 	if err != nil || info.Size != 4 || sum != nil {
 		t.Fatalf("StatSHA256: %v %v %v", info, sum, err)
+	}
+}
+
+// blockingPut counts concurrent Puts and holds each until released.
+type blockingPut struct {
+	*fake
+	cur, max atomic.Int32
+	release  chan struct{}
+}
+
+func (b *blockingPut) Put(ctx context.Context, name string, r io.Reader, size int64) error {
+	n := b.cur.Add(1)
+	for {
+		m := b.max.Load()
+		if n <= m || b.max.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	<-b.release
+	b.cur.Add(-1)
+	return b.fake.Put(ctx, name, r, size)
+}
+
+func TestMaxParallelPuts(t *testing.T) {
+	b := &blockingPut{fake: newFake(t), release: make(chan struct{})}
+	s := New(b, Options{MaxParallelPuts: 3})
+	var wg sync.WaitGroup
+	for i := 0; i < 10; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			if err := s.Put(context.Background(), storetest.Name("c", fmt.Sprint("p", i)), bytes.NewReader([]byte("x")), 1); err != nil {
+				t.Error(err)
+			}
+		}(i)
+	}
+	time.Sleep(100 * time.Millisecond)
+	close(b.release)
+	wg.Wait()
+	if m := b.max.Load(); m != 3 {
+		t.Fatalf("max %d Puts in flight, want 3", m)
 	}
 }

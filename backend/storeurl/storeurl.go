@@ -48,7 +48,7 @@ func Open(ctx context.Context, url string) (backend.Store, error) {
 		if err != nil {
 			return nil, err
 		}
-		return retry.New(st, retry.Options{}), nil
+		return retry.New(st, retry.Options{MaxParallelPuts: 16}), nil
 	case strings.HasPrefix(url, "file://"):
 		p := strings.TrimPrefix(url, "file://")
 		if !filepath.IsAbs(p) {
