@@ -2,10 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/imgfs/imgfs/backend"
 	"github.com/imgfs/imgfs/backend/local"
@@ -228,4 +233,93 @@ func TestUnreachableStore(t *testing.T) {
 		t.Fatalf("bad store: exit %d, want %d (%s)", r.code, exitUnreachable, r.stderr)
 	}
 	oneErrorLine(t, r)
+}
+
+// TestTerminalPrompt runs imgfs on a pseudo-terminal (script(1)): the passphrase is asked
+// without echo, twice for init, and a mismatch is refused.
+func TestTerminalPrompt(t *testing.T) {
+	scriptBin, err := exec.LookPath("script")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("script(1) (util-linux) missing")
+		}
+		t.Skip("script(1) (util-linux) missing")
+	}
+	e := newEnv(t)
+	type step struct{ prompt, answer string }
+	runPTY := func(args string, steps []step) (string, int) {
+		t.Helper()
+		cmd := exec.Command(scriptBin, "-qec", imgfsBin+" "+args, "/dev/null")
+		cmd.Env = e.vars
+		cmd.Dir = e.dir
+		in, _ := cmd.StdinPipe()
+		outR, outW := io.Pipe()
+		cmd.Stdout, cmd.Stderr = outW, outW
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		seen := &syncBuf{}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			buf := make([]byte, 256)
+			for {
+				n, err := outR.Read(buf)
+				seen.write(buf[:n])
+				if err != nil {
+					return
+				}
+			}
+		}()
+		for _, s := range steps {
+			deadline := time.Now().Add(20 * time.Second)
+			for !strings.Contains(seen.String(), s.prompt) {
+				if time.Now().After(deadline) {
+					t.Fatalf("no prompt %q; output %q", s.prompt, seen.String())
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			io.WriteString(in, s.answer+"\r")
+		}
+		err := cmd.Wait()
+		outW.Close()
+		<-done
+		code := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		}
+		return seen.String(), code
+	}
+	out, code := runPTY("init --store st", []step{{"Passphrase: ", "tty secret"}, {"Repeat passphrase: ", "tty secret"}})
+	if code != 0 || !strings.Contains(out, "created vault") {
+		t.Fatalf("init on a terminal: exit %d, %q", code, out)
+	}
+	if strings.Contains(out, "tty secret") {
+		t.Fatalf("passphrase echoed: %q", out)
+	}
+	if err := unlockWith(t, filepath.Join(e.dir, "st"), "tty secret"); err != nil {
+		t.Fatalf("unlock with the typed passphrase: %v", err)
+	}
+	out, code = runPTY("init --store st2", []step{{"Passphrase: ", "one"}, {"Repeat passphrase: ", "two"}})
+	if code != exitPassphrase || !strings.Contains(out, "do not match") {
+		t.Fatalf("mismatch: exit %d, %q", code, out)
+	}
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) write(p []byte) {
+	s.mu.Lock()
+	s.b.Write(p)
+	s.mu.Unlock()
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
