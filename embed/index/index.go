@@ -178,6 +178,37 @@ func (x *Index) Add(id ID, v []float32) error {
 	return nil
 }
 
+// Grow makes room for n more vectors, so that an index loaded with a known count holds
+// no append slack (which is up to a quarter of its memory at a million vectors).
+func (x *Index) Grow(n int) {
+	if n <= 0 {
+		return
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.ids = grow(x.ids, n)
+	switch x.kind {
+	case Exact:
+		x.f32 = grow(x.f32, n*x.dim)
+	case Quantised:
+		x.q = grow(x.q, n*x.dim)
+		x.scale = grow(x.scale, n)
+		x.code = grow(x.code, n*codeWords)
+	}
+	if len(x.slot) == 0 {
+		x.slot = make(map[ID]int32, n)
+	}
+}
+
+func grow[T any](s []T, n int) []T {
+	if cap(s)-len(s) >= n {
+		return s
+	}
+	t := make([]T, len(s), len(s)+n)
+	copy(t, s)
+	return t
+}
+
 // Remove deletes id; it reports whether id was present.
 func (x *Index) Remove(id ID) bool {
 	x.mu.Lock()

@@ -1,0 +1,362 @@
+package similar
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"bazil.org/fuse"
+	fusefs "bazil.org/fuse/fs"
+
+	"github.com/imgfs/imgfs/fs/core"
+)
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func start(t *testing.T, v *fakeVault, e *fakeEmbedder) *Indexer {
+	t.Helper()
+	x, err := New(Config{Embedder: e, Logger: quiet(), Workers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := x.Start(v); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(x.Close)
+	<-x.GraphReady()
+	return x
+}
+
+func wait(t *testing.T, x *Indexer) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := x.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func paths(ms []Match) []string {
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.Path)
+	}
+	return out
+}
+
+func query(t *testing.T, x *Indexer, v *fakeVault, p string) []Match {
+	t.Helper()
+	ino, err := v.Resolve(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := x.Query(ino, 0, 0)
+	if err != nil {
+		t.Fatalf("Query(%s): %v", p, err)
+	}
+	return ms
+}
+
+// populate writes a small vault: group 1 (original, an edit, a byte-identical copy),
+// group 2 (one photo, an edit), group 3 (alone), and a text file.
+func populate(v *fakeVault, x *Indexer) {
+	for _, f := range []struct {
+		p    string
+		g, n int
+	}{
+		{"2024/IMG_1.jpg", 1, 0}, {"edits/IMG_1.jpg", 1, 1}, {"copies/same.jpg", 1, 0},
+		{"2024/IMG_2.jpg", 2, 0}, {"2023/IMG_2b.jpg", 2, 2}, {"2024/IMG_3.jpg", 3, 0},
+	} {
+		ino := v.write(f.p, fakeImage(f.g, f.n))
+		if x != nil {
+			x.OnSealed(ino)
+		}
+	}
+	ino := v.write("notes.txt", []byte("shopping list"))
+	if x != nil {
+		x.OnSealed(ino)
+	}
+}
+
+func TestIndexQueryRenameUnlink(t *testing.T) {
+	v := newFakeVault()
+	e := &fakeEmbedder{id: "fake/1"}
+	x := start(t, v, e)
+	populate(v, x)
+	wait(t, x)
+
+	ms := query(t, x, v, "2024/IMG_1.jpg")
+	if got, want := paths(ms), []string{"copies/same.jpg", "edits/IMG_1.jpg"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("matches = %v, want %v", got, want)
+	}
+	if ms[0].Score != 1 || ms[0].Tier != "identical" || ms[1].Score >= 1 || ms[1].Score < x.Threshold() {
+		t.Fatalf("scores/tiers wrong: %+v", ms)
+	}
+	if ms := query(t, x, v, "2024/IMG_3.jpg"); len(ms) != 0 {
+		t.Fatalf("a lone photo matched %v", paths(ms))
+	}
+	// Byte-identical content is embedded once: 5 distinct images, the text file is read
+	// (magic check) but never reaches the decoder.
+	if n := e.calls.Load(); n != 5 {
+		t.Fatalf("embedder called %d times, want 5", n)
+	}
+	if st := x.Stats(); st.Embeddings != 5 || st.Skipped != 1 || st.Backlog != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	if len(v.aux[TableQueue]) != 0 {
+		t.Fatalf("queue not drained: %d", len(v.aux[TableQueue]))
+	}
+
+	// Rename: followed at query time, no re-embedding.
+	v.rename("edits/IMG_1.jpg", "2024/IMG_1-edit.jpg")
+	if got := paths(query(t, x, v, "2024/IMG_1.jpg")); !reflect.DeepEqual(got, []string{"copies/same.jpg", "2024/IMG_1-edit.jpg"}) {
+		t.Fatalf("after rename: %v", got)
+	}
+	// Unlink: the match vanishes.
+	v.unlink("copies/same.jpg")
+	if got := paths(query(t, x, v, "2024/IMG_1.jpg")); !reflect.DeepEqual(got, []string{"2024/IMG_1-edit.jpg"}) {
+		t.Fatalf("after unlink: %v", got)
+	}
+	// Overwrite: the old content's matches go, the new content's come.
+	ino, _ := v.Resolve("2024/IMG_3.jpg")
+	v.write("2024/IMG_3.jpg", fakeImage(2, 5))
+	x.OnSealed(ino)
+	wait(t, x)
+	if got := paths(query(t, x, v, "2024/IMG_3.jpg")); !reflect.DeepEqual(got, []string{"2024/IMG_2.jpg", "2023/IMG_2b.jpg"}) &&
+		!reflect.DeepEqual(got, []string{"2023/IMG_2b.jpg", "2024/IMG_2.jpg"}) {
+		t.Fatalf("after overwrite: %v", got)
+	}
+	if e.calls.Load() != 6 {
+		t.Fatalf("embedder calls %d, want 6", e.calls.Load())
+	}
+	// Lower threshold through the index, top-k.
+	ino1, _ := v.Resolve("2024/IMG_1.jpg")
+	all, _ := x.Query(ino1, -1, 0)
+	top, _ := x.Query(ino1, -1, 2)
+	if len(all) != 4 || len(top) != 2 || top[0] != all[0] || top[1] != all[1] {
+		t.Fatalf("threshold -1: %d matches, top 2 = %+v", len(all), top)
+	}
+	pairs := x.AllPairs(0)
+	var ps []string
+	for _, p := range pairs {
+		ps = append(ps, p.A+"|"+p.B)
+	}
+	sort.Strings(ps)
+	want := []string{"2023/IMG_2b.jpg|2024/IMG_2.jpg", "2023/IMG_2b.jpg|2024/IMG_3.jpg", "2024/IMG_1-edit.jpg|2024/IMG_1.jpg", "2024/IMG_2.jpg|2024/IMG_3.jpg"}
+	if !reflect.DeepEqual(ps, want) {
+		t.Fatalf("AllPairs = %v, want %v", ps, want)
+	}
+}
+
+func TestRestartReindexAndQueue(t *testing.T) {
+	v := newFakeVault()
+	e := &fakeEmbedder{id: "fake/1"}
+	// Files sealed before the indexer starts (OnSealed before Start) and files sealed
+	// while no indexer ran at all: both get embedded.
+	x, _ := New(Config{Embedder: e, Logger: quiet()})
+	populate(v, x)
+	if err := x.Start(v); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, x)
+	x.Close()
+	if e.calls.Load() != 5 {
+		t.Fatalf("first run: %d embeddings", e.calls.Load())
+	}
+	v.write("late/IMG_1.png", fakeImage(1, 7)) // sealed while unmounted: no OnSealed
+	// A queue entry left by a crash.
+	ino2, _ := v.Resolve("2024/IMG_2.jpg")
+	v.PutAux(TableQueue, inoKey(ino2), []byte{0})
+
+	x2 := start(t, v, e)
+	wait(t, x2)
+	if e.calls.Load() != 6 {
+		t.Fatalf("restart re-embedded: %d calls, want 6", e.calls.Load())
+	}
+	got := paths(query(t, x2, v, "2024/IMG_1.jpg"))
+	if len(got) != 3 {
+		t.Fatalf("after restart: %v", got)
+	}
+	x2.Close()
+
+	// A new model: old embeddings are ignored and recomputed in the background.
+	e2 := &fakeEmbedder{id: "fake/2"}
+	x3 := start(t, v, e2)
+	wait(t, x3)
+	if st := x3.Stats(); st.Stale != 0 || st.Embeddings != 6 || e2.calls.Load() != 6 {
+		t.Fatalf("new model stats %+v, %d calls", st, e2.calls.Load())
+	}
+	// Reindex recomputes everything (8 files; the text file is skipped again).
+	n, err := x3.Reindex()
+	if err != nil || n != 8 {
+		t.Fatalf("Reindex = %d, %v", n, err)
+	}
+	wait(t, x3)
+	if st := x3.Stats(); st.Embeddings != 6 || e2.calls.Load() != 12 {
+		t.Fatalf("after reindex %+v, %d calls", st, e2.calls.Load())
+	}
+	if got := paths(query(t, x3, v, "2024/IMG_1.jpg")); len(got) != 3 {
+		t.Fatalf("after reindex: %v", got)
+	}
+	// Orphans (content no file has any more) are dropped at start.
+	v.unlink("late/IMG_1.png")
+	x3.Close()
+	x4 := start(t, v, e2)
+	if x4.Stats().Embeddings != 5 || len(v.aux[TableEmb]) != 5 {
+		t.Fatalf("orphan not dropped: %+v, %d stored", x4.Stats(), len(v.aux[TableEmb]))
+	}
+}
+
+func TestUniqueNames(t *testing.T) {
+	ms := []Match{{Path: "a/IMG.jpg"}, {Path: "b/IMG.jpg"}, {Path: "c/IMG~2.jpg"}, {Path: "d/IMG.jpg"}, {Path: "x/.hidden"}, {Path: "y/.hidden"}, {Path: "z/noext"}, {Path: "w/noext"}}
+	want := []string{"IMG.jpg", "IMG~2.jpg", "IMG~2~2.jpg", "IMG~3.jpg", ".hidden", ".hidden~2", "noext", "noext~2"}
+	if got := UniqueNames(ms); !reflect.DeepEqual(got, want) {
+		t.Fatalf("UniqueNames = %v, want %v", got, want)
+	}
+}
+
+func TestTree(t *testing.T) {
+	v := newFakeVault()
+	e := &fakeEmbedder{id: "fake/1"}
+	x := start(t, v, e)
+	populate(v, x)
+	wait(t, x)
+	ctx := context.Background()
+	root := x.Node()
+	if root != x.Node() {
+		t.Fatal("Node() is not stable")
+	}
+	ls := func(n fusefs.Node) []string {
+		t.Helper()
+		ents, err := n.(fusefs.HandleReadDirAller).ReadDirAll(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, e := range ents {
+			out = append(out, e.Name)
+		}
+		return out
+	}
+	lookup := func(n fusefs.Node, name string) (fusefs.Node, error) {
+		var resp fuse.LookupResponse
+		c, err := n.(fusefs.NodeRequestLookuper).Lookup(ctx, &fuse.LookupRequest{Name: name}, &resp)
+		if err == nil && resp.EntryValid != time.Second {
+			t.Fatalf("EntryValid = %v", resp.EntryValid)
+		}
+		return c, err
+	}
+	// Only directories with a match inside: 2024, 2023, edits, copies; not notes.txt.
+	if got := ls(root); !reflect.DeepEqual(got, []string{"2023", "2024", "copies", "edits"}) {
+		t.Fatalf(".similar/ = %v", got)
+	}
+	y, err := lookup(root, "2024")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ls(y); !reflect.DeepEqual(got, []string{"IMG_1.jpg", "IMG_2.jpg"}) {
+		t.Fatalf(".similar/2024 = %v", got)
+	}
+	// A photo without matches can still be looked up: an empty directory.
+	lone, err := lookup(y, "IMG_3.jpg")
+	if err != nil || len(ls(lone)) != 0 {
+		t.Fatalf("lone photo: %v %v", err, ls(lone))
+	}
+	if _, err := lookup(y, "nope.jpg"); err == nil {
+		t.Fatal("lookup of a missing name succeeded")
+	}
+	md, err := lookup(y, "IMG_1.jpg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a fuse.Attr
+	md.Attr(ctx, &a)
+	if !a.Mode.IsDir() || a.Mode.Perm() != 0o555 || a.Valid != time.Second {
+		t.Fatalf("match dir attr %v valid %v", a.Mode, a.Valid)
+	}
+	names := ls(md)
+	if !reflect.DeepEqual(names, []string{"same.jpg", "IMG_1.jpg"}) {
+		t.Fatalf("matches of 2024/IMG_1.jpg = %v", names)
+	}
+	want := map[string]string{"same.jpg": "../../../copies/same.jpg", "IMG_1.jpg": "../../../edits/IMG_1.jpg"}
+	for _, name := range names {
+		l, err := lookup(md, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		target, _ := l.(fusefs.NodeReadlinker).Readlink(ctx, &fuse.ReadlinkRequest{})
+		if target != want[name] {
+			t.Fatalf("%s -> %s, want %s", name, target, want[name])
+		}
+		var la fuse.Attr
+		l.Attr(ctx, &la)
+		if la.Mode&os.ModeSymlink == 0 || la.Size != uint64(len(target)) {
+			t.Fatalf("link attr %v", la.Mode)
+		}
+		var xr fuse.GetxattrResponse
+		if err := l.(fusefs.NodeGetxattrer).Getxattr(ctx, &fuse.GetxattrRequest{Name: XattrSimilarity}, &xr); err != nil {
+			t.Fatal(err)
+		}
+		if name == "same.jpg" && string(xr.Xattr) != "1.0000" || !strings.HasPrefix(string(xr.Xattr), "0.") && name != "same.jpg" {
+			t.Fatalf("xattr of %s = %q", name, xr.Xattr)
+		}
+		if err := l.(fusefs.NodeGetxattrer).Getxattr(ctx, &fuse.GetxattrRequest{Name: "user.other"}, &xr); err != fuse.ErrNoXattr {
+			t.Fatalf("other xattr: %v", err)
+		}
+	}
+	// After a rename the listing follows within the validity (snapshot rebuilt).
+	v.rename("copies/same.jpg", "2024/dup.jpg")
+	time.Sleep(1100 * time.Millisecond)
+	if got := ls(root); !reflect.DeepEqual(got, []string{"2023", "2024", "edits"}) {
+		t.Fatalf(".similar/ after rename = %v", got)
+	}
+	if got := ls(md); !reflect.DeepEqual(got, []string{"dup.jpg", "IMG_1.jpg"}) {
+		t.Fatalf("after rename: %v", got)
+	}
+	// Nested paths get one more "../" per level.
+	v.write("a/b/c/IMG_1.jpg", fakeImage(1, 0))
+	ino, _ := v.Resolve("a/b/c/IMG_1.jpg")
+	x.OnSealed(ino)
+	wait(t, x)
+	n := root
+	for _, c := range []string{"a", "b", "c", "IMG_1.jpg"} {
+		if n, err = lookup(n, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, err := lookup(n, "IMG_1.jpg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if target, _ := l.(fusefs.NodeReadlinker).Readlink(ctx, &fuse.ReadlinkRequest{}); target != "../../../../../2024/IMG_1.jpg" {
+		t.Fatalf("nested target %s", target)
+	}
+	_ = core.RootIno
+}
+
+func TestServe(t *testing.T) {
+	v := newFakeVault()
+	x := start(t, v, &fakeEmbedder{id: "fake/1"})
+	populate(v, x)
+	wait(t, x)
+	r, err := x.Serve(QueryRequest{Paths: []string{"/2024/IMG_2.jpg", "missing.jpg"}, Top: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Results) != 2 || len(r.Results[0].Matches) != 1 || r.Results[0].Matches[0].Path != "2023/IMG_2b.jpg" || r.Results[1].Error == "" {
+		t.Fatalf("Serve = %+v", r)
+	}
+	r, _ = x.Serve(QueryRequest{All: true})
+	if len(r.Pairs) != 4 { // group 1: 3 pairs (one identical), group 2: 1
+		t.Fatalf("all pairs = %+v", r.Pairs)
+	}
+	if _, err := x.Serve(QueryRequest{Threshold: 2}); err == nil {
+		t.Fatal("threshold 2 accepted")
+	}
+}
