@@ -36,10 +36,20 @@ func (f *FS) committer() {
 			return
 		case <-f.commitKick:
 		}
-		select { // debounce: gather changes
-		case <-f.ctx.Done():
-			return
-		case <-time.After(f.opts.CommitDelay):
+		// Debounce: commit after CommitDelay without changes, or 15 CommitDelays after the
+		// first one, so a long import writes a root now and then, not after every file.
+		deadline := time.After(15 * f.opts.CommitDelay)
+	wait:
+		for {
+			select {
+			case <-f.ctx.Done():
+				return
+			case <-f.commitKick:
+			case <-time.After(f.opts.CommitDelay):
+				break wait
+			case <-deadline:
+				break wait
+			}
 		}
 		if !f.pendingCommit() {
 			continue
