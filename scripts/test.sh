@@ -1,6 +1,26 @@
 #!/usr/bin/env bash
-# The whole test suite: vet, unit tests, brief fuzzing, integration tests against real mounts.
+# The whole test suite: vet, unit and integration tests (real FUSE mounts, a real S3 server,
+# the real model), then a brief run of every fuzz target (FUZZTIME each, default 5s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PATH=/usr/local/go/bin:$HOME/go/bin:$PATH
+fuzztime=${FUZZTIME:-5s}
+
+unformatted=$(gofmt -l $(git ls-files '*.go'))
+if [ -n "$unformatted" ]; then
+	echo "gofmt needed: $unformatted" >&2
+	exit 1
+fi
 go vet ./...
-go test -count=1 -timeout 30m ./...
+go test -count=1 -timeout 40m ./...
+
+# Every fuzz target of every package, seeded by its corpus, for a short while each.
+grep -rl --include='*_test.go' '^func Fuzz' . | sort | while read -r file; do
+	pkg=./$(dirname "${file#./}")
+	for target in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$file" | cut -d' ' -f2); do
+		echo "fuzz $pkg $target ($fuzztime)"
+		go test -run='^$' -fuzz="^${target}\$" -fuzztime="$fuzztime" "$pkg" >/tmp/imgfs-fuzz.log 2>&1 ||
+			{ cat /tmp/imgfs-fuzz.log; exit 1; }
+	done
+done
+echo "all tests passed"
