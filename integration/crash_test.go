@@ -200,6 +200,9 @@ func (v *qaVault) mount(mnt, cache string, extra ...string) *qaMount {
 	m := &qaMount{v: v, mnt: mnt, cache: cache, cmd: cmd, done: make(chan error, 1), log: logf.Name()}
 	go func() { m.done <- cmd.Wait(); logf.Close() }()
 	v.t.Cleanup(func() {
+		if v.t.Failed() {
+			v.t.Logf("daemon log %s (last 40 lines):\n%s", mnt, m.logTail(40))
+		}
 		if m.alive() {
 			_ = cmd.Process.Signal(syscall.SIGKILL)
 			m.wait(10 * time.Second)

@@ -81,6 +81,7 @@ func TestENOSPC(t *testing.T) {
 
 	// Fill the spool: 64 MiB into a 32 MiB tmpfs.
 	big := filepath.Join(m.mnt, "big.raw")
+	start := time.Now()
 	err := qaWriteFile(big, qaRandom(64<<20), false)
 	if err == nil {
 		t.Fatalf("64 MiB written and closed with a 32 MiB spool: want ENOSPC (df of spool:\n%s)", qaDF(spoolFS))
@@ -88,7 +89,7 @@ func TestENOSPC(t *testing.T) {
 	if !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("filling the spool: got %v, want ENOSPC", err)
 	}
-	t.Logf("filling the spool: %v (as expected)", err)
+	t.Logf("filling the spool: %v (as expected, after %v)", err, time.Since(start).Round(time.Millisecond))
 
 	// The daemon keeps running and the mount keeps answering.
 	time.Sleep(200 * time.Millisecond)
@@ -112,10 +113,12 @@ func TestENOSPC(t *testing.T) {
 	}
 	again := filepath.Join(m.mnt, "after.jpg")
 	data := qaRandom(4 << 20)
-	deadline := time.Now().Add(30 * time.Second)
+	start = time.Now()
+	deadline := start.Add(30 * time.Second)
 	for {
 		err := qaWriteFile(again, data, false)
 		if err == nil {
+			t.Logf("writes work again %v after the space was freed", time.Since(start).Round(time.Millisecond))
 			break
 		}
 		if time.Now().After(deadline) {
@@ -124,7 +127,9 @@ func TestENOSPC(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	acked[again] = data
+	start = time.Now()
 	m.sync(t)
+	t.Logf("imgfs sync: %v", time.Since(start).Round(time.Millisecond))
 	for p, want := range acked {
 		got, err := os.ReadFile(p)
 		if err != nil || !bytes.Equal(got, want) {
@@ -133,7 +138,9 @@ func TestENOSPC(t *testing.T) {
 	}
 
 	// Everything survives an unmount and a mount with an empty cache.
+	start = time.Now()
 	m.umount(t)
+	t.Logf("imgfs umount: %v", time.Since(start).Round(time.Millisecond))
 	m2 := v.mount(m.mnt, filepath.Join(dir, "cache2"))
 	for p, want := range acked {
 		got, err := os.ReadFile(p)
