@@ -63,3 +63,5 @@ func checkName(name string) error {
 }
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
+
+func errorsIs(err, target error) bool { return errors.Is(err, target) }

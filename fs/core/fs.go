@@ -83,6 +83,7 @@ type FS struct {
 	cacheMu  sync.Mutex
 	fetching map[dedup.Locator]chan struct{}
 
+	storePath func(name string) (string, error) // set for a local directory store
 	leaseName string
 	leaseID   []byte
 	closeOnce sync.Once
@@ -118,6 +119,11 @@ func Open(ctx context.Context, store backend.Store, keys *keyring.Keys, opts Opt
 		fetching: map[dedup.Locator]chan struct{}{}, leaseName: "locks/writer"}
 	if f.log == nil {
 		f.log = slog.Default()
+	}
+	if ls, ok := store.(interface {
+		Path(name string) (string, error)
+	}); ok {
+		f.storePath = ls.Path
 	}
 	for _, d := range []string{"", "spool", "obj", "tmp"} {
 		p := filepath.Join(f.dir, d)

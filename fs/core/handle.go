@@ -10,6 +10,8 @@ import (
 	"syscall"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/imgfs/imgfs/dedup"
 )
 
 // openFile is the in-memory state of a regular file with at least one handle (or an
@@ -31,6 +33,8 @@ type openFile struct {
 	src    io.ReaderAt
 	srcSz  int64
 	srcCl  io.Closer
+	// srcCached: src reads a sealed object (from the read cache unless the store is local)
+	srcCached *dedup.Locator
 
 	amu       sync.Mutex // leaf lock for the attribute overlay
 	overlay_  bool
@@ -290,6 +294,16 @@ func (h *Handle) ReadAt(p []byte, off int64) (int, error) {
 		want = want[:rest]
 	}
 	n, err := of.src.ReadAt(want, off)
+	if err != nil && !(err == io.EOF && n == len(want)) && of.srcCached != nil && of.f.storePath == nil {
+		// A damaged read-cache entry: drop it and read once more from a fresh fetch.
+		os.Remove(of.f.objPath(*of.srcCached))
+		of.srcCl.Close()
+		of.src, of.srcCl, of.srcCached = nil, nil, nil
+		if err := of.openSrc(); err != nil {
+			return 0, err
+		}
+		n, err = of.src.ReadAt(want, off)
+	}
 	if err != nil && !(err == io.EOF && n == len(want)) {
 		return n, eio("reading content", err)
 	}
@@ -332,7 +346,8 @@ func (of *openFile) openSrc() error {
 			if err != nil {
 				return err
 			}
-			of.src, of.srcSz, of.srcCl = r, n.Ref.Size, cl
+			loc := n.Ref.Locator
+			of.src, of.srcSz, of.srcCl, of.srcCached = r, n.Ref.Size, cl, &loc
 		default:
 			of.src, of.srcSz = emptyReader{}, 0
 		}

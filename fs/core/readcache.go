@@ -1,6 +1,7 @@
 package core
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -20,6 +21,9 @@ import (
 
 func (f *FS) objectReader(ctx context.Context, ref dedup.Ref) (io.ReaderAt, io.Closer, error) {
 	want := dedup.ObjectSize(ref.Size)
+	if f.storePath != nil {
+		return f.localObjectReader(ref, want)
+	}
 	for try := 0; try < 2; try++ {
 		p := f.objPath(ref.Locator)
 		file, err := os.Open(p)
@@ -46,6 +50,45 @@ func (f *FS) objectReader(ctx context.Context, ref dedup.Ref) (io.ReaderAt, io.C
 		return r, file, nil
 	}
 	panic("unreachable")
+}
+
+// localObjectReader reads straight from a local directory store (no copy into the cache).
+// Every segment is still authenticated; in group/global mode, where others know K_c, the
+// whole object is hashed first (OpenVerifiedReader, T17).
+func (f *FS) localObjectReader(ref dedup.Ref, want int64) (io.ReaderAt, io.Closer, error) {
+	p, err := f.storePath(dedup.ContentName(ref.Locator))
+	if err != nil {
+		return nil, nil, eio("content object path", err)
+	}
+	file, err := os.Open(p)
+	if err != nil {
+		return nil, nil, eio("content object "+ref.Locator.String(), err)
+	}
+	open := dedup.OpenReader
+	if f.verifyMode() {
+		open = dedup.OpenVerifiedReader
+	}
+	r, err := open(ref, file, want)
+	if err != nil {
+		file.Close()
+		return nil, nil, eio("content object "+ref.Locator.String(), err)
+	}
+	return r, file, nil
+}
+
+// cacheBytes stores an object we just uploaded as a cache entry (best effort).
+func (f *FS) cacheBytes(loc dedup.Locator, b *bytes.Reader) {
+	tmp, err := os.CreateTemp(filepath.Join(f.dir, "tmp"), "fetch-")
+	if err != nil {
+		return
+	}
+	_, err = io.Copy(tmp, io.NewSectionReader(b, 0, b.Size()))
+	tmp.Close()
+	if err != nil || os.Rename(tmp.Name(), f.objPath(loc)) != nil {
+		os.Remove(tmp.Name())
+		return
+	}
+	f.touchCache()
 }
 
 // fetch downloads one content object into the cache after checking its hash.

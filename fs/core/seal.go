@@ -2,8 +2,10 @@ package core
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -140,34 +142,56 @@ func (f *FS) sealOne(ctx context.Context, id uint64) error {
 		return eio("opening spool", err)
 	}
 	defer sp.Close()
-	tmp, err := os.CreateTemp(filepath.Join(f.dir, "tmp"), "seal-")
-	if err != nil {
-		return localErr("creating temporary object", err)
-	}
-	tmpName := tmp.Name()
-	defer func() {
-		tmp.Close()
-		os.Remove(tmpName)
-	}()
-	w := bufio.NewWriterSize(tmp, 256<<10)
-	ref, err := dedup.Seal(f.keys.ConvergenceSecret, spoolReader{sp, rec.Size}, rec.Size, w)
-	if err == nil {
-		err = w.Flush()
-	}
-	if err != nil {
-		return localErr("sealing", err)
-	}
+	// The locator is known only after sealing, so the object is staged before the upload:
+	// in memory up to sealInMemory, else in a temp file.
 	objSize := dedup.ObjectSize(rec.Size)
+	var obj io.ReaderAt
+	var ref dedup.Ref
+	tmpName := ""
+	if objSize <= sealInMemory {
+		buf := bytes.NewBuffer(make([]byte, 0, objSize))
+		ref, err = dedup.Seal(f.keys.ConvergenceSecret, spoolReader{sp, rec.Size}, rec.Size, buf)
+		if err != nil {
+			return localErr("sealing", err)
+		}
+		obj = bytes.NewReader(buf.Bytes())
+	} else {
+		tmp, err := os.CreateTemp(filepath.Join(f.dir, "tmp"), "seal-")
+		if err != nil {
+			return localErr("creating temporary object", err)
+		}
+		tmpName = tmp.Name()
+		defer func() {
+			tmp.Close()
+			os.Remove(tmpName)
+		}()
+		w := bufio.NewWriterSize(tmp, 256<<10)
+		ref, err = dedup.Seal(f.keys.ConvergenceSecret, spoolReader{sp, rec.Size}, rec.Size, w)
+		if err == nil {
+			err = w.Flush()
+		}
+		if err != nil {
+			return localErr("sealing", err)
+		}
+		obj = tmp
+	}
 	f.uploading.Add(1)
-	_, err = dedup.UploadWith(ctx, f.store, ref.Locator, tmp, objSize,
-		dedup.UploadOptions{Verify: f.keys.Mode != "" && f.keys.Mode != keyring.ModeVault, Logger: f.log})
+	_, err = dedup.UploadWith(ctx, f.store, ref.Locator, obj, objSize,
+		dedup.UploadOptions{Verify: f.verifyMode(), Logger: f.log})
 	f.uploading.Add(-1)
 	if err != nil {
 		return eio("uploading content", err)
 	}
-	// Keep the object as a read-cache entry: it is ciphertext and it is what we stored.
-	if err := os.Rename(tmpName, f.objPath(ref.Locator)); err == nil {
-		f.touchCache()
+	// Keep the object as a read-cache entry (it is ciphertext and it is what we stored),
+	// unless the store is a local directory that reads serve from directly.
+	if f.storePath == nil {
+		if tmpName != "" {
+			if os.Rename(tmpName, f.objPath(ref.Locator)) == nil {
+				f.touchCache()
+			}
+		} else if b, ok := obj.(*bytes.Reader); ok {
+			f.cacheBytes(ref.Locator, b)
+		}
 	}
 
 	swapped := false
@@ -207,6 +231,11 @@ func (f *FS) sealOne(ctx context.Context, id uint64) error {
 	}
 	return nil
 }
+
+// sealInMemory: objects up to this size are sealed into memory (no temp file on disk).
+const sealInMemory = 32 << 20
+
+func (f *FS) verifyMode() bool { return f.keys.Mode != "" && f.keys.Mode != keyring.ModeVault }
 
 // removeSpool deletes a spool file and its accounting.
 func (f *FS) removeSpool(id uint64) {
