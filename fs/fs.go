@@ -238,8 +238,14 @@ func toErrno(log *slog.Logger, op string, err error) error {
 	}
 	var en syscall.Errno
 	if errors.As(err, &en) {
-		if en == syscall.ENODATA {
+		switch en {
+		case syscall.ENODATA:
 			return fuse.ErrNoXattr
+		case syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.ETIMEDOUT, syscall.EPIPE,
+			syscall.EHOSTUNREACH, syscall.ENETUNREACH, syscall.ECONNABORTED:
+			// a store's network failure deep inside the chain: to programs it is EIO
+			log.Error("imgfs: "+op+" failed", "err", err)
+			return syscall.EIO
 		}
 		return en
 	}
@@ -266,3 +272,7 @@ func toErrno(log *slog.Logger, op string, err error) error {
 	log.Error("imgfs: "+op+" failed", "err", err)
 	return syscall.EIO
 }
+
+// Abort closes the FUSE connection without unmounting: Serve returns, in-flight requests
+// fail. Use after LazyUnmount when forcing a shutdown.
+func (m *Mounted) Abort() error { return m.conn.Close() }

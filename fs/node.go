@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -25,6 +26,7 @@ type Node struct {
 	ino core.Ino
 
 	mu      sync.Mutex
+	parent  core.Ino             // the directory it was last looked up in (for "..")
 	handles map[*Handle]struct{} // open file handles (fsync, fstat after unlink)
 	last    core.Attr            // last attributes seen
 }
@@ -112,7 +114,18 @@ func (n *Node) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fuse.L
 		return nil, n.err("lookup", err)
 	}
 	resp.EntryValid = n.fs.opts.EntryValid
-	return n.fs.node(a), nil
+	return n.child(a), nil
+}
+
+// child returns the node of a, an entry of directory n.
+func (n *Node) child(a core.Attr) *Node {
+	c := n.fs.node(a)
+	if a.Mode.IsDir() {
+		c.mu.Lock()
+		c.parent = n.ino
+		c.mu.Unlock()
+	}
+	return c
 }
 
 // ReadDirAll implements fusefs.HandleReadDirAller (a directory's Node is its handle).
@@ -121,7 +134,15 @@ func (n *Node) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 	if err != nil {
 		return nil, n.err("readdir", err)
 	}
-	out := make([]fuse.Dirent, 0, len(ents)+1)
+	out := make([]fuse.Dirent, 0, len(ents)+3)
+	n.mu.Lock()
+	parent := n.parent
+	n.mu.Unlock()
+	if parent == 0 {
+		parent = core.RootIno
+	}
+	out = append(out, fuse.Dirent{Inode: uint64(n.ino), Type: fuse.DT_Dir, Name: "."},
+		fuse.Dirent{Inode: uint64(parent), Type: fuse.DT_Dir, Name: ".."})
 	if n.isRoot() && n.fs.opts.Similar != nil {
 		var a fuse.Attr
 		if err := n.fs.opts.Similar.Node().Attr(ctx, &a); err == nil {
@@ -244,7 +265,7 @@ func (n *Node) Mkdir(ctx context.Context, req *fuse.MkdirRequest) (fusefs.Node, 
 	if err != nil {
 		return nil, n.err("mkdir", err)
 	}
-	return n.fs.node(a), nil
+	return n.child(a), nil
 }
 
 // Remove implements fusefs.NodeRemover (unlink and rmdir).
@@ -328,8 +349,17 @@ func (n *Node) Fsync(ctx context.Context, req *fuse.FsyncRequest) error {
 // Forget implements fusefs.NodeForgetter: the kernel dropped the node.
 func (n *Node) Forget() { n.fs.forget(n) }
 
+// systemXattr reports names of the "system." namespace (POSIX ACLs: system.posix_acl_*).
+// imgfs has no ACLs: it answers EOPNOTSUPP for them, as a file system without ACL support
+// does, so cp -a and rsync -A fall back to chmod. Storing them as opaque values instead
+// would make `cp -a` set modes through an ACL that never reaches st_mode.
+func systemXattr(name string) bool { return strings.HasPrefix(name, "system.") }
+
 // Getxattr implements fusefs.NodeGetxattrer.
 func (n *Node) Getxattr(ctx context.Context, req *fuse.GetxattrRequest, resp *fuse.GetxattrResponse) error {
+	if systemXattr(req.Name) {
+		return syscall.EOPNOTSUPP
+	}
 	v, err := n.fs.core.GetXattr(n.ino, req.Name)
 	if err != nil {
 		return n.err("getxattr", err)
@@ -344,18 +374,28 @@ func (n *Node) Listxattr(ctx context.Context, req *fuse.ListxattrRequest, resp *
 	if err != nil {
 		return n.err("listxattr", err)
 	}
-	resp.Append(names...)
+	for _, name := range names {
+		if !systemXattr(name) {
+			resp.Append(name)
+		}
+	}
 	return nil
 }
 
 // Setxattr implements fusefs.NodeSetxattrer.
 func (n *Node) Setxattr(ctx context.Context, req *fuse.SetxattrRequest) error {
+	if systemXattr(req.Name) {
+		return syscall.EOPNOTSUPP
+	}
 	v := append([]byte(nil), req.Xattr...) // bazil reuses the request buffer
 	return n.err("setxattr", n.fs.core.SetXattr(n.ino, req.Name, v, int(req.Flags)))
 }
 
 // Removexattr implements fusefs.NodeRemovexattrer.
 func (n *Node) Removexattr(ctx context.Context, req *fuse.RemovexattrRequest) error {
+	if systemXattr(req.Name) {
+		return syscall.EOPNOTSUPP
+	}
 	return n.err("removexattr", n.fs.core.RemoveXattr(n.ino, req.Name))
 }
 
