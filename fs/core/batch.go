@@ -10,8 +10,8 @@ import (
 
 // Group commit. A bbolt commit costs two fsyncs (~3-6 ms each on the dev VM), so namespace
 // changes (mkdir, create, rename, unlink, chmod, ...) go into one shared write transaction
-// that is committed by a durability barrier — close(2) (Flush), Fsync, a root commit,
-// Close — or at the latest batchDelay after it began. Like a journaling file system,
+// that is committed by a durability barrier — close(2) (Flush), Fsync, rename, link,
+// symlink, a root commit, Close — or at the latest batchDelay after it began. Like a journaling file system,
 // a namespace change becomes durable at the next barrier; a crash before it loses only
 // changes that no close/fsync acknowledged. The shared transaction is used only under f.mu,
 // and every operation checks before it writes, so a failing operation leaves nothing
@@ -65,6 +65,13 @@ func (f *FS) commitLocked() error {
 		return localErr("committing local state", err)
 	}
 	return nil
+}
+
+// barrierLocked commits the batch after a successful operation (f.mu held; deferred).
+func (f *FS) barrierLocked(err *error) {
+	if *err == nil {
+		*err = f.commitLocked()
+	}
 }
 
 func (f *FS) batchCommit() {

@@ -380,3 +380,20 @@ func TestLeaseOfDeadProcessTakenOver(t *testing.T) {
 	_, err = Open(ctx(), e.store, e.keys, opts)
 	wantErr(t, err, ErrLeaseHeld)
 }
+
+// Editor-style save: once rename returns, a kill -9 keeps the new version under the name.
+func TestRenameSurvivesCrash(t *testing.T) {
+	e := newEnv(t)
+	f := e.open()
+	writeFile(t, f, "/doc", []byte("old"))
+	writeFile(t, f, "/.doc.tmp", []byte("new"))
+	ok(t, f.Rename(RootIno, ".doc.tmp", RootIno, "doc"))
+	f.crash()
+	f = e.open()
+	if got := string(readFile(t, f, "/doc")); got != "new" {
+		t.Fatalf("after crash: %q", got)
+	}
+	if _, err := f.Lookup(RootIno, ".doc.tmp"); !errors.Is(err, syscall.ENOENT) {
+		t.Fatalf("temp name still there: %v", err)
+	}
+}

@@ -218,7 +218,8 @@ func (f *FS) Mkdir(parent Ino, name string, mode os.FileMode) (Attr, error) {
 	return a, err
 }
 
-func (f *FS) Symlink(parent Ino, name, target string) (Attr, error) {
+// Symlink is a durability barrier (like Rename).
+func (f *FS) Symlink(parent Ino, name, target string) (_ Attr, err error) {
 	if f.ro {
 		return Attr{}, f.rofs()
 	}
@@ -230,8 +231,9 @@ func (f *FS) Symlink(parent Ino, name, target string) (Attr, error) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	defer f.barrierLocked(&err)
 	var a Attr
-	err := f.update(func(tx *bolt.Tx) error {
+	err = f.update(func(tx *bolt.Tx) error {
 		n := inode{Mode: os.ModeSymlink | 0o777, Nlink: 1, Target: target, Size: int64(len(target))}
 		ino, err := f.newChild(tx, parent, name, &n)
 		if err != nil {
@@ -259,7 +261,8 @@ func (f *FS) Readlink(ino Ino) (string, error) {
 	return t, err
 }
 
-func (f *FS) Link(ino Ino, newParent Ino, newName string) (Attr, error) {
+// Link is a durability barrier (like Rename).
+func (f *FS) Link(ino Ino, newParent Ino, newName string) (_ Attr, err error) {
 	if f.ro {
 		return Attr{}, f.rofs()
 	}
@@ -268,8 +271,9 @@ func (f *FS) Link(ino Ino, newParent Ino, newName string) (Attr, error) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	defer f.barrierLocked(&err)
 	var a Attr
-	err := f.update(func(tx *bolt.Tx) error {
+	err = f.update(func(tx *bolt.Tx) error {
 		n, err := f.getInode(tx, ino)
 		if err != nil {
 			return err
@@ -436,7 +440,10 @@ func (f *FS) checkEmpty(tx *bolt.Tx, dir Ino) error {
 
 // Rename moves oldParent/oldName to newParent/newName, atomically replacing a file there
 // (or an empty directory when a directory moves). Moving a directory into itself is EINVAL.
-func (f *FS) Rename(oldParent Ino, oldName string, newParent Ino, newName string) error {
+//
+// Rename is a durability barrier: when it returns, the new name survives kill -9 (editors
+// and the T39 driver treat a completed temp+rename save as acknowledged).
+func (f *FS) Rename(oldParent Ino, oldName string, newParent Ino, newName string) (err error) {
 	if f.ro {
 		return f.rofs()
 	}
@@ -448,6 +455,7 @@ func (f *FS) Rename(oldParent Ino, oldName string, newParent Ino, newName string
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	defer f.barrierLocked(&err)
 	return f.update(func(tx *bolt.Tx) error {
 		op, err := f.dirInode(tx, oldParent)
 		if err != nil {
