@@ -57,6 +57,8 @@ type Config struct {
 	Logger    *slog.Logger
 	// EntryValid is the kernel cache time of .similar/ entries and attributes (0: 1 s).
 	EntryValid time.Duration
+	// ReadOnly (a read-only mount): serve the stored index, embed nothing, write nothing.
+	ReadOnly bool
 }
 
 // Match is one near-duplicate of a file.
@@ -170,7 +172,7 @@ func (x *Indexer) OnSealed(ino core.Ino) {
 }
 
 func (x *Indexer) enqueueLocked(ino core.Ino, force, persist bool) {
-	if x.closed {
+	if x.closed || x.cfg.ReadOnly {
 		return
 	}
 	if persist {
@@ -259,8 +261,10 @@ func (x *Indexer) Start(v Vault) error {
 		}
 		x.idx.Add(e.id, e.vec)
 	}
-	for _, cid := range orphans {
-		v.DeleteAux(TableEmb, cid[:])
+	if !x.cfg.ReadOnly {
+		for _, cid := range orphans {
+			v.DeleteAux(TableEmb, cid[:])
+		}
 	}
 	var q []qitem
 	if err := v.ForEachAux(TableQueue, func(k, val []byte) error {
@@ -272,6 +276,9 @@ func (x *Indexer) Start(v Vault) error {
 		return fmt.Errorf("similar: load queue: %w", err)
 	}
 
+	if x.cfg.ReadOnly {
+		q = nil
+	}
 	x.mu.Lock()
 	x.v = v
 	x.inoID, x.inos, x.noImage, x.stale = inoID, inos, noImage, stale
@@ -282,7 +289,7 @@ func (x *Indexer) Start(v Vault) error {
 	// Files sealed while no indexer ran (or before a crash persisted the queue entry).
 	missing := 0
 	for ino, id := range inoID {
-		if !x.idx.Has(id) && !noImage[id] && !x.queued[ino] {
+		if !x.idx.Has(id) && !noImage[id] && !x.queued[ino] && !x.cfg.ReadOnly {
 			x.enqueueLocked(ino, false, true)
 			missing++
 		}
@@ -297,7 +304,7 @@ func (x *Indexer) Start(v Vault) error {
 	if len(stale) > 0 {
 		x.log.Warn("similar: embeddings from another model are being recomputed in the background", "count", len(stale))
 	}
-	for i := 0; i < x.cfg.Workers; i++ {
+	for i := 0; i < x.cfg.Workers && !x.cfg.ReadOnly; i++ {
 		x.wg.Add(1)
 		go x.worker()
 	}
