@@ -337,6 +337,7 @@ func (f *FS) syncWithStore(ctx context.Context) error {
 		clean = getU64(tx, mChg) == getU64(tx, mCommitted) && tx.Bucket(bPending).Stats().KeyN == 0
 		return nil
 	})
+	clean = clean || f.ro // a read-only cache has nothing of its own to keep
 	latest, found, err := f.latestRoot(ctx)
 	if err != nil {
 		return err

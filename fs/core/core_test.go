@@ -299,3 +299,54 @@ func TestUnlinkWhileOpen(t *testing.T) {
 		t.Fatal("tmp listed")
 	}
 }
+
+// Objects above sealInMemory are staged in a temp file; both paths must give the same bytes.
+func TestSealViaTempFile(t *testing.T) {
+	old := sealInMemory
+	sealInMemory = 100_000
+	defer func() { sealInMemory = old }()
+	e := newEnv(t)
+	fs := &failStore{Store: e.store} // no Path: the sealed temp file becomes a cache entry
+	e.store = fs
+	f := e.open()
+	data := randBytes(1_000_000)
+	writeFile(t, f, "/big", data)
+	ok(t, f.Sync(ctx()))
+	ents, _ := os.ReadDir(e.cache + "/tmp")
+	if len(ents) != 0 {
+		t.Fatalf("%d temp files left", len(ents))
+	}
+	if got := readFile(t, f, "/big"); !bytes.Equal(got, data) {
+		t.Fatal("bytes differ")
+	}
+	ok(t, f.Close())
+	e.cache = t.TempDir()
+	f = e.open()
+	if got := readFile(t, f, "/big"); !bytes.Equal(got, data) {
+		t.Fatal("bytes differ from a fresh cache")
+	}
+}
+
+// A read-only client catches up with a writer's newer roots at its next Open.
+func TestReadOnlyCatchesUp(t *testing.T) {
+	e := newEnv(t)
+	ro := *e
+	ro.cache = t.TempDir()
+	ro.opts.ReadOnly = true
+	g := ro.open() // before the writer's first root: an empty tree
+	ok(t, g.Close())
+	f := e.open()
+	writeFile(t, f, "/x", []byte("x1"))
+	ok(t, f.Sync(ctx()))
+	g = ro.open()
+	if got := string(readFile(t, g, "/x")); got != "x1" {
+		t.Fatal(got)
+	}
+	ok(t, g.Close())
+	writeFile(t, f, "/x", []byte("x2"))
+	ok(t, f.Sync(ctx()))
+	g = ro.open()
+	if got := string(readFile(t, g, "/x")); got != "x2" {
+		t.Fatal(got)
+	}
+}

@@ -176,6 +176,13 @@ func (f *FS) start(ctx context.Context) error {
 		return err
 	}
 	f.ctx, f.cancel = context.WithCancel(context.Background())
+	if !f.ro && f.anchorSeq() == 0 {
+		// A new vault: write r/1 now, so a second client never starts another one.
+		if err := f.commitNow(ctx); err != nil {
+			f.releaseLease()
+			return err
+		}
+	}
 	if !f.ro {
 		for i := 0; i < f.opts.SealWorkers; i++ {
 			f.wg.Add(1)
@@ -274,6 +281,15 @@ func putU64(tx *bolt.Tx, key string, v uint64) error {
 
 // change marks the namespace changed (a root commit is due) inside a write tx.
 func change(tx *bolt.Tx) error { return putU64(tx, mChg, getU64(tx, mChg)+1) }
+
+func (f *FS) anchorSeq() uint64 {
+	var s uint64
+	f.view(func(tx *bolt.Tx) error {
+		s = getU64(tx, mAnchorSeq)
+		return nil
+	})
+	return s
+}
 
 func (f *FS) pendingCommit() bool {
 	var p bool

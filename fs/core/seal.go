@@ -233,7 +233,7 @@ func (f *FS) sealOne(ctx context.Context, id uint64) error {
 }
 
 // sealInMemory: objects up to this size are sealed into memory (no temp file on disk).
-const sealInMemory = 32 << 20
+var sealInMemory int64 = 32 << 20 // a var for tests
 
 func (f *FS) verifyMode() bool { return f.keys.Mode != "" && f.keys.Mode != keyring.ModeVault }
 
