@@ -335,3 +335,34 @@ func TestTailPaddingSegmentsVerified(t *testing.T) {
 		t.Fatalf("intact object: %v", err)
 	}
 }
+
+// TestTruncateExtendMeta is T13 for metadata objects, with the locator fixed up by the
+// attacker (so the AEAD layer, not the hash, must reject): cuts at 0, 1, 47, 48, 79, 80,
+// every segment boundary +-1 and len-1; extensions by 1, 16 and one whole segment; the
+// last segment dropped.
+func TestTruncateExtendMeta(t *testing.T) {
+	mk := testCS(9)
+	p := randBytes(22, 2*segSize+700)
+	obj, _, err := SealMeta(mk, "tree", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cuts []int
+	cuts = append(cuts, 0, 1, 47, 48, 79, 80, len(obj)-1)
+	for b := metaStart; b < len(obj); b += segSize + tagSize {
+		cuts = append(cuts, b-1, b, b+1)
+	}
+	var bad [][]byte
+	for _, c := range cuts {
+		bad = append(bad, obj[:c])
+	}
+	bad = append(bad, append(bytes.Clone(obj), 0), append(bytes.Clone(obj), make([]byte, 16)...),
+		append(bytes.Clone(obj), obj[metaStart:metaStart+segSize+tagSize]...))
+	lastSeg := metaStart + 2*(segSize+tagSize)
+	bad = append(bad, obj[:lastSeg]) // drop the final segment
+	for i, b := range bad {
+		if _, err := OpenMeta(mk, "tree", Hash(b), b); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("case %d (len %d of %d): %v", i, len(b), len(obj), err)
+		}
+	}
+}
