@@ -361,9 +361,6 @@ func (s *Store) Get(ctx context.Context, name string, off, length int64) (io.Rea
 		if length > 0 {
 			end = off + length - 1
 		}
-		if off == 0 && end == 0 {
-			end = 0 // bytes=0-0
-		}
 		if err := opts.SetRange(off, end); err != nil {
 			return nil, backend.Permanent(fmt.Errorf("s3 get %s: %w", name, err))
 		}
