@@ -17,10 +17,12 @@
 // so any leaked run of 16 bytes (23 bytes with stride 8) is found. Every hit is
 // confirmed byte-exactly; consecutive window hits are merged into one Hit.
 //
-// Names (T2) of 4 or more bytes are matched as substrings in all their forms. A match
-// shorter than 6 bytes inside a random-looking region (high byte entropy, as ciphertext
-// is) is dropped: a 4-byte string occurs by chance once per 4 GiB of random bytes, so in
-// ciphertext such matches are noise; in text or structured plaintext they are kept.
+// Names (T2) of 4 or more bytes are matched as substrings in all their forms. Two kinds of
+// chance matches are dropped: one shorter than 6 bytes inside a random-looking region (high
+// byte entropy, as ciphertext is; a 4-byte string occurs by chance once per 4 GiB of random
+// bytes), and a non-hex form shorter than 12 characters made of hex digits inside a run of
+// 20 or more hex digits (a year folder "2024" inside a locator). In text or structured
+// plaintext short names are kept.
 //
 // Plaintexts that legitimately contain store-visible strings (metadata that names its
 // objects by locator) need those strings passed to Ignore, or the object names match.
@@ -491,6 +493,28 @@ func randomLooking(buf []byte, o, n int) bool {
 	return entropy(buf[lo:hi]) > 7.9-255/(2*float64(hi-lo)*math.Ln2)
 }
 
+func isHex(c byte) bool { return c-'0' < 10 || c-'a' < 6 || c-'A' < 6 }
+
+// inHexRun reports whether buf[o:o+n] consists of hex digits inside a run of at least 20
+// of them (a locator, checksum or sequence number in an object name or log line): a name
+// such as "2024" or "cafe" occurs there by chance (once per 65536 positions), so such a
+// match of fewer than 12 characters is not a leak. Hex-encoded names are still matched.
+func inHexRun(buf []byte, o, n int) bool {
+	for _, c := range buf[o : o+n] {
+		if !isHex(c) {
+			return false
+		}
+	}
+	lo, hi := o, o+n
+	for lo > 0 && isHex(buf[lo-1]) {
+		lo--
+	}
+	for hi < len(buf) && isHex(buf[hi]) {
+		hi++
+	}
+	return hi-lo >= 20
+}
+
 // names scans buf[from:to) (buf holds data offsets base..) for name patterns.
 func (st *scanState) names(buf []byte, base int64, from, to int) {
 	s := st.s
@@ -505,6 +529,9 @@ func (st *scanState) names(buf []byte, base int64, from, to int) {
 				continue
 			}
 			if len(p.b) < 6 && randomLooking(buf, i, len(p.b)) {
+				continue
+			}
+			if p.form != "hex" && p.form != "HEX" && len(p.b) < 12 && inHexRun(buf, i, len(p.b)) {
 				continue
 			}
 			key := p.name + "\x00" + p.form

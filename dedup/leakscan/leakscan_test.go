@@ -376,3 +376,24 @@ func TestAutoStride(t *testing.T) {
 		}
 	}
 }
+
+// TestNamesInLocators: short names made of hex digits ("2024", "cafe") inside hex locators
+// and sequence numbers are chance, not leaks; the same names in text, and a hex-encoded
+// name inside an object name, are leaks.
+func TestNamesInLocators(t *testing.T) {
+	s := New()
+	for _, n := range []string{"2024", "cafe", "beef12", "Holidays"} {
+		s.AddName(n)
+	}
+	for _, name := range []string{"c/20/2024cafebeef12" + strings.Repeat("0", 46), "r/00000000000000002024", "m/ca/cafe" + strings.Repeat("9", 60)} {
+		if h := s.ScanName(name); len(h) != 0 {
+			t.Errorf("%s: %s", name, Format(h))
+		}
+	}
+	if h := s.ScanName("c/ab/" + hex.EncodeToString([]byte("2024")) + strings.Repeat("0", 56)); len(h) == 0 {
+		t.Error("hex-encoded name in an object name not found")
+	}
+	if h := s.ScanBytes("log", []byte("GET /photos/2024/ HTTP/1.1")); len(h) != 1 {
+		t.Errorf("name in text: %s", Format(h))
+	}
+}
