@@ -157,7 +157,13 @@ func (s *Store) write(ctx context.Context, name, dst string, r io.Reader, size i
 		op = "overwrite"
 	}
 	dir := filepath.Dir(dst)
-	if err := s.mkdirs(dir); err != nil {
+	err = s.mkdirs(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		// A cached folder was removed behind the store's back: forget the cache.
+		s.dirs.Clear()
+		err = s.mkdirs(dir)
+	}
+	if err != nil {
 		if errors.Is(err, syscall.ENOTDIR) {
 			return backend.Permanent(fmt.Errorf("local %s %s: an object is stored where a folder of its name is needed", op, name))
 		}
@@ -167,6 +173,12 @@ func (s *Store) write(ctx context.Context, name, dst string, r io.Reader, size i
 	_, _ = rand.Read(rnd[:])
 	tmp := filepath.Join(s.tmp, hex.EncodeToString(rnd[:]))
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	if errors.Is(err, fs.ErrNotExist) {
+		// Someone removed .tmp: make it again.
+		if merr := os.Mkdir(s.tmp, 0o700); merr == nil || errors.Is(merr, fs.ErrExist) {
+			f, err = os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+		}
+	}
 	if err != nil {
 		return classify(op, name, err)
 	}
@@ -194,12 +206,24 @@ func (s *Store) write(ctx context.Context, name, dst string, r io.Reader, size i
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if replace {
-		err = os.Rename(tmp, dst)
-	} else {
-		err = os.Link(tmp, dst)
+	place := func() error {
+		if replace {
+			return os.Rename(tmp, dst)
+		}
+		return os.Link(tmp, dst)
+	}
+	err = place()
+	if errors.Is(err, fs.ErrNotExist) {
+		// The fan-out folder was removed since it was cached: make it again.
+		s.dirs.Clear()
+		if err = s.mkdirs(dir); err == nil {
+			err = place()
+		}
 	}
 	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return backend.Permanent(fmt.Errorf("local %s %s: %w", op, name, err))
+		}
 		return classify(op, name, err)
 	}
 	if err := syncDir(dir); err != nil {

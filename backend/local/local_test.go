@@ -138,3 +138,26 @@ func TestErrorClasses(t *testing.T) {
 		t.Fatalf("Stat of a folder: %v", err)
 	}
 }
+
+// Folders removed behind the store's back (an admin tidying up, a GC of empty folders) are
+// made again; Put never reports ErrNotExist.
+func TestFoldersRemovedBehindBack(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := local.Open(dir)
+	a := storetest.Name("c", "a")
+	storetest.MustPut(t, s, a, []byte("a"))
+	if err := s.Delete(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(dir, "c")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(dir, ".tmp")); err != nil {
+		t.Fatal(err)
+	}
+	storetest.MustPut(t, s, a, []byte("again"))
+	b, _ := storetest.ReadAll(context.Background(), s, a, 0, -1)
+	if string(b) != "again" {
+		t.Fatalf("read %q", b)
+	}
+}
