@@ -424,3 +424,38 @@ func TestSignalFlushes(t *testing.T) {
 		t.Fatalf("status files = %d, want 2", st.Files)
 	}
 }
+
+// TestFirstMountCreatesVault: imgfs mount on the default local store with no vault yet
+// creates one (passphrase from IMGFS_PASSPHRASE_FILE), and the next mount needs that
+// passphrase.
+func TestFirstMountCreatesVault(t *testing.T) {
+	m := startVault(t, vaultOptions{DefaultStore: true, NoMount: true})
+	if _, err := os.Stat(filepath.Join(m.StoreDir)); err == nil {
+		t.Fatal("store exists before the first mount")
+	}
+	_, se, err := m.TryImgfs(append(m.MountArgs(), m.Dir)...)
+	if err != nil {
+		t.Fatalf("first mount: %v: %s", err, se)
+	}
+	m.mounted = true
+	if !strings.Contains(se, "created a vault") {
+		t.Fatalf("first mount did not say it created a vault: %q", se)
+	}
+	if err := os.WriteFile(filepath.Join(m.Dir, "hello.txt"), []byte("hello"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m.Umount()
+	if _, err := os.Stat(filepath.Join(m.StoreDir)); err != nil {
+		t.Fatalf("no store at the default place: %v", err)
+	}
+	bad := filepath.Join(m.Root, "bad-pass")
+	os.WriteFile(bad, []byte("another passphrase\n"), 0o600)
+	if _, se, err := m.TryImgfs(append(append(m.MountArgs(), "--passphrase-file", bad), m.Dir)...); err == nil || !strings.Contains(se, "wrong passphrase") {
+		t.Fatalf("second mount with another passphrase: %v %q", err, se)
+	}
+	m.Cache = m.newCacheDir()
+	m.Mount()
+	if b, err := os.ReadFile(filepath.Join(m.Dir, "hello.txt")); err != nil || string(b) != "hello" {
+		t.Fatalf("hello.txt after remount: %v %q", err, b)
+	}
+}

@@ -16,8 +16,8 @@ package integration
 // Environment knobs:
 //
 //	IMGFS_BIN=path          use this binary instead of building ./cmd/imgfs
-//	IMGFS_TEST_STORE=s3     run vaults on S3 (needs an S3 starter registered in s3Starter;
-//	                        tests skip, or fail under CI=true, when none is available)
+//	IMGFS_TEST_STORE=s3     run every vault on a real S3 server (versitygw via
+//	                        backend/s3/s3test; skipped when missing, fails under CI=true)
 //	CI=true                 a missing tool (fusermount3, /dev/fuse, convert, rsync) fails
 //	                        the test instead of skipping it
 //
@@ -44,6 +44,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/imgfs/imgfs/backend/s3/s3test"
 )
 
 var (
@@ -118,9 +120,13 @@ func needFUSE(t testing.TB) {
 	need(t, "fusermount3", "/dev/fuse")
 }
 
-// s3Starter, when set (by a file of the S3 helper), starts an S3 server for a test and returns
-// a store URL and the environment (credentials) imgfs needs to use it.
-var s3Starter func(t testing.TB) (url string, env []string)
+// s3Starter starts a real S3 server (versitygw, backend/s3/s3test) for a test and returns a
+// store URL, the environment (credentials) imgfs needs, and the server's data folder (it
+// keeps objects as plain files, so the leak scan reads them). It skips the test when
+// versitygw is missing (fails under CI=true).
+var s3Starter = func(t testing.TB) (url string, env []string, dataDir string) {
+	return s3test.Start(t)
+}
 
 // vaultOptions configure startVault.
 type vaultOptions struct {
@@ -135,6 +141,9 @@ type vaultOptions struct {
 	Env []string
 	// NoMount creates the vault only; call Mount() yourself.
 	NoMount bool
+	// DefaultStore uses the default local store ($XDG_DATA_HOME/imgfs/store of the vault's
+	// own XDG_DATA_HOME) without imgfs init: the first mount creates the vault.
+	DefaultStore bool
 }
 
 // Mount is a vault and (while mounted) its mount.
@@ -144,7 +153,7 @@ type Mount struct {
 	Root     string // per-vault temp root: home, xdg dirs, store, caches
 	Dir      string // the mountpoint
 	StoreURL string
-	StoreDir string // the local store's directory ("" on S3)
+	StoreDir string // where the store keeps its objects as files (local store, versitygw data)
 	Cache    string // the current cache dir
 	PassFile string
 	env      []string
@@ -188,30 +197,33 @@ func startVault(t testing.TB, opts vaultOptions) *Mount {
 		"IMGFS_KDF_MEMORY_KIB=8192", // the keyring's floor: fast unlocks in tests
 	}
 	m.env = append(m.env, opts.Env...)
+	m.env = append(m.env, "IMGFS_STORE=")
 	switch {
+	case opts.DefaultStore:
+		m.StoreDir = filepath.Join(root, "data", "imgfs", "store")
 	case opts.Store != "":
 		m.StoreURL = opts.Store
 		if !strings.HasPrefix(opts.Store, "s3:") {
 			m.StoreDir = opts.Store
 		}
 	case os.Getenv("IMGFS_TEST_STORE") == "s3":
-		if s3Starter == nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatal("IMGFS_TEST_STORE=s3 but no S3 starter is linked into the integration tests")
-			}
-			t.Skip("IMGFS_TEST_STORE=s3 but no S3 starter is linked into the integration tests")
-		}
-		url, env := s3Starter(t)
+		url, env, data := s3Starter(t)
 		m.StoreURL = url
+		m.StoreDir = data
 		m.env = append(m.env, env...)
 	default:
 		m.StoreDir = filepath.Join(root, "store")
 		m.StoreURL = m.StoreDir
 	}
-	m.args = append([]string{"--store", m.StoreURL}, opts.MountArgs...)
+	if m.StoreURL != "" {
+		m.args = []string{"--store", m.StoreURL}
+	}
+	m.args = append(m.args, opts.MountArgs...)
 	m.Cache = m.newCacheDir()
 	t.Cleanup(m.cleanup)
-	m.Imgfs(t, "init", "--store", m.StoreURL)
+	if !opts.DefaultStore {
+		m.Imgfs(t, "init", "--store", m.StoreURL)
+	}
 	if !opts.NoMount {
 		m.Mount()
 	}
