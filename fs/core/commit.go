@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -64,48 +65,76 @@ func (f *FS) committer() {
 	}
 }
 
-// snapshot builds the tree of what the store may reference (see above).
-func (f *FS) snapshot(tx *bolt.Tx) (*tree, error) {
-	t := &tree{NextIno: getU64(tx, mNextIno)}
+// snapshot builds the tree objects of the shards that changed since the last root (or have
+// no object yet) and returns the locators of the unchanged ones. An empty tree in dirty means
+// the shard has no inodes any more.
+func (f *FS) snapshot(tx *bolt.Tx) (dirty map[uint64]*tree, keep []shardRef, err error) {
+	m := tx.Bucket(bMeta)
+	next := getU64(tx, mNextIno)
+	present := map[uint64]bool{}
+	c := tx.Bucket(bInodes).Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		present[be64u(k)/shardSize] = true
+	}
+	dirty = map[uint64]*tree{}
+	mc := m.Cursor()
+	for k, _ := mc.Seek([]byte(mShDirty)); k != nil && bytes.HasPrefix(k, []byte(mShDirty)); k, _ = mc.Next() {
+		if len(k) == len(mShDirty)+8 {
+			dirty[be64u(k[len(mShDirty):])] = &tree{NextIno: next}
+		}
+	}
+	for sh := range present {
+		if dirty[sh] == nil {
+			v := m.Get(shardKey(mShLoc, sh))
+			if len(v) != 32 {
+				dirty[sh] = &tree{NextIno: next}
+				continue
+			}
+			var l dedup.Locator
+			copy(l[:], v)
+			keep = append(keep, shardRef{Shard: sh, Loc: l})
+		}
+	}
+	if len(dirty) == 0 {
+		return dirty, keep, nil
+	}
 	omit := map[Ino]bool{}
-	xs := map[Ino][]xattr{}
-	err := tx.Bucket(bXattrs).ForEach(func(k, v []byte) error {
-		x, err := f.decodeXattr(k, v)
-		if err != nil {
-			return err
+	for sh, t := range dirty {
+		lo, hi := be64(sh*shardSize), (sh+1)*shardSize
+		xs := map[Ino][]xattr{}
+		xc := tx.Bucket(bXattrs).Cursor()
+		for k, v := xc.Seek(lo); k != nil && be64u(k[:8]) < hi; k, v = xc.Next() {
+			x, err := f.decodeXattr(k, v)
+			if err != nil {
+				return nil, nil, err
+			}
+			ino := Ino(be64u(k[:8]))
+			xs[ino] = append(xs[ino], x)
 		}
-		ino := Ino(be64u(k[:8]))
-		xs[ino] = append(xs[ino], x)
-		return nil
-	})
-	if err != nil {
-		return nil, err
+		ic := tx.Bucket(bInodes).Cursor()
+		for k, _ := ic.Seek(lo); k != nil && be64u(k) < hi; k, _ = ic.Next() {
+			ino := Ino(be64u(k))
+			n, err := f.getInode(tx, ino)
+			if err != nil {
+				return nil, nil, err
+			}
+			switch {
+			case n.Nlink == 0:
+				omit[ino] = true
+				continue
+			case n.isReg() && n.Spool != 0 && !n.HasRef:
+				omit[ino] = true
+				continue
+			case n.isReg() && n.HasRef:
+				n.Size = n.Ref.Size
+			case n.isReg():
+				n.Size = 0
+			}
+			n.Spool = 0
+			t.Inodes = append(t.Inodes, treeInode{Ino: ino, Node: n, Xattrs: xs[ino]})
+		}
 	}
-	err = tx.Bucket(bInodes).ForEach(func(k, v []byte) error {
-		ino := Ino(be64u(k))
-		n, err := f.getInode(tx, ino)
-		if err != nil {
-			return err
-		}
-		switch {
-		case n.Nlink == 0:
-			omit[ino] = true
-			return nil
-		case n.isReg() && n.Spool != 0 && !n.HasRef:
-			omit[ino] = true
-			return nil
-		case n.isReg() && n.HasRef:
-			n.Size = n.Ref.Size
-		case n.isReg():
-			n.Size = 0
-		}
-		n.Spool = 0
-		t.Inodes = append(t.Inodes, treeInode{Ino: ino, Node: n, Xattrs: xs[ino]})
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
+	// Directory entries live in the shard of the inode they name.
 	err = tx.Bucket(bDirents).ForEach(func(k, v []byte) error {
 		p, err := f.lc.open("dirents", k, v)
 		if err != nil {
@@ -115,12 +144,12 @@ func (f *FS) snapshot(tx *bolt.Tx) (*tree, error) {
 		if err != nil {
 			return errnoErr(syscall.EIO, "directory entry: %v", err)
 		}
-		if !omit[de.Ino] {
+		if t := dirty[uint64(de.Ino)/shardSize]; t != nil && !omit[de.Ino] {
 			t.Dirents = append(t.Dirents, treeDirent{Parent: Ino(be64u(k[:8])), Name: de.Name, Ino: de.Ino})
 		}
 		return nil
 	})
-	return t, err
+	return dirty, keep, err
 }
 
 func (f *FS) putMeta(ctx context.Context, kind string, plain []byte) (dedup.Locator, error) {
@@ -143,7 +172,8 @@ func (f *FS) commitNow(ctx context.Context) error {
 	f.commitMu.Lock()
 	defer f.commitMu.Unlock()
 	var (
-		t          *tree
+		shards     map[uint64]*tree
+		keepShards []shardRef
 		chg, seq   uint64
 		prev       dedup.Locator
 		dirtyAux   []*auxTable
@@ -167,7 +197,7 @@ func (f *FS) commitNow(ctx context.Context) error {
 		seq = anchor + 1
 		copy(prev[:], tx.Bucket(bMeta).Get([]byte(mAnchorHash)))
 		var err error
-		if t, err = f.snapshot(tx); err != nil {
+		if shards, keepShards, err = f.snapshot(tx); err != nil {
 			return err
 		}
 		dirty := map[string]bool{}
@@ -198,12 +228,22 @@ func (f *FS) commitNow(ctx context.Context) error {
 	if err != nil || nothingNew {
 		return asErrno(err)
 	}
-	treeLoc, err := f.putMeta(ctx, "tree", encodeTree(t))
-	if err != nil {
-		return err
+	root := &rootRec{Seq: seq, Prev: prev, Time: time.Now().UnixNano(), Shards: keepShards, Aux: keepAux}
+	newShards := map[uint64]*dedup.Locator{}
+	for sh, t := range shards {
+		newShards[sh] = nil
+		if len(t.Inodes) == 0 {
+			continue // the shard is empty now
+		}
+		loc, err := f.putMeta(ctx, "tree", encodeTree(t))
+		if err != nil {
+			return err
+		}
+		newShards[sh] = &loc
+		root.Shards = append(root.Shards, shardRef{Shard: sh, Loc: loc})
 	}
+	sort.Slice(root.Shards, func(i, j int) bool { return root.Shards[i].Shard < root.Shards[j].Shard })
 	newLocs := map[string]*dedup.Locator{}
-	root := &rootRec{Seq: seq, Prev: prev, Time: time.Now().UnixNano(), Tree: treeLoc, Aux: keepAux}
 	for _, a := range dirtyAux {
 		newLocs[a.Table] = nil
 		if len(a.Entries) == 0 {
@@ -239,8 +279,18 @@ func (f *FS) commitNow(ctx context.Context) error {
 		if err := putU64(tx, mCommitted, chg); err != nil {
 			return err
 		}
+		m := tx.Bucket(bMeta)
+		for sh, loc := range newShards {
+			if loc == nil {
+				m.Delete(shardKey(mShLoc, sh))
+			} else if err := m.Put(shardKey(mShLoc, sh), loc[:]); err != nil {
+				return err
+			}
+			if v := m.Get(shardKey(mShDirty, sh)); len(v) == 8 && be64u(v) <= chg {
+				m.Delete(shardKey(mShDirty, sh))
+			}
+		}
 		for table, loc := range newLocs {
-			m := tx.Bucket(bMeta)
 			if loc == nil {
 				m.Delete([]byte(mAuxLoc + table))
 			} else if err := m.Put([]byte(mAuxLoc+table), loc[:]); err != nil {
@@ -430,13 +480,9 @@ func (f *FS) rebuild(ctx context.Context, seq uint64) error {
 	if err != nil {
 		return err
 	}
-	plain, err := f.loadMeta(ctx, "tree", r.Tree)
+	t, err := f.loadTree(ctx, r)
 	if err != nil {
 		return err
-	}
-	t, err := decodeTree(plain)
-	if err != nil {
-		return eio("tree "+r.Tree.String(), err)
 	}
 	var auxes []*auxTable
 	for _, a := range r.Aux {
@@ -465,7 +511,8 @@ func (f *FS) rebuild(ctx context.Context, seq uint64) error {
 		m := tx.Bucket(bMeta)
 		var del [][]byte
 		m.ForEach(func(k, _ []byte) error {
-			if bytes.HasPrefix(k, []byte(mAuxLoc)) || bytes.HasPrefix(k, []byte(mAuxDirty)) {
+			if bytes.HasPrefix(k, []byte(mAuxLoc)) || bytes.HasPrefix(k, []byte(mAuxDirty)) ||
+				bytes.HasPrefix(k, []byte(mShLoc)) || bytes.HasPrefix(k, []byte(mShDirty)) {
 				del = append(del, append([]byte(nil), k...))
 			}
 			return nil
@@ -507,6 +554,13 @@ func (f *FS) rebuild(ctx context.Context, seq uint64) error {
 				return err
 			}
 		}
+		// putInode/putDirent marked every shard dirty; the store already has them all.
+		for _, s := range r.Shards {
+			m.Delete(shardKey(mShDirty, s.Shard))
+			if err := m.Put(shardKey(mShLoc, s.Shard), s.Loc[:]); err != nil {
+				return err
+			}
+		}
 		if err := putU64(tx, mNextIno, next); err != nil {
 			return err
 		}
@@ -526,6 +580,30 @@ func (f *FS) rebuild(ctx context.Context, seq uint64) error {
 	}
 	f.log.Info("core: working copy loaded from the store", "root", seq)
 	return nil
+}
+
+// loadTree reads every shard of root r and returns their union.
+func (f *FS) loadTree(ctx context.Context, r *rootRec) (*tree, error) {
+	all := &tree{}
+	for _, s := range r.Shards {
+		plain, err := f.loadMeta(ctx, "tree", s.Loc)
+		if err != nil {
+			return nil, err
+		}
+		t, err := decodeTree(plain)
+		if err != nil {
+			return nil, eio("tree "+s.Loc.String(), err)
+		}
+		for _, ti := range t.Inodes {
+			if uint64(ti.Ino)/shardSize != s.Shard {
+				return nil, errnoErr(syscall.EIO, "tree %s: inode %d outside its shard", s.Loc, ti.Ino)
+			}
+		}
+		all.NextIno = max(all.NextIno, t.NextIno)
+		all.Inodes = append(all.Inodes, t.Inodes...)
+		all.Dirents = append(all.Dirents, t.Dirents...)
+	}
+	return all, nil
 }
 
 // checkTree rejects trees whose names and links do not form a directory tree.

@@ -350,3 +350,42 @@ func TestReadOnlyCatchesUp(t *testing.T) {
 		t.Fatal(got)
 	}
 }
+
+// The namespace is committed in shards of shardSize inodes: a change rewrites one shard.
+func TestShardedCommit(t *testing.T) {
+	e := newEnv(t)
+	e.opts.CommitDelay = time.Hour // only Sync commits
+	f := e.open()
+	d := must(f.Mkdir(RootIno, "many", 0o755))
+	for i := 0; i < shardSize+100; i++ {
+		_, h, err := f.Create(d.Ino, "f"+itoa(i), 0o644, true)
+		ok(t, err)
+		ok(t, h.Release())
+	}
+	ok(t, f.Sync(ctx()))
+	before := countObjects(t, e.store, "m/")
+	// A file in the second shard: its inode and its dirent are there; "many" (shard 0)
+	// changes only when names change, not when a file's content does.
+	writeFile(t, f, "/many/f"+itoa(shardSize+50), []byte("data"))
+	ok(t, f.Sync(ctx()))
+	if n := countObjects(t, e.store, "m/"); n != before+1 {
+		t.Fatalf("meta objects %d -> %d, want one rewritten shard", before, n)
+	}
+	// Remove every file of the second shard: it leaves the root.
+	for i := shardSize - 10; i < shardSize+100; i++ {
+		ok(t, f.Remove(d.Ino, "f"+itoa(i), false))
+	}
+	ok(t, f.Sync(ctx()))
+	want := listTree(t, f)
+	ok(t, f.Close())
+	e.cache = t.TempDir()
+	f = e.open()
+	if got := listTree(t, f); !reflect.DeepEqual(got, want) {
+		t.Fatalf("rebuilt tree differs: %d vs %d entries", len(got), len(want))
+	}
+	r, _, err := f.loadRoot(ctx(), f.anchorSeq())
+	ok(t, err)
+	if len(r.Shards) != 1 {
+		t.Fatalf("%d shards in the root, want 1", len(r.Shards))
+	}
+}

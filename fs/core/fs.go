@@ -44,6 +44,8 @@ const (
 	mLease      = "lease"
 	mAuxLoc     = "auxloc:"   // + table: locator of its last committed object
 	mAuxDirty   = "auxdirty:" // + table: changed since then
+	mShLoc      = "shloc:"    // + u64be(shard): locator of its last committed tree object
+	mShDirty    = "shdirty:"  // + u64be(shard): changed since then
 )
 
 // FS is an opened vault namespace.
@@ -319,8 +321,19 @@ func (f *FS) getInode(tx *bolt.Tx, ino Ino) (inode, error) {
 
 func (f *FS) putInode(tx *bolt.Tx, ino Ino, n *inode) error {
 	k := be64(uint64(ino))
+	if err := markShard(tx, ino); err != nil {
+		return err
+	}
 	return tx.Bucket(bInodes).Put(k, f.lc.seal("inodes", k, encodeInodeRecord(n)))
 }
+
+// markShard records that ino's tree shard changed (compared with the chg captured by the
+// next commit, like aux tables).
+func markShard(tx *bolt.Tx, ino Ino) error {
+	return tx.Bucket(bMeta).Put(shardKey(mShDirty, uint64(ino)/shardSize), be64(getU64(tx, mChg)+1))
+}
+
+func shardKey(prefix string, shard uint64) []byte { return append([]byte(prefix), be64(shard)...) }
 
 type dirent struct {
 	Name string
@@ -360,11 +373,17 @@ func (f *FS) getDirent(tx *bolt.Tx, parent Ino, name string) (dirent, bool, erro
 }
 
 func (f *FS) putDirent(tx *bolt.Tx, parent Ino, de dirent) error {
+	if err := markShard(tx, de.Ino); err != nil {
+		return err
+	}
 	k := f.lc.direntKey(parent, de.Name)
 	return tx.Bucket(bDirents).Put(k, f.lc.seal("dirents", k, encodeDirent(de)))
 }
 
-func (f *FS) delDirent(tx *bolt.Tx, parent Ino, name string) error {
+func (f *FS) delDirent(tx *bolt.Tx, parent Ino, name string, child Ino) error {
+	if err := markShard(tx, child); err != nil {
+		return err
+	}
 	return tx.Bucket(bDirents).Delete(f.lc.direntKey(parent, name))
 }
 

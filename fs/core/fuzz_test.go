@@ -107,7 +107,7 @@ func normInode(n inode) inode {
 func FuzzDecodeRootAuxLease(f *testing.F) {
 	var l dedup.Locator
 	l[3] = 1
-	f.Add(encodeRoot(&rootRec{Seq: 3, Prev: l, Time: 7, Tree: l, Aux: []auxRef{{"emb", l}}}))
+	f.Add(encodeRoot(&rootRec{Seq: 3, Prev: l, Time: 7, Shards: []shardRef{{0, l}, {5, l}}, Aux: []auxRef{{"emb", l}}}))
 	f.Add(encodeAux(&auxTable{Table: "emb", Entries: [][2][]byte{{[]byte("k"), []byte("v")}}}))
 	f.Add(encodeLease(leaseRec{ID: make([]byte, 16), Host: "h", Pid: 9, Time: 1}))
 	f.Fuzz(func(t *testing.T, b []byte) {

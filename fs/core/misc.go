@@ -43,6 +43,9 @@ func (f *FS) decodeXattr(k, v []byte) (xattr, error) {
 }
 
 func (f *FS) putXattr(tx *bolt.Tx, ino Ino, name string, value []byte) error {
+	if err := markShard(tx, ino); err != nil {
+		return err
+	}
 	k := f.lc.xattrKey(ino, name)
 	return tx.Bucket(bXattrs).Put(k, f.lc.seal("xattrs", k, encodeKV([]byte(name), value)))
 }
@@ -386,17 +389,15 @@ func (f *FS) ReferencedObjects(ctx context.Context) (map[string]bool, error) {
 		return nil, err
 	}
 	live[dedup.RootName(anchor)] = true
-	live[dedup.MetaName(r.Tree)] = true
+	for _, s := range r.Shards {
+		live[dedup.MetaName(s.Loc)] = true
+	}
 	for _, a := range r.Aux {
 		live[dedup.MetaName(a.Loc)] = true
 	}
-	plain, err := f.loadMeta(ctx, "tree", r.Tree)
+	t, err := f.loadTree(ctx, r)
 	if err != nil {
 		return nil, err
-	}
-	t, err := decodeTree(plain)
-	if err != nil {
-		return nil, eio("tree", err)
 	}
 	for _, ti := range t.Inodes {
 		if ti.Node.HasRef {

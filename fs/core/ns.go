@@ -364,6 +364,9 @@ func (f *FS) deleteInode(tx *bolt.Tx, ino Ino, n *inode) error {
 	if err := tx.Bucket(bOrphans).Delete(pre); err != nil {
 		return err
 	}
+	if err := markShard(tx, ino); err != nil {
+		return err
+	}
 	return tx.Bucket(bInodes).Delete(pre)
 }
 
@@ -408,7 +411,7 @@ func (f *FS) Remove(parent Ino, name string, dir bool) error {
 				return err
 			}
 			p.Nlink--
-			if err := f.delDirent(tx, parent, name); err != nil {
+			if err := f.delDirent(tx, parent, name, de.Ino); err != nil {
 				return err
 			}
 			if err := f.putInode(tx, parent, &p); err != nil {
@@ -419,7 +422,7 @@ func (f *FS) Remove(parent Ino, name string, dir bool) error {
 		if n.isDir() {
 			return errnoErr(syscall.EISDIR, "%q is a directory", name)
 		}
-		if err := f.delDirent(tx, parent, name); err != nil {
+		if err := f.delDirent(tx, parent, name, de.Ino); err != nil {
 			return err
 		}
 		if err := f.putInode(tx, parent, &p); err != nil {
@@ -516,7 +519,7 @@ func (f *FS) Rename(oldParent Ino, oldName string, newParent Ino, newName string
 				}
 			}
 			// Every check is done: from here on only writes (the batch must not keep half an op).
-			if err := f.delDirent(tx, newParent, newName); err != nil {
+			if err := f.delDirent(tx, newParent, newName, dst.Ino); err != nil {
 				return err
 			}
 			if dn.isDir() {
@@ -530,7 +533,7 @@ func (f *FS) Rename(oldParent Ino, oldName string, newParent Ino, newName string
 				return err
 			}
 		}
-		if err := f.delDirent(tx, oldParent, oldName); err != nil {
+		if err := f.delDirent(tx, oldParent, oldName, src.Ino); err != nil {
 			return err
 		}
 		if err := f.putDirent(tx, newParent, dirent{Name: newName, Ino: src.Ino, Mode: sn.Mode.Type()}); err != nil {

@@ -15,13 +15,21 @@ import (
 //	                   nXattrs { name value } }
 //	        nDirents { parent name ino }
 //	aux  (kind "aux"):  "IMGFSAX1" table nEntries { key value }
-//	root (SealRoot):    "IMGFSRT1" seq prevHash(32) unixNanos treeLoc(32) nAux { table loc(32) }
+//	root (SealRoot):    "IMGFSRT2" seq prevHash(32) unixNanos nShards { shard treeLoc(32) }
+//	                               nAux { table loc(32) }
+//
+// The namespace is sharded by inode number (shard = ino / shardSize): a tree object holds
+// the inodes of one shard, their xattrs, and the directory entries that point at them (so
+// whether a file is in a root is decided inside its own shard). A commit rewrites only the
+// shards that changed.
 
 const (
 	treeMagic = "IMGFSTR1"
 	auxMagic  = "IMGFSAX1"
-	rootMagic = "IMGFSRT1"
+	rootMagic = "IMGFSRT2"
 )
+
+const shardSize = 1024
 
 type xattr struct {
 	Name  string
@@ -139,11 +147,16 @@ func decodeAux(b []byte) (*auxTable, error) {
 }
 
 type rootRec struct {
-	Seq  uint64
-	Prev dedup.Locator
-	Time int64
-	Tree dedup.Locator
-	Aux  []auxRef
+	Seq    uint64
+	Prev   dedup.Locator
+	Time   int64
+	Shards []shardRef // tree objects, one per inode range (shard = ino / shardSize)
+	Aux    []auxRef
+}
+
+type shardRef struct {
+	Shard uint64
+	Loc   dedup.Locator
 }
 
 type auxRef struct {
@@ -157,7 +170,11 @@ func encodeRoot(r *rootRec) []byte {
 	e.u(r.Seq)
 	e.fixed(r.Prev[:])
 	e.i(r.Time)
-	e.fixed(r.Tree[:])
+	e.u(uint64(len(r.Shards)))
+	for _, s := range r.Shards {
+		e.u(s.Shard)
+		e.fixed(s.Loc[:])
+	}
 	e.u(uint64(len(r.Aux)))
 	for _, a := range r.Aux {
 		e.str(a.Table)
@@ -174,7 +191,12 @@ func decodeRoot(b []byte) (*rootRec, error) {
 	r := &rootRec{Seq: d.u()}
 	copy(r.Prev[:], d.fixed(32))
 	r.Time = d.i()
-	copy(r.Tree[:], d.fixed(32))
+	ns := d.count(33)
+	for i := 0; i < ns && d.err == nil; i++ {
+		s := shardRef{Shard: d.u()}
+		copy(s.Loc[:], d.fixed(32))
+		r.Shards = append(r.Shards, s)
+	}
 	n := d.count(33)
 	for i := 0; i < n && d.err == nil; i++ {
 		a := auxRef{Table: d.str(64)}
