@@ -242,6 +242,13 @@ func OpenReader(ref Ref, obj io.ReaderAt, objSize int64) (io.ReaderAt, error) {
 // Size is the plaintext size.
 func (r *Reader) Size() int64 { return r.size }
 
+// String names the object only: a Reader holds a decrypted segment and the content key's
+// cipher, neither of which may reach a log line through %v.
+func (r *Reader) String() string { return fmt.Sprintf("dedup.Reader(%s, %d bytes)", r.loc, r.size) }
+
+// GoString is String (%#v).
+func (r *Reader) GoString() string { return r.String() }
+
 // load returns the verified stream bytes of segment i. Caller holds r.mu (or owns r).
 func (r *Reader) load(i int64) ([]byte, error) {
 	if r.bad != nil {

@@ -214,6 +214,19 @@ func TestRefRedactedAndErrorsKeyFree(t *testing.T) {
 		slog.New(slog.NewTextHandler(&b, nil)).Info("ref", "ref", v)
 		out = append(out, string(j), b.String())
 	}
+	// A Reader holds decrypted bytes and the cipher: it prints as its locator and size.
+	ra, err := OpenReader(ref, bytes.NewReader(obj), int64(len(obj)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra.ReadAt(make([]byte, 4), 0)
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s"} {
+		s := fmt.Sprintf(verb, ra)
+		if !strings.HasPrefix(s, "dedup.Reader(") {
+			t.Errorf("%s of a Reader: %q", verb, s)
+		}
+		out = append(out, s)
+	}
 	// Errors: wrong key, tampered object, wrong size, short source, bad metadata.
 	bad := bytes.Clone(obj)
 	bad[len(bad)-1] ^= 1
