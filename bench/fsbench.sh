@@ -97,7 +97,7 @@ setup_target() {
 		;;
 	imgfs)
 		mkdir -p "$WORK/imgfs-store" "$WORK/mnt-imgfs"
-		"$IMGFS" init --store "$WORK/imgfs-store" >/dev/null
+		IMGFS_KDF_MEMORY_KIB=65536 "$IMGFS" init --store "$WORK/imgfs-store" >/dev/null
 		imgfs_mount
 		MOUNTS+=("$WORK/mnt-imgfs")
 		;;

@@ -86,7 +86,7 @@ mount_t() {
 }
 mkdir -p "$WORK/local-store"
 for t in local s3; do
-	"$IMGFS" init --store "${STORE[$t]}" >/dev/null
+	IMGFS_KDF_MEMORY_KIB=65536 "$IMGFS" init --store "${STORE[$t]}" >/dev/null
 	mount_t "$t"
 done
 
@@ -107,6 +107,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
 		"$IMGFS" sync "$WORK/mnt-$t"; e=$(now)
 		record "$r" "$t" copy_stored_s "$(elapsed "$s" "$e")"
 		if [ "$t" = s3 ]; then
+			sleep 1 # let versitygw write its access log
 			tail -n +$((l0 + 1)) "$WORK/access.log" | head -n $(($(loglines) - l0)) >"$WORK/write-r$r.log"
 			for op in HeadObject PutObject GetObject ListObjectsV2 DeleteObject CreateMultipartUpload UploadPart; do
 				n=$(grep -c " s3_$op " "$WORK/write-r$r.log" || true)

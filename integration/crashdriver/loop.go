@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -205,6 +206,23 @@ type summary struct {
 	finalProblems                     []string
 }
 
+// cleanupOnSignal kills the daemon and clears the mount when the loop is interrupted
+// (SIGINT, or SIGTERM from a test's timeout), so that no dead mount is left behind.
+func cleanupOnSignal(l *loop) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		sig := <-ch
+		fmt.Printf("crash loop: %v, cleaning up\n", sig)
+		if d := l.d; d != nil {
+			_ = d.cmd.Process.Signal(syscall.SIGKILL)
+		}
+		time.Sleep(200 * time.Millisecond)
+		lazyUnmount(l.mnt)
+		os.Exit(1)
+	}()
+}
+
 func runLoop(cfg loopConfig) (summary, error) {
 	var sum summary
 	l := &loop{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.seed, 0xc0ffee))}
@@ -217,6 +235,7 @@ func runLoop(cfg loopConfig) (summary, error) {
 		}
 	}
 	l.mnt = filepath.Join(cfg.work, "mnt")
+	cleanupOnSignal(l)
 	if cfg.store == "" {
 		cfg.store = filepath.Join(cfg.work, "store")
 		l.cfg.store = cfg.store
@@ -441,7 +460,8 @@ func (l *loop) iteration(self string, it int, manifests map[int]map[string]strin
 	st, probs := checkTree(files, recs, res.level)
 	res.st = st
 	res.problems = append(res.problems, probs...)
-	if len(res.problems) > 0 && l.cfg.saveVersions {
+	if len(res.problems) > 0 {
+		// Keep every file that failed (and its journal stays in WORK/journals) for analysis.
 		bad := filepath.Join(l.cfg.work, "bad", name)
 		for p, sum := range files {
 			if a, ok := allowedStates(recs, res.level)[p]; ok && !a.shas[sum] {

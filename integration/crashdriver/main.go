@@ -122,7 +122,7 @@ func cmdLoop(args []string) int {
 	fl.StringVar(&cfg.work, "work", "", "work directory (mount point, caches, journals, logs)")
 	fl.IntVar(&cfg.n, "n", 200, "iterations")
 	fl.Uint64Var(&cfg.seed, "seed", uint64(time.Now().UnixNano()%1e9), "random seed (printed)")
-	fl.DurationVar(&cfg.minRun, "min-run", 50*time.Millisecond, "shortest time the writers run before the kill")
+	fl.DurationVar(&cfg.minRun, "min-run", 300*time.Millisecond, "shortest time the writers run before the kill")
 	fl.DurationVar(&cfg.maxRun, "max-run", 2500*time.Millisecond, "longest time the writers run before the kill")
 	fl.IntVar(&cfg.wipeEvery, "wipe-every", 2, "wipe the cache (machine loss, fsync level) every Nth iteration; 0 = never")
 	fl.Float64Var(&cfg.replayKill, "replay-kill", 0.15, "share of iterations that also kill the remounted daemon during replay")
