@@ -11,6 +11,9 @@
 //	hits = append(hits, s.ScanBytes("request log", logBytes)...)
 //	if len(hits) > 0 { t.Fatalf("leak: %s", leakscan.Format(hits)) }
 //
+// For T10, s.AddSecret("MK", keys.MasterKey) indexes a key in its raw, hex, base64, base32
+// and Go byte-slice forms; scan logs, stderr and panic output with ScanBytes.
+//
 // Index: every 16-byte window of every plaintext (only offsets = 0 mod 8 once the
 // plaintexts exceed AutoStrideBytes, or Stride if set), windows with at most 2 distinct byte
 // values skipped, keyed by a 64-bit hash. A scan hashes every window of the scanned bytes,
@@ -258,6 +261,25 @@ func (s *Scanner) AddName(name string) {
 	s.names[name] = true
 	s.ready = false
 	s.mu.Unlock()
+}
+
+// AddSecret indexes key material (T10) in the forms a log line or error could carry it:
+// raw, hex, HEX, base64, base64url, base32, and Go's %v and %#v forms of a byte slice.
+// Any 16-byte run of any form is a hit, labelled "secret <label> (<form>)".
+func (s *Scanner) AddSecret(label string, key []byte) {
+	forms := []struct{ form, v string }{
+		{"raw", string(key)},
+		{"hex", hex.EncodeToString(key)},
+		{"HEX", strings.ToUpper(hex.EncodeToString(key))},
+		{"base64", base64.StdEncoding.EncodeToString(key)},
+		{"base64url", base64.RawURLEncoding.EncodeToString(key)},
+		{"base32", base32.StdEncoding.EncodeToString(key)},
+		{"%v", fmt.Sprint(key)},
+		{"%#v", fmt.Sprintf("%#v", key)},
+	}
+	for _, f := range forms {
+		s.AddPlaintext(fmt.Sprintf("secret %s (%s)", label, f.form), []byte(f.v))
+	}
 }
 
 // Ignore excludes every 16-byte window of b from T1 hits (e.g. a fixed format header

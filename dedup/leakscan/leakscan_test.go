@@ -397,3 +397,27 @@ func TestNamesInLocators(t *testing.T) {
 		t.Errorf("name in text: %s", Format(h))
 	}
 }
+
+// TestSecretForms: a key printed in any common form into a log is found (T10 helper).
+func TestSecretForms(t *testing.T) {
+	key := randBytes(31, 32)
+	s := New()
+	s.AddSecret("MK", key)
+	for _, line := range []string{
+		"debug: key=" + hex.EncodeToString(key) + " ok",
+		"K " + strings.ToUpper(hex.EncodeToString(key)),
+		`{"k":"` + base64.StdEncoding.EncodeToString(key) + `"}`,
+		base64.RawURLEncoding.EncodeToString(key),
+		base32.StdEncoding.EncodeToString(key),
+		fmt.Sprintf("keys %v", key),
+		fmt.Sprintf("%#v", key),
+		"raw " + string(key),
+	} {
+		if h := s.ScanBytes("log", []byte(line)); len(h) == 0 {
+			t.Errorf("key not found in %.40q", line)
+		}
+	}
+	if h := s.ScanBytes("log", []byte("key=[redacted] "+hex.EncodeToString(randBytes(32, 32)))); len(h) != 0 {
+		t.Errorf("false hit: %s", Format(h))
+	}
+}
