@@ -291,9 +291,8 @@ func TestUnlinkWhileOpen(t *testing.T) {
 		t.Fatal(got)
 	}
 	ok(t, f.Sync(ctx()))
-	ents, _ := os.ReadDir(e.cache + "/spool")
-	if len(ents) != 0 {
-		t.Fatalf("spool files left: %d", len(ents))
+	if n := usedSpoolFiles(t, f); n != 0 {
+		t.Fatalf("%d spool files with data left", n)
 	}
 	if strings.Contains(listTree(t, f)[0], "tmp") {
 		t.Fatal("tmp listed")

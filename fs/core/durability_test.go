@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -84,9 +83,8 @@ func TestCrashReplay(t *testing.T) {
 	if st := f.Status(); st.PendingSeals != 0 || st.PendingCommit {
 		t.Fatalf("status after sync %+v", st)
 	}
-	ents, _ := os.ReadDir(filepath.Join(e.cache, "spool"))
-	if len(ents) != 0 {
-		t.Fatalf("%d spool files left", len(ents))
+	if n := usedSpoolFiles(t, f); n != 0 {
+		t.Fatalf("%d spool files with data left", n)
 	}
 	ok(t, f.Close())
 	e.cache = t.TempDir() // machine loss after sync: everything is in the store

@@ -68,6 +68,8 @@ type FS struct {
 
 	spoolUsed atomic.Int64  // bytes of spool files on disk
 	spoolSeq  atomic.Uint64 // last spool id handed out
+	pool      chan pooled   // pre-created spool files (pool.go)
+	poolKick  chan struct{}
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -118,6 +120,7 @@ func Open(ctx context.Context, store backend.Store, keys *keyring.Keys, opts Opt
 	f := &FS{store: store, keys: keys, opts: opts, log: opts.Logger, dir: opts.CacheDir, ro: opts.ReadOnly,
 		lc: newLocalCrypto(keys.LocalKey), open: map[Ino]*openFile{}, queued: map[uint64]bool{},
 		sealing: map[uint64]chan struct{}{}, sealKick: make(chan struct{}, 1), commitKick: make(chan struct{}, 1),
+		pool: make(chan pooled, poolSize), poolKick: make(chan struct{}, 1),
 		fetching: map[dedup.Locator]chan struct{}{}, leaseName: "locks/writer"}
 	if f.log == nil {
 		f.log = slog.Default()
@@ -190,9 +193,11 @@ func (f *FS) start(ctx context.Context) error {
 			f.wg.Add(1)
 			go f.sealWorker()
 		}
-		f.wg.Add(1)
+		f.wg.Add(2)
 		go f.committer()
+		go f.poolFiller()
 		f.kickCommit()
+		f.kickPool()
 	}
 	return nil
 }
@@ -216,6 +221,7 @@ func (f *FS) Close() error {
 		}
 		f.cancel()
 		f.wg.Wait()
+		f.drainPool()
 		f.mu.Lock()
 		if err := f.commitLocked(); err != nil {
 			errs = append(errs, err)

@@ -29,10 +29,12 @@ type openFile struct {
 	spID   uint64
 	spDisk int64 // bytes of sp accounted in f.spoolUsed
 	frozen bool  // sp is recorded in the journal
-	dirty  bool  // sp has writes not yet flushed
-	src    io.ReaderAt
-	srcSz  int64
-	srcCl  io.Closer
+	// dirSynced: sp's directory entry is already durable (a pre-created pool file)
+	dirSynced bool
+	dirty     bool // sp has writes not yet flushed
+	src       io.ReaderAt
+	srcSz     int64
+	srcCl     io.Closer
 	// srcCached: src reads a sealed object (from the read cache unless the store is local)
 	srcCached *dedup.Locator
 
@@ -378,20 +380,21 @@ func (of *openFile) ensureSpool(emptyOK bool) error {
 		return nil
 	}
 	f := of.f
-	id := f.spoolSeq.Add(1)
-	path := f.spoolPath(id)
+	var id uint64
 	var sp *spoolFile
 	var size int64
 	var err error
+	dirSynced := false
 	switch {
 	case emptyOK:
-		sp, err = createSpool(path, f.lc.spool)
+		id, sp, dirSynced, err = f.newSpool()
 	case of.sp != nil:
 		size = of.curSize()
 		if err = f.reserveSpool(spoolDiskSize(size)); err != nil {
 			return err
 		}
-		sp, err = copySpool(of.sp, path, f.lc.spool)
+		id = f.spoolSeq.Add(1)
+		sp, err = copySpool(of.sp, f.spoolPath(id), f.lc.spool)
 	default:
 		if err = of.openSrc(); err != nil {
 			return err
@@ -400,12 +403,12 @@ func (of *openFile) ensureSpool(emptyOK bool) error {
 		if err = f.reserveSpool(spoolDiskSize(size)); err != nil {
 			return err
 		}
-		sp, err = createSpool(path, f.lc.spool)
+		id, sp, dirSynced, err = f.newSpool()
 		if err == nil {
 			err = copyInto(sp, of.src, size)
 			if err != nil {
 				sp.Close()
-				os.Remove(path)
+				f.removeSpool(id)
 			}
 		}
 	}
@@ -415,7 +418,7 @@ func (of *openFile) ensureSpool(emptyOK bool) error {
 	if of.sp != nil {
 		of.sp.Close()
 	}
-	of.sp, of.spID, of.frozen, of.spDisk = sp, id, false, 0
+	of.sp, of.spID, of.frozen, of.spDisk, of.dirSynced = sp, id, false, 0, dirSynced
 	of.account()
 	of.setSize(size, false)
 	return nil
@@ -571,8 +574,11 @@ func (f *FS) flushOpen(of *openFile) error {
 	if err := of.sp.f.Sync(); err != nil {
 		return localErr("fsync spool", err)
 	}
-	if err := syncDir(filepath.Join(f.dir, "spool")); err != nil {
-		return localErr("fsync spool directory", err)
+	if !of.dirSynced {
+		if err := syncDir(filepath.Join(f.dir, "spool")); err != nil {
+			return localErr("fsync spool directory", err)
+		}
+		of.dirSynced = true
 	}
 	size := of.curSize()
 	of.amu.Lock()

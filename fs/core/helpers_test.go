@@ -178,3 +178,20 @@ func randBytes(n int) []byte {
 	rand.Read(b)
 	return b
 }
+
+// usedSpoolFiles counts spool files holding data (pool files hold only a header).
+func usedSpoolFiles(t testing.TB, f *FS) int {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(f.dir, "spool"))
+	ok(t, err)
+	n := 0
+	for _, e := range ents {
+		if info, err := e.Info(); err == nil && info.Size() > spoolHeader {
+			n++
+		}
+	}
+	if used := f.spoolUsed.Load(); used != 0 {
+		t.Errorf("spool accounting shows %d bytes", used)
+	}
+	return n
+}
