@@ -214,8 +214,8 @@ func (f *FS) commitNow(ctx context.Context) error {
 			}
 		}
 		for table := range dirty {
-			a := &auxTable{Table: table}
-			if err := f.forAux(tx, table, func(k, v []byte) error {
+			a := &auxTable{Table: table} // a unit: "table#NN"
+			if err := f.forAuxUnit(tx, table, func(k, v []byte) error {
 				a.Entries = append(a.Entries, [2][]byte{k, v})
 				return nil
 			}); err != nil {
@@ -491,7 +491,7 @@ func (f *FS) rebuild(ctx context.Context, seq uint64) error {
 			return err
 		}
 		at, err := decodeAux(plain)
-		if err != nil || at.Table != a.Table {
+		if _, _, ok := splitUnit(a.Table); err != nil || at.Table != a.Table || !ok {
 			return errnoErr(syscall.EIO, "aux object %s is malformed", a.Loc)
 		}
 		auxes = append(auxes, at)
@@ -543,8 +543,9 @@ func (f *FS) rebuild(ctx context.Context, seq uint64) error {
 			}
 		}
 		for _, a := range auxes {
+			table, _, _ := splitUnit(a.Table)
 			for _, kv := range a.Entries {
-				if err := f.putAux(tx, a.Table, kv[0], kv[1]); err != nil {
+				if err := f.putAux(tx, table, kv[0], kv[1]); err != nil {
 					return err
 				}
 			}

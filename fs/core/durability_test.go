@@ -300,6 +300,13 @@ func TestAuxTables(t *testing.T) {
 	if n := countObjects(t, e.store, "m/"); n != metas+1 {
 		t.Fatalf("meta objects %d -> %d, want one new tree object", metas, n)
 	}
+	// One changed entry rewrites one unit of its table, not the table.
+	ok(t, f.PutAux("emb", []byte("k3"), []byte("changed")))
+	ok(t, f.Sync(ctx()))
+	if n := countObjects(t, e.store, "m/"); n != metas+2 {
+		t.Fatalf("meta objects %d -> %d, want one new aux unit", metas+1, n)
+	}
+	ok(t, f.PutAux("emb", []byte("k3"), bytes.Repeat([]byte{3}, 864*4)))
 	ok(t, f.Close())
 	e.cache = t.TempDir()
 	f = e.open()

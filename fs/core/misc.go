@@ -3,6 +3,9 @@ package core
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strconv"
+	"strings"
 	"syscall"
 
 	bolt "go.etcd.io/bbolt"
@@ -149,8 +152,8 @@ func (f *FS) RemoveXattr(ino Ino, name string) error {
 // ---- aux tables ----
 
 func validTable(table string) error {
-	if table == "" || len(table) > 64 {
-		return errnoErr(syscall.EINVAL, "aux table name must be 1-64 bytes")
+	if table == "" || len(table) > 60 || strings.ContainsRune(table, '#') {
+		return errnoErr(syscall.EINVAL, "aux table name must be 1-60 bytes without '#'")
 	}
 	return nil
 }
@@ -182,9 +185,55 @@ func (f *FS) forAux(tx *bolt.Tx, table string, fn func(k, v []byte) error) error
 	})
 }
 
-// markAux records that table changed (for the next commit) in a tx that also bumps chg.
-func markAux(tx *bolt.Tx, table string) error {
-	return putU64(tx, mAuxDirty+table, getU64(tx, mChg)+1)
+// Aux tables are committed in 64 units per table ("table#NN", NN = first 6 bits of the
+// entry's keyed hash), so one PutAux rewrites about 1/64 of its table at the next commit.
+const auxUnits = 64
+
+func auxUnit(table string, bk []byte) string { return fmt.Sprintf("%s#%02x", table, bk[0]>>2) }
+
+// splitUnit is the inverse of auxUnit.
+func splitUnit(unit string) (table string, shard byte, ok bool) {
+	i := strings.LastIndexByte(unit, '#')
+	if i < 1 || len(unit)-i != 3 {
+		return "", 0, false
+	}
+	v, err := strconv.ParseUint(unit[i+1:], 16, 8)
+	if err != nil || v >= auxUnits {
+		return "", 0, false
+	}
+	return unit[:i], byte(v), true
+}
+
+// markAux records that the unit of bbolt key bk changed, in a tx that also bumps chg.
+func markAux(tx *bolt.Tx, table string, bk []byte) error {
+	return putU64(tx, mAuxDirty+auxUnit(table, bk), getU64(tx, mChg)+1)
+}
+
+// forAuxUnit calls fn for the entries of one unit.
+func (f *FS) forAuxUnit(tx *bolt.Tx, unit string, fn func(k, v []byte) error) error {
+	table, sh, ok := splitUnit(unit)
+	if !ok {
+		return nil
+	}
+	b := tx.Bucket(bAux).Bucket([]byte(table))
+	if b == nil {
+		return nil
+	}
+	c := b.Cursor()
+	for k, v := c.Seek([]byte{sh << 2}); k != nil && k[0]>>2 == sh; k, v = c.Next() {
+		p, err := f.lc.open("aux:"+table, k, v)
+		if err != nil {
+			return errnoErr(syscall.EIO, "aux record: %v", err)
+		}
+		key, val, err := decodeKV(p, maxAuxKey, maxAuxValue)
+		if err != nil {
+			return errnoErr(syscall.EIO, "aux record: %v", err)
+		}
+		if err := fn(key, val); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // PutAux stores key -> value in an aux table (keys up to 1 KiB, values up to 16 MiB).
@@ -201,7 +250,7 @@ func (f *FS) PutAux(table string, key, value []byte) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.update(func(tx *bolt.Tx) error {
-		if err := markAux(tx, table); err != nil {
+		if err := markAux(tx, table, f.lc.auxKey(table, key)); err != nil {
 			return err
 		}
 		return f.putAux(tx, table, key, value)
@@ -241,7 +290,7 @@ func (f *FS) DeleteAux(table string, key []byte) error {
 		if b == nil {
 			return nil
 		}
-		if err := markAux(tx, table); err != nil {
+		if err := markAux(tx, table, f.lc.auxKey(table, key)); err != nil {
 			return err
 		}
 		return b.Delete(f.lc.auxKey(table, key))
