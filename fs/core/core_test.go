@@ -388,3 +388,16 @@ func TestShardedCommit(t *testing.T) {
 		t.Fatalf("%d shards in the root, want 1", len(r.Shards))
 	}
 }
+
+func TestCacheOfAnotherVaultRefused(t *testing.T) {
+	e := newEnv(t)
+	f := e.open()
+	ok(t, f.Close())
+	other := newEnv(t)
+	opts := other.opts
+	opts.CacheDir = e.cache
+	_, err := Open(ctx(), other.store, other.keys, opts)
+	if err == nil || !strings.Contains(err.Error(), "another vault") {
+		t.Fatalf("cache of another vault: %v", err)
+	}
+}

@@ -42,6 +42,7 @@ const (
 	mChg        = "chg"          // bumped by every namespace change
 	mCommitted  = "committedChg" // chg captured by the last root written
 	mLease      = "lease"
+	mVault      = "vault" // the vault id this cache belongs to
 	mAuxLoc     = "auxloc:"   // + table: locator of its last committed object
 	mAuxDirty   = "auxdirty:" // + table: changed since then
 	mShLoc      = "shloc:"    // + u64be(shard): locator of its last committed tree object
@@ -155,16 +156,25 @@ func Open(ctx context.Context, store backend.Store, keys *keyring.Keys, opts Opt
 }
 
 func (f *FS) start(ctx context.Context) error {
+	otherVault := false
 	err := f.db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bMeta, bInodes, bDirents, bXattrs, bPending, bOrphans, bAux} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
-		return nil
+		m := tx.Bucket(bMeta)
+		if v := m.Get([]byte(mVault)); v != nil {
+			otherVault = string(v) != string(f.keys.VaultID[:])
+			return nil
+		}
+		return m.Put([]byte(mVault), f.keys.VaultID[:])
 	})
 	if err != nil {
 		return localErr("initialising local state", err)
+	}
+	if otherVault {
+		return errnoErr(syscall.EINVAL, "cache directory %s belongs to another vault; use another --cache directory", f.dir)
 	}
 	if !f.ro {
 		// Lease first: no other writer may change the store while we load from it.
