@@ -66,13 +66,7 @@ func (n *Node) fillAttr(a core.Attr, out *fuse.Attr) {
 	out.Blocks = (out.Size + 511) / 512
 	out.Atime, out.Mtime, out.Ctime = a.Atime, a.Mtime, a.Ctime
 	out.Mode = a.Mode
-	out.Nlink = a.Nlink
-	if out.Nlink == 0 {
-		out.Nlink = 1
-		if a.Mode.IsDir() {
-			out.Nlink = 2
-		}
-	}
+	out.Nlink = a.Nlink // 0 for an unlinked file that is still open (fstat)
 	out.Uid, out.Gid = a.Uid, a.Gid
 	out.BlockSize = 128 << 10 // cp and friends size their buffers by st_blksize
 }

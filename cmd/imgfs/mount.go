@@ -288,6 +288,12 @@ func checkMountpoint(arg string) (string, error) {
 	}
 	if fstype, ok := mountedAt(mp); ok {
 		if fstype == "fuse.imgfs" {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			err := control.CallContext(ctx, mp, "status", nil, nil)
+			cancel()
+			if errors.Is(err, control.ErrNoDaemon) {
+				return "", fmt.Errorf("%s is a dead imgfs mount (its daemon is gone); clear it with imgfs umount %s, then mount again", mp, mp)
+			}
 			return "", withCode(exitBusy, fmt.Errorf("%s is already an imgfs mount; unmount it first with imgfs umount %s", mp, mp))
 		}
 		return "", fmt.Errorf("%s is already a mount point (%s); pick an empty directory", mp, fstype)
