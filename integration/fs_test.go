@@ -459,3 +459,36 @@ func TestFirstMountCreatesVault(t *testing.T) {
 		t.Fatalf("hello.txt after remount: %v %q", err, b)
 	}
 }
+
+// TestKill9DeadMount: after kill -9 of the daemon, imgfs mount names the dead mount, imgfs
+// umount clears it, and a remount on the same cache replays the journal: a file whose
+// close(2) returned is intact.
+func TestKill9DeadMount(t *testing.T) {
+	m := startVault(t, vaultOptions{})
+	data := bytes.Repeat([]byte("acknowledged by close "), 50000)
+	if err := os.WriteFile(filepath.Join(m.Dir, "closed.bin"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pid := m.DaemonPID()
+	syscall.Kill(pid, syscall.SIGKILL)
+	waitGone(pid, 10*time.Second)
+	if !isMountpoint(m.Dir) {
+		t.Fatal("the dead mount vanished by itself")
+	}
+	_, se, err := m.TryImgfs(append(m.MountArgs(), m.Dir)...)
+	if err == nil || !strings.Contains(se, "dead imgfs mount") {
+		t.Fatalf("mount over a dead mount: %v, %q", err, se)
+	}
+	if _, se, err := m.TryImgfs("umount", m.Dir); err != nil {
+		t.Fatalf("imgfs umount of a dead mount: %v %s", err, se)
+	}
+	if isMountpoint(m.Dir) {
+		t.Fatal("dead mount still there after imgfs umount")
+	}
+	m.mounted = false
+	m.Mount()
+	got, err := os.ReadFile(filepath.Join(m.Dir, "closed.bin"))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("close-acknowledged file after kill -9: %v, %d of %d bytes", err, len(got), len(data))
+	}
+}
