@@ -42,7 +42,7 @@ const (
 	mChg        = "chg"          // bumped by every namespace change
 	mCommitted  = "committedChg" // chg captured by the last root written
 	mLease      = "lease"
-	mVault      = "vault" // the vault id this cache belongs to
+	mVault      = "vault"     // the vault id this cache belongs to
 	mAuxLoc     = "auxloc:"   // + table: locator of its last committed object
 	mAuxDirty   = "auxdirty:" // + table: changed since then
 	mShLoc      = "shloc:"    // + u64be(shard): locator of its last committed tree object
