@@ -339,19 +339,26 @@ func similarViaMount(mp string, req similar.QueryRequest) (similar.QueryResponse
 			resp.Results = append(resp.Results, r)
 			continue
 		}
-		for _, e := range ents {
-			link := filepath.Join(dir, e.Name())
-			target, err := os.Readlink(link)
-			if err != nil {
+		// Scores and order: the directory's xattr, one "score<TAB>name" line per entry.
+		buf := make([]byte, 1<<20)
+		n, err := unix.Getxattr(dir, similar.XattrSimilarity, buf)
+		if err != nil {
+			r.Error = "reading scores: " + err.Error()
+			resp.Results = append(resp.Results, r)
+			continue
+		}
+		_ = ents
+		for _, l := range strings.Split(strings.TrimSuffix(string(buf[:n]), "\n"), "\n") {
+			f := strings.SplitN(l, "\t", 2)
+			if len(f) != 2 {
 				continue
 			}
-			buf := make([]byte, 64)
-			n, err := unix.Lgetxattr(link, similar.XattrSimilarity, buf)
-			if err != nil {
-				continue
-			}
-			s, _ := strconv.ParseFloat(string(buf[:n]), 32)
+			s, _ := strconv.ParseFloat(f[0], 32)
 			if req.Threshold > 0 && float32(s) < req.Threshold {
+				continue
+			}
+			target, err := os.Readlink(filepath.Join(dir, f[1]))
+			if err != nil {
 				continue
 			}
 			p, _ := filepath.Rel(mp, filepath.Join(dir, target))

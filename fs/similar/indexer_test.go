@@ -284,6 +284,13 @@ func TestTree(t *testing.T) {
 	if !reflect.DeepEqual(names, []string{"same.jpg", "IMG_1.jpg"}) {
 		t.Fatalf("matches of 2024/IMG_1.jpg = %v", names)
 	}
+	var dx fuse.GetxattrResponse
+	if err := md.(fusefs.NodeGetxattrer).Getxattr(ctx, &fuse.GetxattrRequest{Name: XattrSimilarity}, &dx); err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Split(string(dx.Xattr), "\n"); len(lines) != 3 || lines[0] != "1.0000\tsame.jpg" || !strings.HasSuffix(lines[1], "\tIMG_1.jpg") || lines[2] != "" {
+		t.Fatalf("match dir xattr = %q", dx.Xattr)
+	}
 	want := map[string]string{"same.jpg": "../../../copies/same.jpg", "IMG_1.jpg": "../../../edits/IMG_1.jpg"}
 	for _, name := range names {
 		l, err := lookup(md, name)

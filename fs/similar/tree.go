@@ -24,7 +24,11 @@ const XattrSimilarity = "user.imgfs.similarity"
 //	.similar/                 mirrors the root: directories holding a file with a match,
 //	.similar/DIR/             and files with at least one match (as directories)
 //	.similar/DIR/photo.jpg/   read-only directory of symlinks, best match first
-//	.similar/DIR/photo.jpg/IMG_1.jpg -> ../../../DIR2/IMG_1.jpg   (xattr user.imgfs.similarity)
+//	.similar/DIR/photo.jpg/IMG_1.jpg -> ../../../DIR2/IMG_1.jpg
+//
+// The score of an entry is its xattr user.imgfs.similarity, served to anything that asks
+// the file system; but Linux refuses user.* xattrs on symlinks before asking (ENODATA), so
+// the match directory carries the same xattr with one "score<TAB>name" line per entry.
 //
 // Any existing file can be looked up (an empty directory when it has no match). Entry
 // names are the matches' base names; when several matches share one, the best keeps it
@@ -151,7 +155,30 @@ type matchDir struct {
 var (
 	_ fusefs.NodeRequestLookuper = (*matchDir)(nil)
 	_ fusefs.HandleReadDirAller  = (*matchDir)(nil)
+	_ fusefs.NodeGetxattrer      = (*matchDir)(nil)
+	_ fusefs.NodeListxattrer     = (*matchDir)(nil)
 )
+
+// Getxattr on a match directory: user.imgfs.similarity lists every entry as
+// "score<TAB>name" lines, best first. Linux answers ENODATA for user.* xattrs of symlinks
+// without asking the file system (fs/xattr.c, xattr_permission), so the per-entry xattr is
+// unreachable through the kernel; this is where programs read the scores.
+func (m *matchDir) Getxattr(ctx context.Context, req *fuse.GetxattrRequest, resp *fuse.GetxattrResponse) error {
+	if req.Name != XattrSimilarity {
+		return fuse.ErrNoXattr
+	}
+	var b strings.Builder
+	for _, e := range m.entries() {
+		b.WriteString(FormatScore(e.score) + "\t" + e.name + "\n")
+	}
+	resp.Xattr = []byte(b.String())
+	return nil
+}
+
+func (m *matchDir) Listxattr(ctx context.Context, req *fuse.ListxattrRequest, resp *fuse.ListxattrResponse) error {
+	resp.Append(XattrSimilarity)
+	return nil
+}
 
 func (m *matchDir) Attr(ctx context.Context, a *fuse.Attr) error {
 	a.Mode = os.ModeDir | 0o555
