@@ -286,8 +286,12 @@ func (im *importer) removeExisting(parent core.Ino, name, vp string) error {
 	return nil
 }
 
+// file copies one local file: into a temporary vault name first, renamed over name once
+// complete, so an interrupted or failed import never leaves a partial file under a real
+// name, and replacing one name of a hard-linked vault file leaves its other names alone.
 func (im *importer) file(local string, info fs.FileInfo, parent core.Ino, name string) error {
 	vp := name
+	var linkKey *[2]uint64
 	if st, ok := info.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
 		key := [2]uint64{uint64(st.Dev), st.Ino}
 		if first, ok := im.links[key]; ok {
@@ -300,33 +304,47 @@ func (im *importer) file(local string, info fs.FileInfo, parent core.Ino, name s
 			im.res.hardlinks++
 			return nil
 		}
-		defer func() {
-			if a, err := im.fsys.Lookup(parent, name); err == nil {
-				im.links[key] = a.Ino
-			}
-		}()
+		linkKey = &key
 	}
-	if a, err := im.fsys.Lookup(parent, name); err == nil && (!a.Mode.IsRegular() || a.Nlink > 1) {
-		// Replace a symlink, or a hard link whose other names must keep their content.
-		if err := im.removeExisting(parent, name, vp); err != nil {
-			return err
-		}
+	if a, err := im.fsys.Lookup(parent, name); err == nil && a.Mode.IsDir() {
+		return fmt.Errorf("%s: is a directory in the vault", local)
 	}
 	f, err := os.Open(local)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	a, h, err := im.fsys.CreateFlags(parent, name, 0o600, os.O_RDWR|os.O_CREATE|os.O_TRUNC)
-	if err != nil {
-		return vaultErr(local, err)
+	var tmp string
+	var a core.Attr
+	var h *core.Handle
+	for i := 0; ; i++ {
+		tmp = fmt.Sprintf(".%s.imgfs-import-%d", name, i)
+		if len(tmp) > 255 {
+			tmp = fmt.Sprintf(".imgfs-import-%d", i)
+		}
+		a, h, err = im.fsys.Create(parent, tmp, 0o600, true)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EEXIST) || i > 100 {
+			return vaultErr(local, err)
+		}
 	}
+	ok := false
+	defer func() {
+		if !ok {
+			h.Release()
+			_ = im.fsys.Remove(parent, tmp, false)
+		}
+	}()
 	var off int64
 	for {
+		if err := im.ctx.Err(); err != nil {
+			return err
+		}
 		n, rerr := f.Read(im.buf)
 		if n > 0 {
 			if _, err := h.WriteAt(im.buf[:n], off); err != nil {
-				h.Release()
 				return fmt.Errorf("%s: writing into the vault: %w", local, err)
 			}
 			off += int64(n)
@@ -336,24 +354,25 @@ func (im *importer) file(local string, info fs.FileInfo, parent core.Ino, name s
 			break
 		}
 		if rerr != nil {
-			h.Release()
 			return rerr
-		}
-		if err := im.ctx.Err(); err != nil {
-			h.Release()
-			return err
 		}
 	}
 	if err := h.Flush(); err != nil {
-		h.Release()
-		return fmt.Errorf("%s: %w", local, err)
-	}
-	if err := h.Release(); err != nil {
 		return fmt.Errorf("%s: %w", local, err)
 	}
 	mode, mtime, atime := info.Mode()&keepMode, info.ModTime(), atimeOf(info)
 	if _, err := im.fsys.SetAttr(a.Ino, core.SetAttrRequest{Mode: &mode, Mtime: &mtime, Atime: &atime}); err != nil {
 		return fmt.Errorf("%s: %w", local, err)
+	}
+	if err := im.fsys.Rename(parent, tmp, parent, name); err != nil {
+		return vaultErr(local, err)
+	}
+	ok = true
+	if err := h.Release(); err != nil {
+		return fmt.Errorf("%s: %w", local, err)
+	}
+	if linkKey != nil {
+		im.links[*linkKey] = a.Ino
 	}
 	im.res.files++
 	im.res.bytes += off

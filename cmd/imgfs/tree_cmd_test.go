@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -431,4 +432,65 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// An interrupted import (SIGINT) exits 130, leaves no partial file under a real name and no
+// stale writer lease: every file in the vault is complete and the next import runs.
+func TestImportInterrupted(t *testing.T) {
+	e := newEnv(t)
+	src := filepath.Join(e.dir, "src")
+	sizes := map[string]int{}
+	for i := 0; i < 4; i++ {
+		n := 12<<20 + i
+		name := fmt.Sprintf("big%d.bin", i)
+		sizes[name] = n
+		writeFile(t, filepath.Join(src, name), randBytes(n), 0o644, time.Now())
+	}
+	e.initVault("pw")
+	pw := e.withPass("pw")
+	cmd := exec.Command(imgfsBin, "import", "--store", e.store, src, "/in")
+	cmd.Env = append(append([]string{}, e.vars...), pw...)
+	var se bytes.Buffer
+	cmd.Stderr = &se
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Interrupt once the import holds the writer lease (it is copying files then).
+	lease := filepath.Join(e.store, "locks", "writer")
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if _, err := os.Stat(lease); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("import never took the writer lease")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	cmd.Process.Signal(os.Interrupt)
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if err == nil {
+		t.Log("import finished before the interrupt arrived")
+	} else if !errors.As(err, &ee) || ee.ExitCode() != exitInterrupted {
+		t.Fatalf("interrupted import: %v (%s)", err, se.String())
+	}
+	if _, err := os.Stat(lease); err == nil {
+		t.Fatal("the interrupted import left its writer lease")
+	}
+	r := e.must(pw, "ls", "--store", e.store, "-R")
+	for _, line := range strings.Split(r.stdout, "\n") {
+		if strings.Contains(line, "imgfs-import") {
+			t.Fatalf("temporary file left in the vault: %q", line)
+		}
+		f := strings.Fields(line)
+		if len(f) >= 7 && strings.HasPrefix(f[len(f)-1], "big") {
+			if want := sizes[f[len(f)-1]]; f[2] != fmt.Sprint(want) {
+				t.Fatalf("partial file in the vault: %q (want %d bytes)", line, want)
+			}
+		}
+	}
+	e.must(pw, "import", "--store", e.store, src, "/in")
 }
