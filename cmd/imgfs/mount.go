@@ -26,6 +26,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -129,6 +130,7 @@ var mountFlags struct {
 	breakLease bool
 	readyFD    int
 	debugFUSE  bool
+	cpuProfile string
 }
 
 var mountCmd = &cobra.Command{
@@ -161,7 +163,9 @@ func init() {
 	f.BoolVar(&mountFlags.breakLease, "break-lease", false, "take over the writer lease of a mount that crashed on another machine")
 	f.IntVar(&mountFlags.readyFD, "ready-fd", 0, "internal: write readiness to this fd")
 	f.BoolVar(&mountFlags.debugFUSE, "debug-fuse", false, "log every FUSE request")
+	f.StringVar(&mountFlags.cpuProfile, "cpuprofile", "", "write a CPU profile of the daemon to this file (until unmount)")
 	f.MarkHidden("ready-fd")
+	f.MarkHidden("cpuprofile")
 	f.MarkHidden("debug-fuse")
 	rootCmd.AddCommand(mountCmd)
 
@@ -601,11 +605,35 @@ func serveMount(cmd *cobra.Command, mp string) (err error) {
 		rd = &readiness{f: os.NewFile(uintptr(mountFlags.readyFD), "ready")}
 	}
 	defer func() { rd.report(err) }() // no-op after a successful report
+	// Signals are caught from the start: one that arrives while starting is handled (flush,
+	// unmount) as soon as the mount serves, instead of killing a half-started daemon.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	// The command context is cancelled by the first SIGINT/SIGTERM; the daemon handles
-	// signals itself once it serves, so it runs on its own context.
-	ctx := context.Background()
+	if mountFlags.cpuProfile != "" {
+		pf, err := os.Create(mountFlags.cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+		defer func() { pprof.StopCPUProfile(); pf.Close() }()
+	}
+	// The daemon handles signals itself. While starting, a signal cancels the start
+	// (ctx); once serving, it flushes and unmounts.
+	ctx, startCancel := context.WithCancel(context.Background())
+	defer startCancel()
+	startDone := make(chan struct{})
+	go func() {
+		select {
+		case <-sigs:
+			startCancel()
+		case <-startDone:
+		}
+	}()
 	url := storeURLFor()
 	cache, err := resolveCacheDir(url)
 	if err != nil {
@@ -695,14 +723,15 @@ func serveMount(cmd *cobra.Command, mp string) (err error) {
 		serveErr <- m.Serve()
 		close(d.served)
 	}()
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-
 	log.Info("imgfs: mounted", "mountpoint", mp, "store", displayStore(url), "cache", cache, "read_only", d.ro, "pid", os.Getpid())
 	rd.report(nil)
 
+	close(startDone)
 	forced, unmounting := false, false
+	if ctx.Err() != nil { // a signal arrived just as the mount became ready
+		unmounting = true
+		go d.unmount(context.Background())
+	}
 	var serr error
 wait:
 	for {
