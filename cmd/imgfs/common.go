@@ -137,10 +137,6 @@ func isUnreachable(err error) bool {
 	if backend.IsTransient(err) {
 		return true
 	}
-	var ne net.Error
-	if errors.As(err, &ne) {
-		return true
-	}
 	var oe *net.OpError
 	return errors.As(err, &oe) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH)
 }

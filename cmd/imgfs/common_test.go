@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -38,6 +39,8 @@ func TestExitCodes(t *testing.T) {
 		{errors.New(`unknown command "frob" for "imgfs"`), exitUsage},
 		{errors.New("accepts 1 arg(s), received 2"), exitUsage},
 		{usageErrorf("bad"), exitUsage},
+		{fmt.Errorf("source: %w", &os.PathError{Op: "lstat", Path: "/x", Err: syscall.ENOENT}), exitError},
+		{fmt.Errorf("get: %w", &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("refused")}), exitUnreachable},
 	} {
 		if got := exitCode(c.err); got != c.code {
 			t.Errorf("exitCode(%v) = %d, want %d", c.err, got, c.code)
