@@ -1,0 +1,63 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestMountinfoUnescape(t *testing.T) {
+	for in, want := range map[string]string{
+		`/tmp/a\040b`:   "/tmp/a b",
+		`/tmp/tab\011x`: "/tmp/tab\tx",
+		`/plain`:        "/plain",
+		`/back\134sl`:   `/back\sl`,
+	} {
+		if got := mountinfoUnescape(in); got != want {
+			t.Errorf("mountinfoUnescape(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestEnvWithout(t *testing.T) {
+	env := []string{"A=1", "IMGFS_PASSPHRASE=secret", "IMGFS_PASSPHRASE_FILE=/x", "IMGFS_PASSPHRASE_X=keep", "B=2"}
+	got := strings.Join(envWithout(env, "IMGFS_PASSPHRASE", "IMGFS_PASSPHRASE_FILE"), " ")
+	if got != "A=1 IMGFS_PASSPHRASE_X=keep B=2" {
+		t.Fatalf("envWithout: %q", got)
+	}
+	if env[1] != "IMGFS_PASSPHRASE=secret" {
+		t.Fatal("envWithout modified its input")
+	}
+}
+
+func TestCheckMountpoint(t *testing.T) {
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skip("no /dev/fuse")
+	}
+	dir := t.TempDir()
+	if mp, err := checkMountpoint(dir); err != nil || mp != dir {
+		t.Fatalf("empty dir: %q %v", mp, err)
+	}
+	os.WriteFile(filepath.Join(dir, "f"), nil, 0o644)
+	if _, err := checkMountpoint(dir); err == nil || !strings.Contains(err.Error(), "not empty") {
+		t.Fatalf("non-empty dir: %v", err)
+	}
+	if _, err := checkMountpoint(filepath.Join(dir, "f")); err == nil || !strings.Contains(err.Error(), "not a directory") {
+		t.Fatalf("file: %v", err)
+	}
+	if _, err := checkMountpoint(filepath.Join(dir, "nosuch")); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("missing: %v", err)
+	}
+	if _, err := checkMountpoint("/proc"); err == nil || !strings.Contains(err.Error(), "already a mount point") {
+		t.Fatalf("/proc: %v", err)
+	}
+}
+
+func TestHumanBytes(t *testing.T) {
+	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 3 << 20: "3.0 MiB", 5 << 30: "5.0 GiB"} {
+		if got := humanBytes(n); got != want {
+			t.Errorf("humanBytes(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
