@@ -106,8 +106,17 @@ func runPasswd(cmd *cobra.Command, add, remove bool, newFile string) error {
 		fmt.Fprintln(out, "passphrase added")
 		return nil
 	}
-	if err := keyring.ChangePassphrase(ctx, store, keys, old, np, kdf); err != nil {
-		return fmt.Errorf("changing the passphrase: %w", err)
+	// keyring.ChangePassphrase, in two steps so a concurrent change is reported as such:
+	// the new slot is stored first, so the vault is never left without a passphrase.
+	if err := keyring.AddSlot(ctx, store, keys, np, kdf); err != nil {
+		return fmt.Errorf("adding the new passphrase: %w", err)
+	}
+	if err := keyring.RemoveSlot(ctx, store, keys, old); err != nil {
+		if errors.Is(err, keyring.ErrWrongPassphrase) {
+			// Unlock opened a slot with old a moment ago: someone else removed it since.
+			return errors.New("conflict: another client changed the passphrase at the same time; your new passphrase was added and works, and so does the other client's (remove one with imgfs passwd --remove)")
+		}
+		return fmt.Errorf("the new passphrase was added, but removing the old one failed (both work now; retry with imgfs passwd --remove): %w", err)
 	}
 	fmt.Fprintln(out, "passphrase changed")
 	return nil
