@@ -18,6 +18,7 @@ import (
 	"testing"
 
 	"github.com/imgfs/imgfs/dedup/internal/memstore"
+	"github.com/imgfs/imgfs/dedup/leakscan"
 )
 
 // cheapKDF replaces Argon2id by HKDF (params included) for tests that unlock hundreds of
@@ -328,6 +329,47 @@ func TestSecretsRedacted(t *testing.T) {
 			if strings.Contains(all, form) {
 				t.Fatalf("secret %d printed in form %q", i, form[:min(len(form), 12)])
 			}
+		}
+	}
+}
+
+// TestStoreHoldsNoKeys is T1/T10 for the header and slots: no key, the convergence secret
+// or the passphrase appears in any form in any stored byte or object name (positive
+// control: a planted hex copy of MK is found).
+func TestStoreHoldsNoKeys(t *testing.T) {
+	cheapKDF(t)
+	for _, mode := range []string{ModeVault, ModeGroup} {
+		st := memstore.New()
+		pass := []byte("correct horse battery staple")
+		k, err := Create(ctx, st, pass, CreateOptions{Mode: mode, KDF: MinKDF, ConvergenceSecret: bytes.Repeat([]byte{0x5c, 0x17}, 16)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := AddSlot(ctx, st, k, []byte("second passphrase 2"), MinKDF); err != nil {
+			t.Fatal(err)
+		}
+		s := leakscan.New()
+		s.AddSecret("MK", k.MasterKey)
+		s.AddSecret("CS", k.ConvergenceSecret)
+		s.AddSecret("K_meta", k.MetaKey)
+		s.AddSecret("K_hdr", k.HeaderKey)
+		s.AddSecret("K_local", k.LocalKey)
+		s.AddPlaintext("passphrase", pass)
+		s.AddName("correct horse")
+		scan := func() []leakscan.Hit {
+			var hits []leakscan.Hit
+			for _, name := range st.Names("") {
+				hits = append(hits, s.ScanName(name)...)
+				hits = append(hits, s.ScanBytes(name, st.Raw(name))...)
+			}
+			return hits
+		}
+		if h := scan(); len(h) != 0 {
+			t.Fatalf("%s: keys in the store: %s", mode, leakscan.Format(h))
+		}
+		st.SetRaw("planted", []byte(hex.EncodeToString(k.MasterKey)))
+		if h := scan(); len(h) == 0 {
+			t.Fatalf("%s: positive control not found", mode)
 		}
 	}
 }
