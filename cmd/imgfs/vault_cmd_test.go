@@ -323,3 +323,45 @@ func (s *syncBuf) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// T24, concurrent change: two clients change the same passphrase at once. Whatever the
+// interleaving, each exits 0, or with a clear conflict (1) or wrong-passphrase (3) error;
+// the old passphrase no longer works and the vault keeps at least one working passphrase.
+func TestPasswdConcurrent(t *testing.T) {
+	e := newEnv(t)
+	e.initVault("old")
+	results := make(chan result, 2)
+	for _, np := range []string{"new-a", "new-b"} {
+		extra := append(e.withPass("old"), "IMGFS_NEW_PASSPHRASE="+np)
+		go func() {
+			cmd := exec.Command(imgfsBin, "passwd", "--store", e.store)
+			cmd.Env = append(append([]string{}, e.vars...), extra...)
+			var so, se strings.Builder
+			cmd.Stdout, cmd.Stderr = &so, &se
+			err := cmd.Run()
+			code := 0
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				code = ee.ExitCode()
+			}
+			results <- result{code: code, stdout: so.String(), stderr: se.String()}
+		}()
+	}
+	for i := 0; i < 2; i++ {
+		r := <-results
+		switch {
+		case r.code == 0:
+		case r.code == exitError && strings.Contains(r.stderr, "conflict: another client changed the passphrase"):
+		case r.code == exitPassphrase:
+		default:
+			t.Fatalf("concurrent passwd: exit %d: %s", r.code, r.stderr)
+		}
+	}
+	if err := unlockWith(t, e.store, "old"); err != keyring.ErrWrongPassphrase {
+		t.Fatalf("old passphrase after two changes: %v", err)
+	}
+	okA, okB := unlockWith(t, e.store, "new-a") == nil, unlockWith(t, e.store, "new-b") == nil
+	if !okA && !okB {
+		t.Fatal("no passphrase works after two concurrent changes")
+	}
+}
