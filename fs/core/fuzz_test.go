@@ -172,3 +172,15 @@ func FuzzSpoolOps(f *testing.F) {
 		}
 	})
 }
+
+// Minimal inode entries (15 bytes each) must decode: the hostile-count bound is exact.
+func TestDecodeTreeMinimalEntries(t *testing.T) {
+	tr := &tree{}
+	for i := 0; i < 50; i++ {
+		tr.Inodes = append(tr.Inodes, treeInode{Ino: Ino(i + 1)})
+	}
+	got, err := decodeTree(encodeTree(tr))
+	if err != nil || len(got.Inodes) != 50 {
+		t.Fatalf("minimal tree: %v", err)
+	}
+}

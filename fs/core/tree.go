@@ -88,7 +88,7 @@ func decodeTree(b []byte) (*tree, error) {
 		return nil, errBadTree
 	}
 	t := &tree{NextIno: d.u()}
-	n := d.count(16)
+	n := d.count(15) // an inode entry takes at least 15 bytes
 	t.Inodes = make([]treeInode, 0, n)
 	for i := 0; i < n && d.err == nil; i++ {
 		ti := treeInode{Ino: Ino(d.u())}
