@@ -13,7 +13,8 @@
 #
 # WORKDIR defaults to /tmp/imgfs-seaweedfs. weed is taken from $WEED, PATH or
 # $(go env GOPATH)/bin, and built from the Go module proxy if missing (see weed_install).
-# Environment: OBJECTS (default 40) objects of 0.1-4 MB for the store-level demo.
+# Environment: OBJECTS (default 40) objects of 0.1-4 MB for the store-level demo; IMGFS_BIN
+# (default bin/imgfs) for the mount demo.
 set -euo pipefail
 export PATH=/usr/local/go/bin:$PATH
 cd "$(dirname "$0")/.."
@@ -135,7 +136,7 @@ volumes() { # how many volumes each server holds
 
 imgfs_demo() {
 	# Only when the imgfs binary has the commands this needs.
-	local bin=$REPO/bin/imgfs
+	local bin=${IMGFS_BIN:-$REPO/bin/imgfs}
 	if [ ! -x "$bin" ] || ! "$bin" mount --help >/dev/null 2>&1 || ! command -v fusermount3 >/dev/null; then
 		log "imgfs mount demo skipped (needs bin/imgfs with mount, and fusermount3; run make build)"
 		return 0
@@ -171,7 +172,7 @@ imgfs_demo() {
 
 demo() {
 	# Only when the imgfs binary has the commands this needs.
-	local bin=$REPO/bin/imgfs
+	local bin=${IMGFS_BIN:-$REPO/bin/imgfs}
 	if [ ! -x "$bin" ] || ! "$bin" mount --help >/dev/null 2>&1 || ! command -v fusermount3 >/dev/null; then
 		log "imgfs mount demo skipped (needs bin/imgfs with mount, and fusermount3; run make build)"
 		return 0
@@ -220,7 +221,7 @@ demo() {
 	sleep 1
 	log "reading every object back with one volume server gone"
 	IMGFS_S3_TEST_PHASE=verify go test -count=1 -v -run 'TestExternalWriteVerify' ./backend/s3 | grep -E 'verified|ok|FAIL|---'
-	if [ -x "$REPO/bin/imgfs" ]; then
+	if [ -x "${IMGFS_BIN:-$REPO/bin/imgfs}" ]; then
 		log "restarting volume server 2 for the imgfs demo"
 		start_bg v2 "$(find_weed)" volume -ip=$IP -ip.bind=$IP -port=$V2_PORT -dir="$W/v2" -master=$IP:$M_PORT \
 			-dataCenter=dc1 -rack=rack1 -max=30
