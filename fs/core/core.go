@@ -7,6 +7,14 @@
 // CONTRACT (owned by the core helper; signatures may grow, not change without updating callers).
 // Errors: every error matches a syscall.Errno with errors.Is (ENOENT, EEXIST, ENOTDIR, EISDIR,
 // ENOTEMPTY, ENOSPC, EIO, EROFS, ENODATA, ...), wrapping allowed; fs/ maps them to bare errnos.
+// Handle.ReadAt follows io.ReaderAt (io.EOF at the end of the file).
+//
+// Durability (docs/core.md): Handle.Flush = close(2): spool + journal fsynced (survives
+// kill -9 and reboot). Handle.Fsync: content stored and a root written (survives machine
+// loss). Rename, Link and Symlink are barriers too; other namespace changes are batched and
+// durable at the next barrier or within 200 ms. Sync: everything flushed is sealed, stored
+// and in a root. Open with an empty CacheDir rebuilds the working copy from the newest root;
+// a cache whose last root is newer than the store's fails with "rollback detected".
 package core
 
 import (
