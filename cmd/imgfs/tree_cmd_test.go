@@ -358,6 +358,14 @@ func TestGCGraceAndLive(t *testing.T) {
 			t.Fatalf("%s after gc: %v", name, err)
 		}
 	}
+	// A referenced object deleted behind imgfs's back is reported as missing.
+	victim := largestObject(t, e.store, "c/")
+	if err := os.Remove(filepath.Join(e.store, filepath.FromSlash(victim))); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.run(pw, "check", "--store", e.store); r.code != exitIntegrity || !strings.Contains(r.stdout, "missing "+victim) {
+		t.Fatalf("check with a missing object: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 	if r := e.run(pw, "gc", "--store", e.store, "--grace", "soon"); r.code != exitUsage {
 		t.Fatalf("bad --grace: %+v", r)
 	}
