@@ -64,6 +64,7 @@ func makeSourceTree(t *testing.T, src string) {
 // stat against a real mount, checks sha256 of everything read back, again after umount +
 // mount and from a fresh cache dir (a second machine), and scans the store for leaks.
 func TestRealPrograms(t *testing.T) {
+	t.Parallel()
 	needFUSE(t)
 	need(t, "rsync", "tar", "cp", "find", "stat", convertBin)
 	src := filepath.Join(t.TempDir(), "src")
@@ -283,6 +284,7 @@ func q(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" 
 
 // TestMountErrors checks the one-line errors of imgfs mount and umount.
 func TestMountErrors(t *testing.T) {
+	t.Parallel()
 	m := startVault(t, vaultOptions{NoMount: true})
 
 	t.Run("not-empty", func(t *testing.T) {
@@ -388,6 +390,7 @@ func TestMountErrors(t *testing.T) {
 // TestSignalFlushes: SIGTERM to the daemon flushes pending work to the store and unmounts;
 // a fresh cache (another machine) then sees the files.
 func TestSignalFlushes(t *testing.T) {
+	t.Parallel()
 	m := startVault(t, vaultOptions{})
 	data := bytes.Repeat([]byte("signal flush "), 100000)
 	if err := os.WriteFile(filepath.Join(m.Dir, "a.bin"), data, 0o644); err != nil {
@@ -429,6 +432,7 @@ func TestSignalFlushes(t *testing.T) {
 // creates one (passphrase from IMGFS_PASSPHRASE_FILE), and the next mount needs that
 // passphrase.
 func TestFirstMountCreatesVault(t *testing.T) {
+	t.Parallel()
 	m := startVault(t, vaultOptions{DefaultStore: true, NoMount: true})
 	if _, err := os.Stat(filepath.Join(m.StoreDir)); err == nil {
 		t.Fatal("store exists before the first mount")
@@ -464,6 +468,7 @@ func TestFirstMountCreatesVault(t *testing.T) {
 // umount clears it, and a remount on the same cache replays the journal: a file whose
 // close(2) returned is intact.
 func TestKill9DeadMount(t *testing.T) {
+	t.Parallel()
 	m := startVault(t, vaultOptions{})
 	data := bytes.Repeat([]byte("acknowledged by close "), 50000)
 	if err := os.WriteFile(filepath.Join(m.Dir, "closed.bin"), data, 0o644); err != nil {
