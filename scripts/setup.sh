@@ -14,6 +14,7 @@ command -v npm >/dev/null || need+=(npm)
 # libjpeg-turbo headers: embed/imgdecode decodes big JPEGs at reduced DCT scale through cgo.
 [ -f /usr/include/jpeglib.h ] || need+=(libjpeg62-turbo-dev)
 command -v gcc >/dev/null || need+=(gcc)
+command -v script >/dev/null || need+=(bsdutils) # script(1): terminal prompt tests
 if [ ${#need[@]} -gt 0 ]; then
 	SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
 	$SUDO apt-get update -qq
