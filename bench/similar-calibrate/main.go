@@ -90,7 +90,7 @@ func main() {
 	fmt.Printf("model %s, %d images, %d unrelated pairs, %d (edited copy, original) pairs\n\n", m.ID(), n, unrelated, positives)
 	fmt.Println("| threshold | pair FPR | images listing a wrong match | precision (all pairs) | recall (copy, original) |")
 	fmt.Println("|---|---|---|---|---|")
-	for _, t := range []float32{0.5, 0.55, 0.6, 0.65, 0.7, 0.72, 0.75, 0.78, 0.8, 0.82, 0.85, 0.88, 0.9, 0.95} {
+	for _, t := range []float32{0.5, 0.55, 0.6, 0.65, 0.7, 0.72, 0.75, 0.78, 0.8, 0.82, 0.85, 0.88, 0.9, 0.91, 0.92, 0.93, 0.94, 0.95} {
 		var fp, tp, tpQR int64
 		wrong := map[int]bool{}
 		for k, s := range score {
@@ -128,7 +128,7 @@ func main() {
 			qrs = append(qrs, qr{i, ref[r.group]})
 		}
 	}
-	ths := []float32{0.7, 0.75, 0.8, 0.85}
+	ths := []float32{0.9, 0.92, 0.93, 0.95}
 	fmt.Printf("| transform | n |")
 	for _, t := range ths {
 		fmt.Printf(" R@%.2f |", t)

@@ -43,14 +43,14 @@ var similarCmd = &cobra.Command{
 	Short: "Print the near-duplicates of photos in a mount, with scores",
 	Long: `Prints, for each PATH (a file inside an imgfs mount), the other photos of the vault that are
 the same picture, edited: best match first, with the cosine similarity of their embeddings
-(1 for byte-identical copies) and a tier: "identical" (same bytes), "same" (score >= 0.90:
+(1 for byte-identical copies) and a tier: "identical" (same bytes), "same" (score >= 0.95:
 the same photo, lightly edited) or "similar" (at or above the threshold).
 
 --all prints every near-duplicate pair of the vault mounted at MOUNTPOINT (default: the mount
 holding the current directory). --reindex recomputes every embedding (after a model change;
 a changed model is also picked up automatically at mount) and shows a progress bar.
 
-The default threshold is the mount's (imgfs mount --similarity-threshold, default 0.80,
+The default threshold is the mount's (imgfs mount --similarity-threshold, default 0.93,
 calibrated in docs/similar.md). The same matches appear as symlinks under
 MOUNTPOINT/.similar/, with the score in the xattr user.imgfs.similarity.
 

@@ -41,9 +41,9 @@ const (
 // Default thresholds (cosine similarity of embed's default recipe), calibrated on the
 // neardup DEV set; see docs/similar.md.
 const (
-	DefaultThreshold = 0.80
-	// SamePhotoThreshold and above: the same photo, lightly edited (tier "same").
-	SamePhotoThreshold = 0.90
+	DefaultThreshold = 0.93
+	// SamePhotoThreshold and above: the same photo, lightly edited (tier "same"; no false positive on neardup DEV).
+	SamePhotoThreshold = 0.95
 )
 
 // MaxFileSize is the largest file the indexer reads (larger files are not embedded).

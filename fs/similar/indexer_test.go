@@ -21,7 +21,7 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 
 func start(t *testing.T, v *fakeVault, e *fakeEmbedder) *Indexer {
 	t.Helper()
-	x, err := New(Config{Embedder: e, Logger: quiet(), Workers: 2})
+	x, err := New(Config{Embedder: e, Logger: quiet(), Workers: 2, Threshold: fakeThreshold})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +159,7 @@ func TestRestartReindexAndQueue(t *testing.T) {
 	e := &fakeEmbedder{id: "fake/1"}
 	// Files sealed before the indexer starts (OnSealed before Start) and files sealed
 	// while no indexer ran at all: both get embedded.
-	x, _ := New(Config{Embedder: e, Logger: quiet()})
+	x, _ := New(Config{Embedder: e, Logger: quiet(), Threshold: fakeThreshold})
 	populate(v, x)
 	if err := x.Start(v); err != nil {
 		t.Fatal(err)
@@ -367,3 +367,6 @@ func TestServe(t *testing.T) {
 		t.Fatal("threshold 2 accepted")
 	}
 }
+
+// fakeThreshold suits fakeEmbedder's scores (variants ~0.89-0.94, unrelated ~0.3).
+const fakeThreshold = 0.8
