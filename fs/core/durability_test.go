@@ -402,3 +402,22 @@ func TestRenameSurvivesCrash(t *testing.T) {
 		t.Fatalf("temp name still there: %v", err)
 	}
 }
+
+// Sync while other files are rewritten: a spool superseded (and deleted) between reading its
+// journal record and opening it is not an error.
+func TestSyncRacesWithRewrites(t *testing.T) {
+	e := newEnv(t)
+	f := e.open()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 60; i++ {
+			writeFile(t, f, "/busy", randBytes(50_000))
+		}
+	}()
+	for i := 0; i < 20; i++ {
+		ok(t, f.Sync(ctx()))
+	}
+	<-done
+	ok(t, f.Sync(ctx()))
+}

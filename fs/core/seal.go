@@ -138,6 +138,18 @@ func (f *FS) sealOne(ctx context.Context, id uint64) error {
 		return nil // done or superseded
 	}
 	sp, err := openSpool(f.spoolPath(id), f.lc.spool, false)
+	if errors.Is(err, os.ErrNotExist) {
+		// A newer flush of the file superseded this spool (and deleted it) after we read
+		// the record: nothing to do if the record is gone now.
+		gone := false
+		f.view(func(tx *bolt.Tx) error {
+			gone = tx.Bucket(bPending).Get(be64(id)) == nil
+			return nil
+		})
+		if gone {
+			return nil
+		}
+	}
 	if err != nil {
 		return eio("opening spool", err)
 	}
