@@ -611,7 +611,11 @@ func serveMount(cmd *cobra.Command, mp string) (err error) {
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	level := slog.LevelInfo
+	if mountFlags.debugFUSE {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	if mountFlags.cpuProfile != "" {
 		pf, err := os.Create(mountFlags.cpuProfile)
 		if err != nil {
