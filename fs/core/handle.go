@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	bolt "go.etcd.io/bbolt"
@@ -110,6 +111,7 @@ type Handle struct {
 	append bool
 	mu     sync.Mutex
 	done   bool
+	wrote  atomic.Bool // this handle wrote or truncated: its close records the spool
 }
 
 // Ino is the inode the handle refers to.
@@ -265,6 +267,7 @@ func (f *FS) OpenFile(ino Ino, flags int) (*Handle, error) {
 			h.Release()
 			return nil, err
 		}
+		h.wrote.Store(true)
 	}
 	return h, nil
 }
@@ -486,6 +489,7 @@ func (h *Handle) WriteAt(p []byte, off int64) (int, error) {
 		return 0, localErr("writing spool", err)
 	}
 	of.dirty = true
+	h.wrote.Store(true)
 	of.setSize(max(size, end), true)
 	return len(p), nil
 }
@@ -556,8 +560,15 @@ func (f *FS) truncateIno(ino Ino, size int64) error {
 	return errors.Join(err, f.releaseOpen(of))
 }
 
-// Flush is close(2): returns once the spool file and a journal record are fsynced.
-func (h *Handle) Flush() error { return h.f.flushOpen(h.of) }
+// Flush is close(2): returns once the spool file and a journal record are fsynced. Only a
+// handle that wrote flushes: closing a reader must not record another handle's half-done
+// writes as a version.
+func (h *Handle) Flush() error {
+	if !h.wrote.Load() {
+		return nil
+	}
+	return h.f.flushOpen(h.of)
+}
 
 // flushOpen records unflushed writes of of: fsync the spool file (and its directory), then
 // one bbolt transaction points the inode at the spool and adds the journal record. After it
@@ -667,6 +678,9 @@ func (h *Handle) Release() error {
 	}
 	h.done = true
 	h.mu.Unlock()
-	err := h.f.flushOpen(h.of)
+	var err error
+	if h.wrote.Load() {
+		err = h.f.flushOpen(h.of)
+	}
 	return errors.Join(err, h.f.releaseOpen(h.of))
 }
