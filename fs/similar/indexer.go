@@ -97,6 +97,8 @@ type Indexer struct {
 
 	queue   []qitem
 	queued  map[core.Ino]bool
+	running map[core.Ino]bool
+	working map[index.ID]bool // content being embedded (a copy waits for it)
 	busy    int
 	inoID   map[core.Ino]index.ID      // the content an inode had when last seen
 	inos    map[index.ID][]core.Ino    // reverse of inoID (may hold stale inodes)
@@ -146,7 +148,7 @@ func New(cfg Config) (*Indexer, error) {
 	}
 	x := &Indexer{
 		cfg: cfg, log: cfg.Logger, emb: cfg.Embedder, idx: idx,
-		queued: map[core.Ino]bool{}, inoID: map[core.Ino]index.ID{}, inos: map[index.ID][]core.Ino{},
+		queued: map[core.Ino]bool{}, running: map[core.Ino]bool{}, working: map[index.ID]bool{}, inoID: map[core.Ino]index.ID{}, inos: map[index.ID][]core.Ino{},
 		nbr: map[index.ID][]index.Match{}, redone: map[index.ID]uint64{}, noImage: map[index.ID]bool{}, graphReady: make(chan struct{}),
 	}
 	x.cond = sync.NewCond(&x.mu)
@@ -388,12 +390,14 @@ func (x *Indexer) worker() {
 		x.queue = x.queue[1:]
 		delete(x.queued, it.ino)
 		x.busy++
+		x.running[it.ino] = true
 		x.mu.Unlock()
 
 		x.process(it)
 
 		x.mu.Lock()
 		x.busy--
+		delete(x.running, it.ino)
 		x.done++
 		x.gen++
 		x.cond.Broadcast()
@@ -418,6 +422,9 @@ func (x *Indexer) process(it qitem) {
 	}
 	id := idOf(cid)
 	x.mu.Lock()
+	for x.working[id] && !x.closed {
+		x.cond.Wait() // a byte-identical copy is being embedded: reuse its result
+	}
 	x.setInoLocked(it.ino, id)
 	again := it.force && x.redone[id] != x.round
 	have := x.idx.Has(id) && !again
@@ -425,10 +432,19 @@ func (x *Indexer) process(it qitem) {
 	if again {
 		x.redone[id] = x.round
 	}
+	if !have && !skip {
+		x.working[id] = true
+	}
 	x.mu.Unlock()
 	if have || skip {
 		return
 	}
+	defer func() {
+		x.mu.Lock()
+		delete(x.working, id)
+		x.cond.Broadcast()
+		x.mu.Unlock()
+	}()
 	vec, err := x.embedIno(it.ino)
 	if err != nil {
 		var nie notImageError
@@ -592,7 +608,12 @@ func (x *Indexer) Stats() Stats {
 
 // Wait returns when the queue is empty and no file is being embedded (for `imgfs sync`),
 // or when ctx ends.
+//
+// It first queues every sealed file that has neither an embedding nor a not-an-image mark:
+// the core may deliver OnSealed from a goroutine after its own Sync returned, and this
+// makes `imgfs sync` independent of that timing.
 func (x *Indexer) Wait(ctx context.Context) error {
+	x.catchUp()
 	stop := context.AfterFunc(ctx, func() {
 		x.mu.Lock()
 		x.cond.Broadcast()
@@ -608,6 +629,34 @@ func (x *Indexer) Wait(ctx context.Context) error {
 		x.cond.Wait()
 	}
 	return ctx.Err()
+}
+
+// catchUp queues sealed files the indexer has not seen (see Wait).
+func (x *Indexer) catchUp() {
+	x.mu.Lock()
+	v, ok := x.v, x.started && !x.cfg.ReadOnly && !x.closed
+	x.mu.Unlock()
+	if !ok {
+		return
+	}
+	type f struct {
+		ino core.Ino
+		id  index.ID
+	}
+	var fs []f
+	if err := v.ForEachFile(func(ino core.Ino, cid [32]byte) error {
+		fs = append(fs, f{ino, idOf(cid)})
+		return nil
+	}); err != nil {
+		return
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, e := range fs {
+		if !x.idx.Has(e.id) && !x.noImage[e.id] && !x.queued[e.ino] && !x.running[e.ino] {
+			x.enqueueLocked(e.ino, false, true)
+		}
+	}
 }
 
 // Reindex queues every sealed file for embedding again (after a model change), with force
