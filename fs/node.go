@@ -216,8 +216,9 @@ func (n *Node) Create(ctx context.Context, req *fuse.CreateRequest, resp *fuse.C
 	if n.similarName(req.Name) {
 		return nil, nil, syscall.EEXIST
 	}
-	excl := req.Flags&fuse.OpenExclusive != 0
-	a, ch, err := n.fs.core.Create(n.ino, req.Name, req.Mode&^req.Umask, excl)
+	// The kernel sends CREATE for an existing file too (open with O_CREAT|O_TRUNC): the
+	// flags carry O_TRUNC and O_EXCL, so pass them all.
+	a, ch, err := n.fs.core.CreateFlags(n.ino, req.Name, req.Mode&^req.Umask, int(req.Flags))
 	if err != nil {
 		return nil, nil, n.err("create", err)
 	}
