@@ -6,11 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -157,11 +160,162 @@ func (f *FS) putMeta(ctx context.Context, kind string, plain []byte) (dedup.Loca
 	if err != nil {
 		return loc, eio("sealing metadata", err)
 	}
-	err = f.store.Put(ctx, dedup.MetaName(loc), bytes.NewReader(obj), int64(len(obj)))
-	if err != nil && !errors.Is(err, backend.ErrExist) {
+	// Meta objects are content-addressed: ErrExist (our own write whose answer was lost,
+	// or the same bytes from elsewhere) is success.
+	err = f.retryStore(ctx, "storing metadata", func() error {
+		err := f.store.Put(ctx, dedup.MetaName(loc), bytes.NewReader(obj), int64(len(obj)))
+		if errors.Is(err, backend.ErrExist) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
 		return loc, eio("storing metadata", err)
 	}
 	return loc, nil
+}
+
+// Core-level retries of store writes (T38): the retry decorator cannot replay a streamed
+// content body and reports ErrExist after a root Put whose answer was lost; the callers
+// here retry the whole operation. Vars for tests.
+var (
+	storeAttempts  = 5
+	storeBaseDelay = 100 * time.Millisecond
+	storeMaxDelay  = 2 * time.Second
+)
+
+// isTransient reports whether a store error may go away by retrying.
+func isTransient(err error) bool {
+	if err == nil || errors.Is(err, backend.ErrExist) || errors.Is(err, backend.ErrNotExist) ||
+		errors.Is(err, context.Canceled) || backend.IsPermanent(err) {
+		return false
+	}
+	if backend.IsTransient(err) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNABORTED) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ETIMEDOUT) ||
+		errors.Is(err, io.ErrUnexpectedEOF) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// retryStore runs op until it succeeds, fails for good, or storeAttempts transient failures,
+// with exponential backoff, within ctx.
+func (f *FS) retryStore(ctx context.Context, what string, op func() error) error {
+	delay := storeBaseDelay
+	for attempt := 1; ; attempt++ {
+		err := op()
+		if err == nil || !isTransient(err) || attempt >= storeAttempts || ctx.Err() != nil {
+			if err != nil && attempt > 1 {
+				err = fmt.Errorf("%w (after %d attempts)", err, attempt)
+			}
+			return err
+		}
+		f.log.Info("core: store write failed; retrying", "op", what, "attempt", attempt, "err", err)
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
+		}
+		delay = min(2*delay, storeMaxDelay)
+	}
+}
+
+// rootTries remembers, per FS, the hashes of root objects tried at the pending sequence
+// number whose Put failed: such a Put may have landed with its answer lost.
+var (
+	rootTriesMu sync.Mutex
+	rootTries   = map[*FS]rootTry{}
+)
+
+type rootTry struct {
+	seq    uint64
+	hashes []dedup.Locator
+}
+
+func (f *FS) triedRoot(seq uint64, h dedup.Locator) bool {
+	rootTriesMu.Lock()
+	defer rootTriesMu.Unlock()
+	t := rootTries[f]
+	return t.seq == seq && slices.Contains(t.hashes, h)
+}
+
+func (f *FS) noteRootTry(seq uint64, h dedup.Locator, failed bool) {
+	rootTriesMu.Lock()
+	defer rootTriesMu.Unlock()
+	if !failed {
+		delete(rootTries, f)
+		return
+	}
+	t := rootTries[f]
+	if t.seq != seq {
+		t = rootTry{seq: seq}
+	}
+	if len(t.hashes) < 64 {
+		t.hashes = append(t.hashes, h)
+	}
+	rootTries[f] = t
+}
+
+// errOwnRoot: the root at the pending sequence number is one this mount wrote earlier
+// (its answer was lost); the anchor moved to it and the commit goes on at the next number.
+var errOwnRoot = errors.New("own earlier root found")
+
+// putRoot creates r/<seq> with obj. A Put that fails with ErrExist (create-only) may be our
+// own write whose answer was lost: the stored object is read back and compared.
+func (f *FS) putRoot(ctx context.Context, seq uint64, obj []byte) error {
+	name := dedup.RootName(seq)
+	h := dedup.Hash(obj)
+	err := f.retryStore(ctx, "storing root", func() error {
+		err := f.store.Put(ctx, name, bytes.NewReader(obj), int64(len(obj)))
+		if !errors.Is(err, backend.ErrExist) {
+			return err
+		}
+		stored, rerr := readAll(ctx, f.store, name, 16<<20)
+		if rerr != nil {
+			if errors.Is(rerr, backend.ErrNotExist) {
+				return backend.Transient(fmt.Errorf("root %d exists but cannot be read yet", seq))
+			}
+			return fmt.Errorf("reading back root %d: %w", seq, rerr)
+		}
+		sh := dedup.Hash(stored)
+		switch {
+		case bytes.Equal(stored, obj):
+			f.log.Info("core: root already stored (a lost answer); accepted after reading it back", "root", seq)
+			return nil
+		case f.triedRoot(seq, sh):
+			return f.adoptOwnRoot(seq, sh)
+		}
+		return fmt.Errorf("core: root %d: %w (%w)", seq, ErrConflict, syscall.EIO)
+	})
+	if err == nil || errors.Is(err, errOwnRoot) {
+		f.noteRootTry(seq, h, false)
+		return err
+	}
+	if !errors.Is(err, ErrConflict) {
+		f.noteRootTry(seq, h, true)
+	}
+	return err
+}
+
+// adoptOwnRoot moves the anchor to root seq, which this mount wrote in an earlier attempt
+// whose answer was lost. Its shards stay marked dirty, so the next root rewrites them.
+func (f *FS) adoptOwnRoot(seq uint64, h dedup.Locator) error {
+	f.log.Warn("core: an earlier root write of this mount landed although its answer was lost; continuing after it", "root", seq)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	err := f.writeLocked(func(tx *bolt.Tx) error {
+		if err := putU64(tx, mAnchorSeq, seq); err != nil {
+			return err
+		}
+		return tx.Bucket(bMeta).Put([]byte(mAnchorHash), h[:])
+	})
+	if err != nil {
+		return err
+	}
+	return errOwnRoot
 }
 
 // commitNow writes a root for the current working copy if it changed since the last root.
@@ -171,6 +325,18 @@ func (f *FS) commitNow(ctx context.Context) error {
 	}
 	f.commitMu.Lock()
 	defer f.commitMu.Unlock()
+	for i := 0; ; i++ {
+		err := f.commitOnce(ctx)
+		if !errors.Is(err, errOwnRoot) {
+			return err
+		}
+		if i >= 3 {
+			return eio("storing root", err)
+		}
+	}
+}
+
+func (f *FS) commitOnce(ctx context.Context) error {
 	var (
 		shards     map[uint64]*tree
 		keepShards []shardRef
@@ -260,11 +426,10 @@ func (f *FS) commitNow(ctx context.Context) error {
 	if err != nil {
 		return eio("sealing root", err)
 	}
-	err = f.store.Put(ctx, dedup.RootName(seq), bytes.NewReader(obj), int64(len(obj)))
-	if errors.Is(err, backend.ErrExist) {
-		return fmt.Errorf("core: root %d: %w (%w)", seq, ErrConflict, syscall.EIO)
-	}
-	if err != nil {
+	if err := f.putRoot(ctx, seq, obj); err != nil {
+		if errors.Is(err, errOwnRoot) || errors.Is(err, ErrConflict) {
+			return err
+		}
 		return eio("storing root", err)
 	}
 	f.mu.Lock()

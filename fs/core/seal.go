@@ -187,9 +187,15 @@ func (f *FS) sealOne(ctx context.Context, id uint64) error {
 		}
 		obj = tmp
 	}
+	// The store's retry decorator cannot replay the streamed body, so a transient failure
+	// (connection reset, timeout, lost answer) retries the whole upload; a Put that landed
+	// although its answer was lost is then a dedup hit.
 	f.uploading.Add(1)
-	_, err = dedup.UploadWith(ctx, f.store, ref.Locator, obj, objSize,
-		dedup.UploadOptions{Verify: f.verifyMode(), Logger: f.log})
+	err = f.retryStore(ctx, "uploading content", func() error {
+		_, err := dedup.UploadWith(ctx, f.store, ref.Locator, obj, objSize,
+			dedup.UploadOptions{Verify: f.verifyMode(), Logger: f.log})
+		return err
+	})
 	f.uploading.Add(-1)
 	if err != nil {
 		return eio("uploading content", err)

@@ -1,0 +1,227 @@
+package core
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/imgfs/imgfs/backend"
+	"github.com/imgfs/imgfs/backend/faulty"
+	"github.com/imgfs/imgfs/backend/retry"
+	"github.com/imgfs/imgfs/dedup"
+)
+
+// fastStoreRetries shortens the core's store backoff for a test.
+func fastStoreRetries(t *testing.T) {
+	a, b, m := storeAttempts, storeBaseDelay, storeMaxDelay
+	storeBaseDelay, storeMaxDelay = time.Millisecond, 5*time.Millisecond
+	t.Cleanup(func() { storeAttempts, storeBaseDelay, storeMaxDelay = a, b, m })
+}
+
+// resetStore fails the first n content Puts after reading part of the body, like a
+// connection reset in the middle of an upload.
+type resetStore struct {
+	backend.Store
+	n atomic.Int32
+}
+
+func (s *resetStore) Put(ctx context.Context, name string, r io.Reader, size int64) error {
+	if strings.HasPrefix(name, "c/") && s.n.Add(-1) >= 0 {
+		io.CopyN(io.Discard, r, size/2)
+		return backend.Transient(fmt.Errorf("put %s: %w", name, syscall.ECONNRESET))
+	}
+	return s.Store.Put(ctx, name, r, size)
+}
+
+func faultEnv(t *testing.T) (*env, *faulty.Store, backend.Store) {
+	fastStoreRetries(t)
+	e := newEnv(t)
+	e.opts.CommitDelay = 1 << 40 // only Fsync/Sync commit
+	inner := e.store
+	fs := faulty.New(inner)
+	e.store = retry.New(fs, retry.Options{BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond})
+	return e, fs, inner
+}
+
+// T38: the store saved r/<seq> but the answer was lost; the retry meets ErrExist. The root
+// is read back: it is ours, so the commit succeeds and later fsyncs keep working.
+func TestFaultRootAnswerLost(t *testing.T) {
+	e, fs, _ := faultEnv(t)
+	f := e.open()
+	for i := 0; i < 3; i++ {
+		fs.Add(faulty.Fault{Op: faulty.OpPut, NamePrefix: "r/", Times: 1, Kind: faulty.LostAck})
+		fs.Add(faulty.Fault{Op: faulty.OpPut, NamePrefix: "m/", Times: 1, Kind: faulty.LostAck})
+		_, h, err := f.Create(RootIno, fmt.Sprintf("f%d", i), 0o644, true)
+		ok(t, err)
+		must(h.WriteAt([]byte(strings.Repeat("x", 1000+i)), 0))
+		ok(t, h.Fsync(ctx()))
+		ok(t, h.Release())
+	}
+	if fs.Fired(faulty.LostAck) < 6 {
+		t.Fatalf("lost answers fired %d times, want 6", fs.Fired(faulty.LostAck))
+	}
+	ok(t, f.Sync(ctx()))
+	ok(t, f.Close())
+
+	e.cache = t.TempDir() // a second machine sees every file
+	f = e.open()
+	for i := 0; i < 3; i++ {
+		if got := readFile(t, f, fmt.Sprintf("/f%d", i)); len(got) != 1000+i {
+			t.Fatalf("f%d: %d bytes", i, len(got))
+		}
+	}
+}
+
+// The core itself (no retry decorator): a lost answer on a root Put is retried and read back.
+func TestFaultRootAnswerLostNoDecorator(t *testing.T) {
+	fastStoreRetries(t)
+	e := newEnv(t)
+	e.opts.CommitDelay = 1 << 40
+	fs := faulty.New(e.store)
+	e.store = fs
+	f := e.open()
+	fs.Add(faulty.Fault{Op: faulty.OpPut, NamePrefix: "r/", Times: 1, Kind: faulty.LostAck})
+	_, h, err := f.Create(RootIno, "a", 0o644, true)
+	ok(t, err)
+	must(h.WriteAt([]byte("hello"), 0))
+	ok(t, h.Fsync(ctx()))
+	ok(t, h.Release())
+	writeFile(t, f, "/b", []byte("world"))
+	ok(t, f.Sync(ctx()))
+}
+
+// A Put that failed for good (every answer lost) but landed: the next commit finds its own
+// earlier root at that number and continues after it instead of reporting a conflict.
+func TestFaultRootLandedAfterGivingUp(t *testing.T) {
+	fastStoreRetries(t)
+	e := newEnv(t)
+	e.opts.CommitDelay = 1 << 40
+	fs := faulty.New(e.store)
+	e.store = fs
+	f := e.open()
+	fs.Add(faulty.Fault{Op: faulty.OpPut, NamePrefix: "r/", Times: 1, Kind: faulty.LostAck})
+	fs.Add(faulty.Fault{Op: faulty.OpGet, NamePrefix: "r/", Kind: faulty.Error})
+	_, h, err := f.Create(RootIno, "a", 0o644, true)
+	ok(t, err)
+	must(h.WriteAt([]byte("hello"), 0))
+	wantErr(t, h.Fsync(ctx()), syscall.EIO)
+	fs.Clear()
+	must(h.WriteAt([]byte("hello again"), 0))
+	ok(t, h.Fsync(ctx()))
+	ok(t, h.Release())
+	ok(t, f.Close())
+	e.cache = t.TempDir()
+	f = e.open()
+	if got := readFile(t, f, "/a"); string(got) != "hello again" {
+		t.Fatalf("got %q", got)
+	}
+}
+
+// A root written by someone else at our number is still a conflict.
+func TestFaultRootRealConflict(t *testing.T) {
+	e, _, inner := faultEnv(t)
+	f := e.open()
+	writeFile(t, f, "/a", []byte("x"))
+	next := f.anchorSeq() + 1
+	obj, _, err := dedup.SealRoot(e.keys.MetaKey, next, []byte("someone else"))
+	ok(t, err)
+	ok(t, inner.Put(ctx(), dedup.RootName(next), bytes.NewReader(obj), int64(len(obj))))
+	err = f.Sync(ctx())
+	wantErr(t, err, ErrConflict)
+	wantErr(t, err, syscall.EIO)
+}
+
+// T38: a connection reset in the middle of a content upload (the retry decorator cannot
+// replay the body and gives up after one attempt) is retried by the core.
+func TestFaultContentReset(t *testing.T) {
+	fastStoreRetries(t)
+	e := newEnv(t)
+	e.opts.CommitDelay = 1 << 40
+	rs := &resetStore{Store: e.store}
+	rs.n.Store(2)
+	e.store = retry.New(rs, retry.Options{BaseDelay: time.Millisecond})
+	f := e.open()
+	data := randBytes(300_000)
+	_, h, err := f.Create(RootIno, "a", 0o644, true)
+	ok(t, err)
+	must(h.WriteAt(data, 0))
+	ok(t, h.Fsync(ctx()))
+	ok(t, h.Release())
+	if rs.n.Load() >= 0 {
+		t.Fatal("the resets did not fire")
+	}
+	ok(t, f.Close())
+	e.cache = t.TempDir()
+	f = e.open()
+	if got := readFile(t, f, "/a"); !bytes.Equal(got, data) {
+		t.Fatal("content differs")
+	}
+}
+
+// Lost answer of a content Put (streamed body: no replay by the decorator) is a dedup hit
+// on the core's retry.
+func TestFaultContentAnswerLost(t *testing.T) {
+	e, fs, _ := faultEnv(t)
+	f := e.open()
+	fs.Add(faulty.Fault{Op: faulty.OpPut, NamePrefix: "c/", Times: 1, Kind: faulty.LostAck})
+	data := randBytes(50_000)
+	_, h, err := f.Create(RootIno, "a", 0o644, true)
+	ok(t, err)
+	must(h.WriteAt(data, 0))
+	ok(t, h.Fsync(ctx()))
+	ok(t, h.Release())
+	if fs.Fired(faulty.LostAck) != 1 {
+		t.Fatal("the fault did not fire")
+	}
+	if got := readFile(t, f, "/a"); !bytes.Equal(got, data) {
+		t.Fatal("content differs")
+	}
+}
+
+// Store down: Fsync fails with EIO, names and attributes still work, nothing is lost, and
+// the first Fsync after the store comes back succeeds.
+func TestFaultStoreDown(t *testing.T) {
+	e, fs, _ := faultEnv(t)
+	f := e.open()
+	writeFile(t, f, "/old", []byte("old"))
+	ok(t, f.Sync(ctx()))
+	fs.Add(faulty.Fault{Kind: faulty.Error})
+	data := randBytes(20_000)
+	a, h, err := f.Create(RootIno, "new", 0o644, true)
+	ok(t, err)
+	must(h.WriteAt(data, 0))
+	wantErr(t, h.Fsync(ctx()), syscall.EIO)
+	wantErr(t, f.Sync(ctx()), syscall.EIO)
+	// ls and stat keep working.
+	ents, err := f.ReadDir(RootIno)
+	ok(t, err)
+	if len(ents) < 2 {
+		t.Fatalf("readdir: %v", ents)
+	}
+	st, err := f.Lookup(RootIno, "new")
+	ok(t, err)
+	if st.Ino != a.Ino || st.Size != int64(len(data)) {
+		t.Fatalf("stat: %+v", st)
+	}
+	if got := readAllHandle(t, h); !bytes.Equal(got, data) {
+		t.Fatal("read during the outage returned wrong bytes")
+	}
+	fs.Clear()
+	ok(t, h.Fsync(ctx()))
+	ok(t, h.Release())
+	ok(t, f.Close())
+	e.cache = t.TempDir()
+	f = e.open()
+	if got := readFile(t, f, "/new"); !bytes.Equal(got, data) {
+		t.Fatal("content differs after the outage")
+	}
+	if got := readFile(t, f, "/old"); string(got) != "old" {
+		t.Fatal("old content differs")
+	}
+}
