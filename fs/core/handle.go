@@ -112,6 +112,9 @@ type Handle struct {
 	mu     sync.Mutex
 	done   bool
 	wrote  atomic.Bool // this handle wrote or truncated: its close records the spool
+	// created: the handle made the file; its close is the barrier that makes the create
+	// durable even without writes (cp of an empty file).
+	created bool
 }
 
 // Ino is the inode the handle refers to.
@@ -226,7 +229,9 @@ func (f *FS) CreateFlags(parent Ino, name string, mode os.FileMode, flags int) (
 	}
 	of := f.acquire(a.Ino)
 	f.mu.Unlock()
-	return a, f.newHandle(of, flags), nil
+	h := f.newHandle(of, flags)
+	h.created = true
+	return a, h, nil
 }
 
 // OpenFile opens an existing regular file; flags are os.O_* (O_TRUNC truncates, O_APPEND
@@ -565,9 +570,22 @@ func (f *FS) truncateIno(ino Ino, size int64) error {
 // writes as a version.
 func (h *Handle) Flush() error {
 	if !h.wrote.Load() {
+		if h.created {
+			return h.f.barrier()
+		}
 		return nil
 	}
 	return h.f.flushOpen(h.of)
+}
+
+// barrier commits the namespace batch (a create that close must make durable).
+func (f *FS) barrier() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return nil
+	}
+	return f.commitLocked()
 }
 
 // flushOpen records unflushed writes of of: fsync the spool file (and its directory), then
@@ -577,7 +595,14 @@ func (f *FS) flushOpen(of *openFile) error {
 	of.mu.Lock()
 	defer of.mu.Unlock()
 	if !of.dirty || of.sp == nil {
-		return nil
+		// Nothing new to record (another handle's close recorded it, or nothing was
+		// written): still a barrier, so what close acknowledges (the create) is durable.
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.closed {
+			return nil
+		}
+		return f.commitLocked()
 	}
 	if of.isUnlinked() {
 		return nil // nothing can name it any more; the data lives until the last Release
