@@ -182,6 +182,9 @@ var (
 	storeAttempts  = 5
 	storeBaseDelay = 100 * time.Millisecond
 	storeMaxDelay  = 2 * time.Second
+	// storeRetryFor: no new attempt starts after this long (each attempt has the retry
+	// decorator's deadlines), so a hanging store gives EIO in bounded time.
+	storeRetryFor = 30 * time.Second
 )
 
 // isTransient reports whether a store error may go away by retrying.
@@ -203,9 +206,11 @@ func isTransient(err error) bool {
 // with exponential backoff, within ctx.
 func (f *FS) retryStore(ctx context.Context, what string, op func() error) error {
 	delay := storeBaseDelay
+	start := time.Now()
 	for attempt := 1; ; attempt++ {
 		err := op()
-		if err == nil || !isTransient(err) || attempt >= storeAttempts || ctx.Err() != nil {
+		if err == nil || !isTransient(err) || attempt >= storeAttempts || ctx.Err() != nil ||
+			time.Since(start)+delay > storeRetryFor {
 			if err != nil && attempt > 1 {
 				err = fmt.Errorf("%w (after %d attempts)", err, attempt)
 			}
