@@ -139,9 +139,14 @@ func TestKnownAnswers(t *testing.T) {
 // vector of testdata/kat.json byte for byte. Needs python3 with cryptography
 // (python3-cryptography); skipped without it, except under CI=true.
 func TestKATPython(t *testing.T) {
-	py, err := exec.LookPath("python3")
-	if err == nil {
-		err = exec.Command(py, "-c", "import cryptography").Run()
+	// Debian's interpreter first: that is where apt installs python3-cryptography, and a
+	// python3 earlier on PATH (pyenv, a venv) may lack it.
+	py := "/usr/bin/python3"
+	err := exec.Command(py, "-c", "import cryptography").Run()
+	if err != nil {
+		if py, err = exec.LookPath("python3"); err == nil {
+			err = exec.Command(py, "-c", "import cryptography").Run()
+		}
 	}
 	if err != nil {
 		if os.Getenv("CI") == "true" {

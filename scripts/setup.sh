@@ -9,9 +9,8 @@ command -v fusermount3 >/dev/null || need+=(fuse3)
 command -v rsync >/dev/null || need+=(rsync)
 # Check the Debian binary itself: a stand-in named convert may come first on PATH.
 [ -x /usr/bin/convert ] || need+=(imagemagick)
-command -v python3 >/dev/null || need+=(python3)
 # The independent known-answer check (dedup/testdata/kat_check.py) uses pyca/cryptography.
-python3 -c 'import cryptography' 2>/dev/null || need+=(python3-cryptography)
+/usr/bin/python3 -c 'import cryptography' 2>/dev/null || need+=(python3 python3-cryptography)
 command -v npm >/dev/null || need+=(npm)
 # libjpeg-turbo headers: embed/imgdecode decodes big JPEGs at reduced DCT scale through cgo.
 [ -f /usr/include/jpeglib.h ] || need+=(libjpeg62-turbo-dev)
