@@ -320,25 +320,21 @@ func (n *Node) Link(ctx context.Context, req *fuse.LinkRequest, old fusefs.Node)
 	return n.fs.node(a), nil
 }
 
-// Fsync implements fusefs.NodeFsyncer (bazil puts it on the Node). For a file it commits
-// every open handle of the inode: the content is stored and a root referencing it written.
-// For a directory (or a file with no open handle) it waits until nothing is pending.
+// Fsync implements fusefs.NodeFsyncer (bazil puts it on the Node). For a file, on any
+// descriptor (also a fresh read-only one, `sync FILE`), it records writes not yet closed,
+// stores the file's last version and writes a root referencing it. For a directory it
+// waits until nothing is pending. A failure is logged with its reason.
 func (n *Node) Fsync(ctx context.Context, req *fuse.FsyncRequest) error {
-	n.mu.Lock()
-	hs := make([]*Handle, 0, len(n.handles))
-	for h := range n.handles {
-		hs = append(hs, h)
-	}
-	n.mu.Unlock()
-	if req.Dir || len(hs) == 0 {
-		return n.err("fsync", n.fs.core.Sync(ctx))
-	}
-	for _, h := range hs {
-		if err := h.h.Fsync(ctx); err != nil {
-			return n.err("fsync", err)
+	var err error
+	if req.Dir {
+		err = n.fs.core.Sync(ctx)
+		if err != nil && !errors.Is(err, context.Canceled) {
+			n.fs.log.Error("imgfs: fsync of a directory failed", "ino", uint64(n.ino), "err", err)
 		}
+	} else {
+		err = n.fs.core.FsyncIno(ctx, n.ino) // logs its failures
 	}
-	return nil
+	return n.err("fsync", err)
 }
 
 // Forget implements fusefs.NodeForgetter: the kernel dropped the node.

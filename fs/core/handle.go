@@ -569,6 +569,14 @@ func (f *FS) truncateIno(ino Ino, size int64) error {
 // handle that wrote flushes: closing a reader must not record another handle's half-done
 // writes as a version.
 func (h *Handle) Flush() error {
+	err := h.flush()
+	if err != nil {
+		h.f.log.Error("core: close failed", "ino", uint64(h.of.ino), "err", err)
+	}
+	return err
+}
+
+func (h *Handle) flush() error {
 	if !h.wrote.Load() {
 		if h.created {
 			return h.f.barrier()
@@ -662,8 +670,17 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-// Fsync returns once the content is stored and a root referencing it is written.
+// Fsync returns once the content is stored and a root referencing it is written. A
+// failure is logged with its reason (programs see only EIO).
 func (h *Handle) Fsync(ctx context.Context) error {
+	err := h.fsync(ctx)
+	if err != nil && !errors.Is(err, context.Canceled) {
+		h.f.log.Error("core: fsync failed", "ino", uint64(h.of.ino), "err", err)
+	}
+	return err
+}
+
+func (h *Handle) fsync(ctx context.Context) error {
 	f := h.f
 	if f.ro {
 		return nil
@@ -674,18 +691,59 @@ func (h *Handle) Fsync(ctx context.Context) error {
 	if h.of.isUnlinked() {
 		return nil
 	}
-	var spool uint64
-	f.mu.Lock()
-	err := f.viewLocked(func(tx *bolt.Tx) error {
-		n, err := f.getInode(tx, h.of.ino)
-		spool = n.Spool
-		return err
-	})
-	f.mu.Unlock()
-	if err != nil {
-		return err
+	return f.storeIno(ctx, h.of.ino)
+}
+
+// FsyncIno is fsync(2) on any descriptor of a regular file, also one that never wrote (a
+// fresh read-only `sync FILE`): writes not yet recorded (of any handle) are recorded, then
+// the last recorded version is sealed and stored and a root referencing it written.
+func (f *FS) FsyncIno(ctx context.Context, ino Ino) error {
+	if f.ro {
+		return nil
 	}
-	if spool != 0 {
+	err := f.fsyncIno(ctx, ino)
+	if err != nil && !errors.Is(err, context.Canceled) {
+		f.log.Error("core: fsync failed", "ino", uint64(ino), "err", err)
+	}
+	return err
+}
+
+func (f *FS) fsyncIno(ctx context.Context, ino Ino) error {
+	f.mu.Lock()
+	of := f.open[ino]
+	if of != nil {
+		of.refs++
+	}
+	f.mu.Unlock()
+	if of != nil {
+		err := f.flushOpen(of)
+		unlinked := of.isUnlinked()
+		if err = errors.Join(err, f.releaseOpen(of)); err != nil || unlinked {
+			return err
+		}
+	}
+	return f.storeIno(ctx, ino)
+}
+
+// storeIno seals the recorded spool of ino, if any, and commits a root. A newer close that
+// supersedes the spool meanwhile is sealed too (else a first version would be left out of
+// the root: the root names only sealed content).
+func (f *FS) storeIno(ctx context.Context, ino Ino) error {
+	for try := 0; ; try++ {
+		var spool uint64
+		f.mu.Lock()
+		err := f.viewLocked(func(tx *bolt.Tx) error {
+			n, err := f.getInode(tx, ino)
+			spool = n.Spool
+			return err
+		})
+		f.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		if spool == 0 || try >= 8 {
+			break
+		}
 		if err := f.sealNow(ctx, spool); err != nil {
 			return err
 		}
