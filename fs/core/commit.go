@@ -16,6 +16,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"weak"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -229,10 +230,11 @@ func (f *FS) retryStore(ctx context.Context, what string, op func() error) error
 }
 
 // rootTries remembers, per FS, the hashes of root objects tried at the pending sequence
-// number whose Put failed: such a Put may have landed with its answer lost.
+// number whose Put failed: such a Put may have landed with its answer lost. Weak keys: an
+// entry left by a closed FS does not keep it alive.
 var (
 	rootTriesMu sync.Mutex
-	rootTries   = map[*FS]rootTry{}
+	rootTries   = map[weak.Pointer[FS]]rootTry{}
 )
 
 type rootTry struct {
@@ -243,7 +245,7 @@ type rootTry struct {
 func (f *FS) triedRoot(seq uint64, h dedup.Locator) bool {
 	rootTriesMu.Lock()
 	defer rootTriesMu.Unlock()
-	t := rootTries[f]
+	t := rootTries[weak.Make(f)]
 	return t.seq == seq && slices.Contains(t.hashes, h)
 }
 
@@ -251,17 +253,17 @@ func (f *FS) noteRootTry(seq uint64, h dedup.Locator, failed bool) {
 	rootTriesMu.Lock()
 	defer rootTriesMu.Unlock()
 	if !failed {
-		delete(rootTries, f)
+		delete(rootTries, weak.Make(f))
 		return
 	}
-	t := rootTries[f]
+	t := rootTries[weak.Make(f)]
 	if t.seq != seq {
 		t = rootTry{seq: seq}
 	}
 	if len(t.hashes) < 64 {
 		t.hashes = append(t.hashes, h)
 	}
-	rootTries[f] = t
+	rootTries[weak.Make(f)] = t
 }
 
 // errOwnRoot: the root at the pending sequence number is one this mount wrote earlier
