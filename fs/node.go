@@ -325,6 +325,10 @@ func (n *Node) Link(ctx context.Context, req *fuse.LinkRequest, old fusefs.Node)
 // stores the file's last version and writes a root referencing it. For a directory it
 // waits until nothing is pending. A failure is logged with its reason.
 func (n *Node) Fsync(ctx context.Context, req *fuse.FsyncRequest) error {
+	// A signal to the calling thread (SIGCHLD of a program it runs, Go's preemption) makes
+	// the kernel send INTERRUPT, which cancels ctx. fsync is bounded work: finish it rather
+	// than fail it (a cancelled store upload used to surface as EIO).
+	ctx = context.WithoutCancel(ctx)
 	var err error
 	if req.Dir {
 		err = n.fs.core.Sync(ctx)

@@ -673,11 +673,7 @@ func syncDir(dir string) error {
 // Fsync returns once the content is stored and a root referencing it is written. A
 // failure is logged with its reason (programs see only EIO).
 func (h *Handle) Fsync(ctx context.Context) error {
-	err := h.fsync(ctx)
-	if err != nil && !errors.Is(err, context.Canceled) {
-		h.f.log.Error("core: fsync failed", "ino", uint64(h.of.ino), "err", err)
-	}
-	return err
+	return h.f.fsyncErr(h.of.ino, h.fsync(ctx))
 }
 
 func (h *Handle) fsync(ctx context.Context) error {
@@ -701,10 +697,20 @@ func (f *FS) FsyncIno(ctx context.Context, ino Ino) error {
 	if f.ro {
 		return nil
 	}
-	err := f.fsyncIno(ctx, ino)
-	if err != nil && !errors.Is(err, context.Canceled) {
-		f.log.Error("core: fsync failed", "ino", uint64(ino), "err", err)
+	return f.fsyncErr(ino, f.fsyncIno(ctx, ino))
+}
+
+// fsyncErr logs a failed fsync with its reason; a cancelled one is EINTR (never EIO: a
+// wrapped cancellation of a store call carries EIO).
+func (f *FS) fsyncErr(ino Ino, err error) error {
+	if err == nil {
+		return nil
 	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		f.log.Warn("core: fsync interrupted", "ino", uint64(ino), "err", err)
+		return errnoErr(syscall.EINTR, "fsync interrupted")
+	}
+	f.log.Error("core: fsync failed", "ino", uint64(ino), "err", err)
 	return err
 }
 

@@ -2,6 +2,7 @@ package core
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"syscall"
@@ -133,5 +134,26 @@ func TestFsyncInoRecordsOpenWrites(t *testing.T) {
 	_, err = f.Resolve("/nope")
 	if !errors.Is(err, syscall.ENOENT) {
 		t.Fatal(err)
+	}
+}
+
+// An interrupted fsync (cancelled context) is EINTR or success, never EIO.
+func TestFsyncCancelledIsNotEIO(t *testing.T) {
+	e := newEnv(t)
+	f := e.open()
+	for i := 0; i < 5; i++ {
+		_, h, err := f.Create(RootIno, "c"+itoa(i), 0o644, false)
+		ok(t, err)
+		_, err = h.WriteAt(randBytes(200_000), 0)
+		ok(t, err)
+		ok(t, h.Flush())
+		c, cancel := context.WithCancel(ctx())
+		cancel()
+		if err := h.Fsync(c); err != nil && !errors.Is(err, syscall.EINTR) {
+			t.Fatalf("cancelled fsync: %v", err)
+		} else if errors.Is(err, syscall.EIO) {
+			t.Fatalf("cancelled fsync is EIO: %v", err)
+		}
+		h.Release()
 	}
 }
