@@ -735,6 +735,15 @@ func (f *FS) fsyncIno(ctx context.Context, ino Ino) error {
 // supersedes the spool meanwhile is sealed too (else a first version would be left out of
 // the root: the root names only sealed content).
 func (f *FS) storeIno(ctx context.Context, ino Ino) error {
+	if err := f.sealIno(ctx, ino); err != nil {
+		return err
+	}
+	return f.commitNow(ctx)
+}
+
+// sealIno seals and stores the recorded spool of ino, if any (and a newer one that replaced
+// it meanwhile), without committing a root.
+func (f *FS) sealIno(ctx context.Context, ino Ino) error {
 	for try := 0; ; try++ {
 		var spool uint64
 		f.mu.Lock()
@@ -754,7 +763,7 @@ func (f *FS) storeIno(ctx context.Context, ino Ino) error {
 			return err
 		}
 	}
-	return f.commitNow(ctx)
+	return nil
 }
 
 // Release frees the handle (after the last close; errors here are not seen by programs).

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"context"
 	"os"
 	"strings"
 	"syscall"
@@ -456,6 +457,9 @@ func (f *FS) Rename(oldParent Ino, oldName string, newParent Ino, newName string
 	if err := checkName(newName); err != nil {
 		return err
 	}
+	if err := f.sealBeforeReplace(oldParent, oldName, newParent, newName); err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	defer f.barrierLocked(&err)
@@ -649,4 +653,44 @@ func (f *FS) Path(ino Ino) (string, error) {
 		return "/", nil
 	}
 	return b.String(), nil
+}
+
+// sealBeforeReplace seals a never-sealed source file before it is renamed over a name whose
+// file the store already has. A root names only sealed content, so the next root would omit
+// the unsealed source and, with it, the name: after the loss of the machine the name would be
+// gone although its old version was fsync-acknowledged (editors save by temp + rename).
+// Sealing first keeps the name in every root, with the old or the new version.
+func (f *FS) sealBeforeReplace(oldParent Ino, oldName string, newParent Ino, newName string) error {
+	var src Ino
+	f.mu.Lock()
+	err := f.viewLocked(func(tx *bolt.Tx) error {
+		d, ok, err := f.getDirent(tx, oldParent, oldName)
+		if err != nil || !ok {
+			return err
+		}
+		sn, err := f.getInode(tx, d.Ino)
+		if err != nil || !sn.isReg() || sn.HasRef || sn.Spool == 0 {
+			return err
+		}
+		t, ok, err := f.getDirent(tx, newParent, newName)
+		if err != nil || !ok {
+			return err
+		}
+		tn, err := f.getInode(tx, t.Ino)
+		if err != nil || !tn.isReg() || !tn.HasRef {
+			return err
+		}
+		src = d.Ino
+		return nil
+	})
+	f.mu.Unlock()
+	if err != nil || src == 0 {
+		return nil // Rename itself reports lookup errors
+	}
+	if err := f.sealIno(context.Background(), src); err != nil {
+		// The store is failing: rename anyway (it must keep working offline); the name is
+		// back in the roots once the background sealer stores the file.
+		f.log.Warn("core: could not seal a file before renaming it over a stored one", "ino", uint64(src), "err", err)
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -178,10 +179,25 @@ func (w *writeRun) step(kind, dir string, r *rand.Rand, i int) error {
 	return fmt.Errorf("unknown writer kind %q", kind)
 }
 
+// forkMu keeps the in-process writers' files closed while a program starts: a forked child
+// holds copies of every open descriptor until its exec closes them, and each of those closes
+// is a real close(2) of the file on the mount, which imgfs must make durable. Without the lock
+// a half-written version becomes "acknowledged" by the driver's own children. In-process
+// writers hold the read lock from open to close; runCmd holds the write lock until exec.
+var forkMu sync.RWMutex
+
 func runCmd(name string, args ...string) error {
-	out, err := exec.Command(name, args...).CombinedOutput()
+	var out bytes.Buffer
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	forkMu.Lock()
+	err := cmd.Start() // returns once the child has exec'd (its inherited descriptors are closed)
+	forkMu.Unlock()
+	if err == nil {
+		err = cmd.Wait()
+	}
 	if err != nil {
-		return fmt.Errorf("%s %v: %v: %s", name, args, err, out)
+		return fmt.Errorf("%s %v: %v: %s", name, args, err, out.Bytes())
 	}
 	return nil
 }
@@ -267,6 +283,8 @@ func randomData(r *rand.Rand, maxSize int) []byte {
 
 // stepWriteFsync: create/truncate, write, fsync (fsync ack), close (close ack).
 func (w *writeRun) stepWriteFsync(dir string, r *rand.Rand, i int) error {
+	forkMu.RLock()
+	defer forkMu.RUnlock()
 	p := filepath.Join(dir, fmt.Sprintf("w%d", r.IntN(4)))
 	data := randomData(r, 768*1024)
 	sha := shaHex(data)
@@ -299,6 +317,8 @@ func (w *writeRun) stepWriteFsync(dir string, r *rand.Rand, i int) error {
 // stepRename: editor-style save. Write a temp file (fsync it every second time), close,
 // rename over the target, then fsync the directory every second time.
 func (w *writeRun) stepRename(dir string, r *rand.Rand, i int) error {
+	forkMu.RLock()
+	defer forkMu.RUnlock()
 	target := filepath.Join(dir, fmt.Sprintf("r%d", r.IntN(3)))
 	tmp := filepath.Join(dir, fmt.Sprintf(".r-tmp-%d", i))
 	data := randomData(r, 768*1024)
@@ -365,6 +385,8 @@ func (w *writeRun) stepRename(dir string, r *rand.Rand, i int) error {
 // stepTrunc: O_TRUNC rewrite of an existing file, written in shuffled chunks at offsets
 // every second time; every third rewrite is fsynced before close.
 func (w *writeRun) stepTrunc(dir string, r *rand.Rand, i int) error {
+	forkMu.RLock()
+	defer forkMu.RUnlock()
 	p := filepath.Join(dir, fmt.Sprintf("t%d", r.IntN(2)))
 	data := randomData(r, 768*1024)
 	sha := shaHex(data)
@@ -402,6 +424,8 @@ var appendState sync.Map // path -> []byte
 // stepAppend: O_APPEND of 1 B..64 KiB to one of two files; every fourth append is fsynced;
 // a file over 1 MiB starts again with O_TRUNC.
 func (w *writeRun) stepAppend(dir string, r *rand.Rand, i int) error {
+	forkMu.RLock()
+	defer forkMu.RUnlock()
 	p := filepath.Join(dir, fmt.Sprintf("a%d", r.IntN(2)))
 	var old []byte
 	if v, ok := appendState.Load(p); ok {
