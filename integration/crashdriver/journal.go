@@ -21,7 +21,8 @@ const (
 )
 
 // record is one journal line: op, path (relative to the driver's root), sha256 hex, flags.
-// Flags on A: "t" = the attempt may expose an empty file (O_CREAT or O_TRUNC on open).
+// Flags on A: "t" = the attempt may expose an empty file (O_CREAT or O_TRUNC on open);
+// "r" = the path is being renamed away (absence becomes allowed; no content is attempted).
 // Flags on G: "c" or "f" = the acknowledgement level of the removal.
 type record struct {
 	Op    string

@@ -85,6 +85,10 @@ func allowedStates(recs []record, level string) map[string]allowedState {
 		for _, r := range evs[last+1:] {
 			switch r.Op {
 			case opAttempt:
+				if r.Flags == "r" {
+					a.absent = true
+					continue
+				}
 				a.shas[r.SHA] = true
 				if r.Flags == "t" {
 					a.shas[emptySHA] = true

@@ -355,6 +355,10 @@ func (w *writeRun) stepRename(dir string, r *rand.Rand, i int) error {
 	if err := w.attempt(target, sha, false); err != nil {
 		return err
 	}
+	// A kill between the rename and its journal record leaves tmp renamed away.
+	if err := w.j.add(record{Op: opAttempt, Path: w.rel(tmp), Flags: "r"}); err != nil {
+		return err
+	}
 	if err := os.Rename(tmp, target); err != nil {
 		return err
 	}
