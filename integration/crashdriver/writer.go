@@ -300,18 +300,7 @@ func (w *writeRun) stepWriteFsync(dir string, r *rand.Rand, i int) error {
 		f.Close()
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := w.ack(opFsync, p, sha); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return w.ack(opClose, p, sha)
+	return w.finish(f, p, sha, true)
 }
 
 // stepRename: editor-style save. Write a temp file (fsync it every second time), close,
@@ -336,20 +325,7 @@ func (w *writeRun) stepRename(dir string, r *rand.Rand, i int) error {
 		f.Close()
 		return err
 	}
-	if durable {
-		if err := f.Sync(); err != nil {
-			f.Close()
-			return err
-		}
-		if err := w.ack(opFsync, tmp, sha); err != nil {
-			f.Close()
-			return err
-		}
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := w.ack(opClose, tmp, sha); err != nil {
+	if err := w.finish(f, tmp, sha, durable); err != nil {
 		return err
 	}
 	if err := w.attempt(target, sha, false); err != nil {
@@ -406,20 +382,7 @@ func (w *writeRun) stepTrunc(dir string, r *rand.Rand, i int) error {
 		f.Close()
 		return err
 	}
-	if i%3 == 2 {
-		if err := f.Sync(); err != nil {
-			f.Close()
-			return err
-		}
-		if err := w.ack(opFsync, p, sha); err != nil {
-			f.Close()
-			return err
-		}
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return w.ack(opClose, p, sha)
+	return w.finish(f, p, sha, i%3 == 2)
 }
 
 // appendState keeps the content of the append writer's files (the driver knows each version).
@@ -458,12 +421,22 @@ func (w *writeRun) stepAppend(dir string, r *rand.Rand, i int) error {
 		f.Close()
 		return err
 	}
-	if i%4 == 3 {
+	if err := w.finish(f, p, sha, i%4 == 3); err != nil {
+		return err
+	}
+	appendState.Store(p, next)
+	return nil
+}
+
+// finish fsyncs f (when fsync is set) and acknowledges that, then closes f and acknowledges
+// the close: the journal records each acknowledgement only after the call returned.
+func (w *writeRun) finish(f *os.File, path, sha string, fsync bool) error {
+	if fsync {
 		if err := f.Sync(); err != nil {
 			f.Close()
 			return err
 		}
-		if err := w.ack(opFsync, p, sha); err != nil {
+		if err := w.ack(opFsync, path, sha); err != nil {
 			f.Close()
 			return err
 		}
@@ -471,8 +444,7 @@ func (w *writeRun) stepAppend(dir string, r *rand.Rand, i int) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	appendState.Store(p, next)
-	return w.ack(opClose, p, sha)
+	return w.ack(opClose, path, sha)
 }
 
 // isDeadMount reports errors that mean the daemon is gone (expected after the kill).
