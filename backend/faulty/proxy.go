@@ -55,6 +55,7 @@ type Proxy struct {
 	cfg    ProxyConfig
 	rnd    *rand.Rand
 	counts map[Action]int
+	log    []string // "METHOD /path?query" of every request, in arrival order
 	down   atomic.Bool
 }
 
@@ -109,6 +110,21 @@ func (p *Proxy) Counts() map[Action]int {
 	return out
 }
 
+// Requests returns "METHOD /path?query" of every request since the last ResetRequests, in
+// arrival order (T9 compares the requests two workloads make).
+func (p *Proxy) Requests() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.log...)
+}
+
+// ResetRequests empties the request log.
+func (p *Proxy) ResetRequests() {
+	p.mu.Lock()
+	p.log = nil
+	p.mu.Unlock()
+}
+
 // Close stops the proxy.
 func (p *Proxy) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -141,6 +157,7 @@ func (p *Proxy) pick(r *http.Request) Action {
 		}
 	}
 	p.counts[a]++
+	p.log = append(p.log, r.Method+" "+r.URL.RequestURI())
 	return a
 }
 

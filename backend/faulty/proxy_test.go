@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -168,5 +169,42 @@ func TestProxyStallBounded(t *testing.T) {
 	}
 	if p.Count(faulty.ActDelay) != 3 {
 		t.Fatalf("%d attempts reached the proxy, want 3", p.Count(faulty.ActDelay))
+	}
+}
+
+// TestProxyRequestLog: the request log holds method and path of each request, in order.
+func TestProxyRequestLog(t *testing.T) {
+	srv := s3test.StartServer(t)
+	p, err := faulty.StartProxy(srv.Endpoint, faulty.ProxyConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	cfg := srv.Config("reqlog")
+	cfg.Endpoint = p.Addr
+	st, err := s3.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := storetest.Name("c", "reqlog")
+	p.ResetRequests()
+	storetest.MustPut(t, st, name, []byte("hello"))
+	if _, err := st.Stat(context.Background(), name); err != nil {
+		t.Fatal(err)
+	}
+	log := p.Requests()
+	if len(log) < 2 || !strings.HasPrefix(log[len(log)-1], "HEAD /reqlog/"+name) {
+		t.Fatalf("request log %q: want ... PUT, HEAD /reqlog/%s", log, name)
+	}
+	put := false
+	for _, l := range log {
+		put = put || strings.HasPrefix(l, "PUT /reqlog/"+name)
+	}
+	if !put {
+		t.Fatalf("request log %q has no PUT of %s", log, name)
+	}
+	p.ResetRequests()
+	if got := p.Requests(); len(got) != 0 {
+		t.Fatalf("after ResetRequests: %q", got)
 	}
 }
