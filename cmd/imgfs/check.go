@@ -14,36 +14,47 @@ import (
 )
 
 func init() {
-	var cacheDir string
-	var readData bool
+	var cacheDir, fromDir string
+	var readData, repair bool
 	cmd := &cobra.Command{
-		Use:   "check [--store URL] [--read-data] [--cache DIR]",
+		Use:   "check [--store URL] [--read-data] [--cache DIR] [--repair [--from DIR]]",
 		Short: "Verify every stored object and every reference of the vault",
 		Long: `Lists every object in the store and verifies that each content, metadata and key-slot
 object hashes (SHA-256) to its name, that the newest root pointer decrypts, that every
 object the current root references exists, and counts how many files reference each
 content object. --read-data also decrypts every file (slow: reads everything).
 Unreferenced objects are reported but are not errors (imgfs gc removes them).
-Exits 0 when nothing is wrong and 5 when a problem was found; each problem is one line on
-stdout. Opens the vault read-only.`,
+--repair restores corrupt or missing content objects from a good copy: the read cache of
+the cache directory, or (--from DIR) an original file under DIR that encrypts to the same
+object. Only bytes that hash to the object's name are stored. Each object is then listed
+as "repaired NAME from SOURCE" or "lost NAME: ..." with the files that use it, and the
+store is checked again.
+Exits 0 when nothing is (left) wrong and 5 when a problem was found; each problem is one
+line on stdout. Opens the namespace read-only.`,
 		Example: `  imgfs check --store /mnt/nas/vault
-  imgfs check --store s3:https://s3.example.net/bucket/photos --read-data`,
+  imgfs check --store s3:https://s3.example.net/bucket/photos --read-data
+  imgfs check --store /mnt/nas/vault --repair --from ~/Pictures`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if fromDir != "" && !repair {
+				return usageErrorf("--from needs --repair")
+			}
 			s, err := openSession(cmd, cacheDir, true)
 			if err != nil {
 				return err
 			}
 			defer s.Close()
-			return runCheck(cmd.Context(), cmd.OutOrStdout(), s, readData)
+			return runCheck(cmd.Context(), cmd.OutOrStdout(), s, readData, repair, fromDir)
 		},
 	}
 	cmd.Flags().StringVar(&cacheDir, "cache", "", cacheFlagHelp)
 	cmd.Flags().BoolVar(&readData, "read-data", false, "also decrypt and verify the content of every file")
+	cmd.Flags().BoolVar(&repair, "repair", false, "restore corrupt or missing content objects from the cache or --from")
+	cmd.Flags().StringVar(&fromDir, "from", "", "with --repair: a folder of original files to restore content objects from")
 	rootCmd.AddCommand(cmd)
 }
 
-func runCheck(ctx context.Context, out io.Writer, s *session, readData bool) error {
+func runCheck(ctx context.Context, out io.Writer, s *session, readData, repair bool, fromDir string) error {
 	live, err := s.fs.ReferencedObjects(ctx)
 	if err != nil {
 		return fmt.Errorf("reading the current root: %w", err)
@@ -116,6 +127,20 @@ func runCheck(ctx context.Context, out io.Writer, s *session, readData bool) err
 	}
 	for _, p := range rep.Problems {
 		fmt.Fprintln(out, p.String())
+	}
+	if repair && !rep.OK() {
+		lost, err := repairContent(ctx, out, s, rep, fromDir)
+		if err != nil {
+			return err
+		}
+		opts.ReadData, opts.ListDone, opts.Progress = nil, nil, nil
+		if rep, err = maint.Check(ctx, s.store, s.keys, opts); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "after repair: %d problem(s), %d content object(s) lost\n", len(rep.Problems), lost)
+		for _, p := range rep.Problems {
+			fmt.Fprintln(out, p.String())
+		}
 	}
 	if !rep.OK() {
 		return withCode(exitIntegrity, fmt.Errorf("check found %d problem(s), listed on stdout; restore the objects from a backup or re-import the files they belong to", len(rep.Problems)))

@@ -189,3 +189,11 @@ func (f *FS) touchCache() {
 		}
 	}
 }
+
+// CachedObject returns the path of the read cache's copy of content object loc, if there is
+// one (imgfs check --repair). The copy is not verified here: the caller hashes it.
+func (f *FS) CachedObject(loc dedup.Locator) (string, bool) {
+	p := f.objPath(loc)
+	st, err := os.Stat(p)
+	return p, err == nil && st.Mode().IsRegular()
+}
