@@ -2,21 +2,28 @@ package integration
 
 // The file-system workloads with the vault on a real S3 server (versitygw on 127.0.0.1, started
 // by backend/s3/s3test): cp -r, rsync -a, tar x and c, sha256 of everything read back, again
-// from an empty cache (every byte from S3); then the leak scan (dedup/leakscan, SECURITY.md
-// T1/T2) over versitygw's data directory, where every object is a plain file. Also the crash
-// loop and posixtest on S3.
+// from an empty cache (every byte from S3); then the leak scans (dedup/leakscan, SECURITY.md
+// T1/T2/T3/T10) over versitygw's data directory (every object is a plain file), the request
+// lines and headers a recording proxy saw, the cache directories and the daemons' logs.
+// Also the crash loop and posixtest on S3.
 
 import (
+	"bytes"
+	"context"
+	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/imgfs/imgfs/backend/faulty"
 	"github.com/imgfs/imgfs/backend/s3/s3test"
+	"github.com/imgfs/imgfs/dedup/keyring"
 	"github.com/imgfs/imgfs/dedup/leakscan"
 )
 
@@ -74,7 +81,14 @@ func qaSh(t testing.TB, script string) {
 func TestS3Workloads(t *testing.T) {
 	qaNeedFUSE(t)
 	qaNeed(t, "rsync", "tar", "cp")
-	url, env, dataDir := s3test.Start(t)
+	// The vault's store is versitygw behind a proxy that records request lines and headers.
+	srv := s3test.StartServer(t)
+	proxy, err := faulty.StartProxy(srv.Endpoint, faulty.ProxyConfig{RecordHeads: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proxy.Close() })
+	url, env, dataDir := "s3:http://"+proxy.Addr+"/"+s3test.Bucket, srv.Env(), filepath.Join(srv.DataDir, s3test.Bucket)
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src")
 	nfiles := qaMakeTree(t, src, 1)
@@ -138,6 +152,73 @@ func TestS3Workloads(t *testing.T) {
 		t.Fatal("positive control: leak scanner missed a plaintext copy")
 	}
 	t.Logf("leak scan: %d objects in versitygw's data dir, no plaintext window or name", objects)
+
+	// T1/T2 on the wire: no plaintext window or name in any request line or header.
+	heads := proxy.Heads()
+	if !bytes.Contains(heads, []byte("PUT /"+s3test.Bucket+"/c/")) {
+		t.Fatal("positive control: the proxy recorded no content PUT")
+	}
+	if hits := s.ScanBytes("request lines and headers", heads); len(hits) > 0 {
+		t.Fatalf("plaintext in request lines or headers:\n%s", leakscan.Format(hits))
+	}
+	// T3: no header value is the exact size of a file (sizes below 4 KiB are too common
+	// a number to mean anything).
+	sizes := map[int64]string{}
+	filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if info, ierr := d.Info(); err == nil && ierr == nil && d.Type().IsRegular() && info.Size() >= 4096 {
+			sizes[info.Size()] = p
+		}
+		return nil
+	})
+	for _, line := range strings.Split(string(heads), "\r\n") {
+		if _, v, ok := strings.Cut(line, ": "); ok {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil && sizes[n] != "" {
+				t.Errorf("header %q carries the exact size of %s", line, sizes[n])
+			}
+		}
+	}
+	// T1: the spool and cache directories after unmount.
+	for _, c := range []string{m.cache, m2.cache} {
+		hits, err := s.ScanDir(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(hits) > 0 {
+			t.Fatalf("plaintext in the cache directory %s:\n%s", c, leakscan.Format(hits))
+		}
+	}
+	t.Logf("request heads: %d bytes, no plaintext window, name or exact size; cache dirs clean", len(heads))
+
+	// T10 (for this workload): no key and not the passphrase, in any form, in the daemons'
+	// logs, the cache directories, the request heads or the store.
+	keys, err := keyring.Unlock(context.Background(), srv.Open(t, s3test.Bucket), []byte("integration passphrase"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec := leakscan.New()
+	for label, k := range map[string][]byte{"MK": keys.MasterKey, "CS": keys.ConvergenceSecret, "K_meta": keys.MetaKey,
+		"K_hdr": keys.HeaderKey, "K_local": keys.LocalKey, "passphrase": []byte("integration passphrase")} {
+		sec.AddSecret(label, k)
+	}
+	if len(sec.ScanBytes("control", []byte("key "+hex.EncodeToString(keys.MasterKey)))) == 0 {
+		t.Fatal("positive control: the secret scan misses a hex key")
+	}
+	var found []leakscan.Hit
+	found = append(found, sec.ScanBytes("request heads", heads)...)
+	for _, p := range []string{m.log, m2.log, m.cache, m2.cache, dataDir} {
+		scan := sec.ScanDir
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+			scan = sec.ScanFile
+		}
+		hits, err := scan(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found = append(found, hits...)
+	}
+	if len(found) > 0 {
+		t.Fatalf("key material in logs, cache, requests or store:\n%s", leakscan.Format(found))
+	}
 }
 
 // TestS3Crash runs the T39 loop (fewer iterations than on the local store) against versitygw.

@@ -1,6 +1,7 @@
 package faulty
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -25,6 +26,9 @@ type ProxyConfig struct {
 	LostAck  float64       // forward, then reset the client connection instead of answering
 	Methods  []string
 	Seed     uint64
+	// RecordHeads keeps the request line and headers of every request (Heads), for leak
+	// scans of what reaches the wire besides the bodies (SECURITY.md T1, T2).
+	RecordHeads bool
 }
 
 // Action is what the proxy did to one request.
@@ -56,6 +60,7 @@ type Proxy struct {
 	rnd    *rand.Rand
 	counts map[Action]int
 	log    []string // "METHOD /path?query" of every request, in arrival order
+	heads  []byte   // request lines and headers (cfg.RecordHeads)
 	down   atomic.Bool
 }
 
@@ -118,6 +123,13 @@ func (p *Proxy) Requests() []string {
 	return append([]string(nil), p.log...)
 }
 
+// Heads returns the request lines and headers recorded while RecordHeads was set.
+func (p *Proxy) Heads() []byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return bytes.Clone(p.heads)
+}
+
 // ResetRequests empties the request log.
 func (p *Proxy) ResetRequests() {
 	p.mu.Lock()
@@ -158,6 +170,12 @@ func (p *Proxy) pick(r *http.Request) Action {
 	}
 	p.counts[a]++
 	p.log = append(p.log, r.Method+" "+r.URL.RequestURI())
+	if p.cfg.RecordHeads {
+		p.heads = fmt.Appendf(p.heads, "%s %s %s\r\nHost: %s\r\n", r.Method, r.URL.RequestURI(), r.Proto, r.Host)
+		var b bytes.Buffer
+		r.Header.Write(&b)
+		p.heads = append(append(p.heads, b.Bytes()...), "\r\n"...)
+	}
 	return a
 }
 

@@ -175,7 +175,7 @@ func TestProxyStallBounded(t *testing.T) {
 // TestProxyRequestLog: the request log holds method and path of each request, in order.
 func TestProxyRequestLog(t *testing.T) {
 	srv := s3test.StartServer(t)
-	p, err := faulty.StartProxy(srv.Endpoint, faulty.ProxyConfig{})
+	p, err := faulty.StartProxy(srv.Endpoint, faulty.ProxyConfig{RecordHeads: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,6 +202,10 @@ func TestProxyRequestLog(t *testing.T) {
 	}
 	if !put {
 		t.Fatalf("request log %q has no PUT of %s", log, name)
+	}
+	heads := string(p.Heads())
+	if !strings.Contains(heads, "PUT /reqlog/"+name+" HTTP/1.1\r\nHost: "+p.Addr+"\r\n") || !strings.Contains(heads, "Authorization: AWS4-HMAC-SHA256") || !strings.Contains(heads, "Content-Length: 5\r\n") {
+		t.Fatalf("recorded heads lack the PUT's request line, host, signature or length:\n%s", heads)
 	}
 	p.ResetRequests()
 	if got := p.Requests(); len(got) != 0 {
