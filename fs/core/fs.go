@@ -371,6 +371,15 @@ func decodeDirent(b []byte) (dirent, error) {
 	return de, d.end()
 }
 
+// lookupDirent is getDirent where a missing name is ENOENT.
+func (f *FS) lookupDirent(tx *bolt.Tx, parent Ino, name string) (dirent, error) {
+	de, ok, err := f.getDirent(tx, parent, name)
+	if err == nil && !ok {
+		err = errnoErr(syscall.ENOENT, "%q not found", name)
+	}
+	return de, err
+}
+
 func (f *FS) getDirent(tx *bolt.Tx, parent Ino, name string) (dirent, bool, error) {
 	k := f.lc.direntKey(parent, name)
 	v := tx.Bucket(bDirents).Get(k)

@@ -86,12 +86,9 @@ func (f *FS) Lookup(parent Ino, name string) (Attr, error) {
 		if _, err := f.dirInode(tx, parent); err != nil {
 			return err
 		}
-		de, ok, err := f.getDirent(tx, parent, name)
+		de, err := f.lookupDirent(tx, parent, name)
 		if err != nil {
 			return err
-		}
-		if !ok {
-			return errnoErr(syscall.ENOENT, "%q not found", name)
 		}
 		a, err = f.attrLocked(tx, de.Ino)
 		return err
@@ -391,12 +388,9 @@ func (f *FS) Remove(parent Ino, name string, dir bool) error {
 		if err != nil {
 			return err
 		}
-		de, ok, err := f.getDirent(tx, parent, name)
+		de, err := f.lookupDirent(tx, parent, name)
 		if err != nil {
 			return err
-		}
-		if !ok {
-			return errnoErr(syscall.ENOENT, "%q not found", name)
 		}
 		n, err := f.getInode(tx, de.Ino)
 		if err != nil {
@@ -471,12 +465,9 @@ func (f *FS) Rename(oldParent Ino, oldName string, newParent Ino, newName string
 		if _, err := f.dirInode(tx, newParent); err != nil {
 			return err
 		}
-		src, ok, err := f.getDirent(tx, oldParent, oldName)
+		src, err := f.lookupDirent(tx, oldParent, oldName)
 		if err != nil {
 			return err
-		}
-		if !ok {
-			return errnoErr(syscall.ENOENT, "%q not found", oldName)
 		}
 		if oldParent == newParent && oldName == newName {
 			return nil
@@ -610,12 +601,9 @@ func (f *FS) Resolve(path string) (Ino, error) {
 			if _, err := f.dirInode(tx, ino); err != nil {
 				return err
 			}
-			de, ok, err := f.getDirent(tx, ino, part)
+			de, err := f.lookupDirent(tx, ino, part)
 			if err != nil {
 				return err
-			}
-			if !ok {
-				return errnoErr(syscall.ENOENT, "%q not found", part)
 			}
 			ino = de.Ino
 		}
