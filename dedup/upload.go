@@ -20,6 +20,9 @@ type UploadOptions struct {
 	Verify bool
 	// Logger receives security events ("poisoned object repaired"); nil = slog.Default().
 	Logger *slog.Logger
+	// Hashed says obj is the buffer Seal just wrote and hashed into loc, so uploading need
+	// not hash it again. Leave it false for a copy read back from disk.
+	Hashed bool
 }
 
 // UploadResult says what Upload did.
@@ -43,7 +46,7 @@ func Upload(ctx context.Context, store backend.Store, loc Locator, obj io.Reader
 // concurrent writer stored the object first: it is then checked like any dedup hit. An
 // existing object with the wrong size (or, with Verify, the wrong hash) is a poisoned
 // locator: it is deleted and replaced, and a security event is logged. obj itself is
-// hashed while uploading and refused if it does not match loc.
+// hashed while uploading and refused if it does not match loc (unless opts.Hashed).
 // Retrying transient store errors is the backend decorators' job.
 func UploadWith(ctx context.Context, store backend.Store, loc Locator, obj io.ReaderAt, size int64, opts UploadOptions) (UploadResult, error) {
 	var res UploadResult
@@ -73,7 +76,11 @@ func UploadWith(ctx context.Context, store backend.Store, loc Locator, obj io.Re
 		default:
 			return res, fmt.Errorf("dedup: stat %s: %w", name, err)
 		}
-		err = store.Put(ctx, name, &hashingReader{r: io.NewSectionReader(obj, 0, size), h: sha256.New(), left: size, want: loc}, size)
+		var body io.Reader = io.NewSectionReader(obj, 0, size)
+		if !opts.Hashed {
+			body = &hashingReader{r: body, h: sha256.New(), left: size, want: loc}
+		}
+		err = store.Put(ctx, name, body, size)
 		if err == nil {
 			res.Stored = true
 			return res, nil

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -160,9 +161,18 @@ func (f *FS) sealOne(ctx context.Context, id uint64) error {
 	var obj io.ReaderAt
 	var ref dedup.Ref
 	tmpName := ""
-	if objSize <= sealInMemory {
-		buf := bytes.NewBuffer(make([]byte, 0, objSize))
-		ref, err = dedup.Seal(f.keys.ConvergenceSecret, spoolReader{sp, rec.Size}, rec.Size, buf)
+	inMemory := objSize <= sealInMemory
+	if inMemory {
+		// The plaintext is read from the spool once (Seal reads its source twice), and
+		// both buffers are reused: fresh multi-megabyte buffers cost page faults.
+		plain, out := getSealBuf(rec.Size), getSealBuf(objSize)
+		defer putSealBuf(plain)
+		defer putSealBuf(out)
+		if err := readFullAtSpool(sp, *plain, rec.Size); err != nil {
+			return localErr("reading spool", err)
+		}
+		buf := bytes.NewBuffer((*out)[:0])
+		ref, err = dedup.Seal(f.keys.ConvergenceSecret, bytes.NewReader(*plain), rec.Size, buf)
 		if err != nil {
 			return localErr("sealing", err)
 		}
@@ -193,7 +203,7 @@ func (f *FS) sealOne(ctx context.Context, id uint64) error {
 	f.uploading.Add(1)
 	err = f.retryStore(ctx, "uploading content", func() error {
 		_, err := dedup.UploadWith(ctx, f.store, ref.Locator, obj, objSize,
-			dedup.UploadOptions{Verify: f.verifyMode(), Logger: f.log})
+			dedup.UploadOptions{Verify: f.verifyMode(), Logger: f.log, Hashed: inMemory})
 		return err
 	})
 	f.uploading.Add(-1)
@@ -252,6 +262,32 @@ func (f *FS) sealOne(ctx context.Context, id uint64) error {
 
 // sealInMemory: objects up to this size are sealed into memory (no temp file on disk).
 var sealInMemory int64 = 32 << 20 // a var for tests
+
+// sealBufs recycles the in-memory sealing buffers (plaintext and object).
+var sealBufs sync.Pool
+
+func getSealBuf(n int64) *[]byte {
+	if b, ok := sealBufs.Get().(*[]byte); ok && int64(cap(*b)) >= n {
+		*b = (*b)[:n]
+		return b
+	}
+	b := make([]byte, n, (n+1<<20-1)&^(1<<20-1)) // whole MiBs, so buffers fit later sizes
+	return &b
+}
+
+func putSealBuf(b *[]byte) { sealBufs.Put(b) }
+
+// readFullAtSpool reads the first size plaintext bytes of sp into p.
+func readFullAtSpool(sp *spoolFile, p []byte, size int64) error {
+	n, err := spoolReader{sp, size}.ReadAt(p, 0)
+	if n == len(p) {
+		return nil
+	}
+	if err == nil || err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return err
+}
 
 func (f *FS) verifyMode() bool { return f.keys.Mode != "" && f.keys.Mode != keyring.ModeVault }
 
