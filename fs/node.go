@@ -409,7 +409,11 @@ var (
 
 // Read implements fusefs.HandleReader.
 func (h *Handle) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.ReadResponse) error {
-	buf := make([]byte, req.Size)
+	buf := resp.Data[:0] // bazil allocates it with room for req.Size
+	if cap(buf) < req.Size {
+		buf = make([]byte, req.Size)
+	}
+	buf = buf[:req.Size]
 	k, err := h.h.ReadAt(buf, req.Offset)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return h.node.err("read", err)
