@@ -12,9 +12,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // qaWriteFile writes data to p in 1 MiB writes, optionally fsyncs, and closes; it returns the
@@ -154,4 +157,62 @@ func TestENOSPC(t *testing.T) {
 func qaDF(dir string) string {
 	out, _ := exec.Command("df", "-h", dir).CombinedOutput()
 	return string(out)
+}
+
+// TestSpoolLimit: `mount --spool-limit` caps the spool without a small disk (no root needed):
+// a file larger than the limit fails with ENOSPC, acknowledged files stay intact, statfs
+// reports the limit, writes work again once the failed file is gone, and a malformed limit
+// is a usage error.
+func TestSpoolLimit(t *testing.T) {
+	qaNeedFUSE(t)
+	dir := t.TempDir()
+	v := qaNewVault(t, filepath.Join(dir, "store"))
+	if out, err := v.cmd("mount", "--spool-limit", "lots", "--store", v.store, filepath.Join(dir, "mnt")).CombinedOutput(); err == nil ||
+		!strings.Contains(string(out), "--spool-limit") {
+		t.Fatalf("mount --spool-limit lots: %v %s", err, out)
+	} else if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+		t.Fatalf("mount --spool-limit lots: %v, want exit 2", err)
+	}
+	m := v.mount(filepath.Join(dir, "mnt"), filepath.Join(dir, "cache"), "--spool-limit", "8MiB")
+
+	var st unix.Statfs_t
+	if err := unix.Statfs(m.mnt, &st); err != nil {
+		t.Fatal(err)
+	}
+	if total := st.Blocks * uint64(st.Bsize); total == 0 || total > 8<<20 {
+		t.Errorf("statfs: %d bytes in all, want at most the 8 MiB spool limit", total)
+	}
+	acked := map[string][]byte{}
+	first := filepath.Join(m.mnt, "first.jpg")
+	acked[first] = qaRandom(3 << 20)
+	if err := qaWriteFile(first, acked[first], true); err != nil {
+		t.Fatalf("3 MiB under an 8 MiB spool limit: %v", err)
+	}
+	big := filepath.Join(m.mnt, "big.raw")
+	if err := qaWriteFile(big, qaRandom(24<<20), false); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("24 MiB with an 8 MiB spool limit: got %v, want ENOSPC", err)
+	}
+	if err := os.Remove(big); err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	again := filepath.Join(m.mnt, "again.jpg")
+	acked[again] = qaRandom(4 << 20)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := qaWriteFile(again, acked[again], false)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("writes still fail 30 s after the failed file was removed: %v", err)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	m.sync(t)
+	for p, want := range acked {
+		if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%s: err=%v, equal=%v", p, err, bytes.Equal(got, want))
+		}
+	}
+	m.umount(t)
 }

@@ -64,6 +64,20 @@ func TestParseDuration(t *testing.T) {
 	}
 }
 
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"0": 0, "4096": 4096, "8MiB": 8 << 20, "8M": 8 << 20, "20GiB": 20 << 30,
+		"1TB": 1e12, "500KB": 500e3, "3K": 3 << 10, "12B": 12} {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("parseSize(%q) = %v, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "MiB", "-1", "1.5G", "lots", "9999999TiB", "8 MiB"} {
+		if _, err := parseSize(bad); err == nil {
+			t.Errorf("parseSize(%q) accepted", bad)
+		}
+	}
+}
+
 func TestModeString(t *testing.T) {
 	for m, want := range map[os.FileMode]string{
 		0o644:                               "-rw-r--r--",

@@ -131,10 +131,11 @@ var mountFlags struct {
 	readyFD    int
 	debugFUSE  bool
 	cpuProfile string
+	spoolLimit string
 }
 
 var mountCmd = &cobra.Command{
-	Use:   "mount [--store URL] [--cache DIR] [-f] [--read-only] MOUNTPOINT",
+	Use:   "mount [--store URL] [--cache DIR] [-f] [--read-only] [--spool-limit SIZE] MOUNTPOINT",
 	Short: "Mount the vault on an empty directory (returns once the mount is ready)",
 	Long: `Mounts the vault of the store on MOUNTPOINT, an existing empty directory. Without -f the
 command returns once the mount is ready and a daemon serves it (its log is
@@ -164,6 +165,7 @@ func init() {
 	f.IntVar(&mountFlags.readyFD, "ready-fd", 0, "internal: write readiness to this fd")
 	f.BoolVar(&mountFlags.debugFUSE, "debug-fuse", false, "log every FUSE request")
 	f.StringVar(&mountFlags.cpuProfile, "cpuprofile", "", "write a CPU profile of the daemon to this file (until unmount)")
+	f.StringVar(&mountFlags.spoolLimit, "spool-limit", "0", "most local disk the spool of not yet stored writes may use, e.g. 20GiB (0 = the disk's free space); writes past it fail with ENOSPC")
 	f.MarkHidden("ready-fd")
 	f.MarkHidden("cpuprofile")
 	f.MarkHidden("debug-fuse")
@@ -417,6 +419,9 @@ func vaultPassphrase(ctx context.Context, cmd *cobra.Command, store backend.Stor
 }
 
 func runMount(cmd *cobra.Command, args []string) error {
+	if _, err := parseSize(mountFlags.spoolLimit); err != nil {
+		return usageErrorf("--spool-limit %q: %v", mountFlags.spoolLimit, err)
+	}
 	mp, err := checkMountpoint(args[0])
 	if err != nil {
 		return err
@@ -672,7 +677,9 @@ func serveMount(cmd *cobra.Command, mp string) (err error) {
 	defer ctl.Close(5 * time.Second)
 
 	env := &mountEnv{Cmd: cmd, Mountpoint: mp, StoreURL: url, Store: store, Log: log, Control: ctl}
-	copts := core.Options{CacheDir: cache, ReadOnly: mountFlags.readOnly, Logger: log, BreakLease: mountFlags.breakLease}
+	spoolLimit, _ := parseSize(mountFlags.spoolLimit) // checked by runMount
+	copts := core.Options{CacheDir: cache, ReadOnly: mountFlags.readOnly, Logger: log, BreakLease: mountFlags.breakLease,
+		SpoolLimit: spoolLimit}
 	env.CoreOpts = &copts
 	for _, h := range mountHooks {
 		if h.BeforeOpen != nil {
