@@ -1,7 +1,6 @@
 package dedup
 
 import (
-	"bytes"
 	"encoding/binary"
 	"math"
 	"testing"
@@ -9,19 +8,6 @@ import (
 	"github.com/imgfs/imgfs/dedup/internal/memstore"
 	"github.com/imgfs/imgfs/dedup/leakscan"
 )
-
-// f16 converts to IEEE half precision (round toward zero; enough to serialise test vectors).
-func f16(f float32) uint16 {
-	b := math.Float32bits(f)
-	sign, exp, man := uint16(b>>16)&0x8000, int(b>>23&0xff)-127+15, b&0x7fffff
-	switch {
-	case exp <= 0:
-		return sign
-	case exp >= 31:
-		return sign | 0x7c00
-	}
-	return sign | uint16(exp)<<10 | uint16(man>>13)
-}
 
 // TestEmbeddingsSealed is T6 at this layer: embedding vectors (864-d, as the embed recipe
 // produces) sealed in "emb" metadata objects leave no 16-byte window of their float32 or
@@ -40,25 +26,22 @@ func TestEmbeddingsSealed(t *testing.T) {
 	var plainVec []byte
 	for v := range 8 {
 		r := randBytes(uint64(200+v), 864*2)
-		var f32, f16b bytes.Buffer
-		for i := range 864 {
-			x := (float32(binary.LittleEndian.Uint16(r[2*i:]))/65535 - 0.5) * 3
-			binary.Write(&f32, binary.LittleEndian, x)
-			binary.Write(&f16b, binary.LittleEndian, f16(x))
-			var c [4]byte
-			binary.LittleEndian.PutUint32(c[:], math.Float32bits(x))
-			if x != 0 {
-				components[c] = true
+		vec := make([]float32, 864)
+		for i := range vec {
+			vec[i] = (float32(binary.LittleEndian.Uint16(r[2*i:]))/65535 - 0.5) * 3
+			if vec[i] != 0 {
+				components[[4]byte(binary.LittleEndian.AppendUint32(nil, math.Float32bits(vec[i])))] = true
 			}
 		}
-		s.AddPlaintext("emb float32", f32.Bytes())
-		s.AddPlaintext("emb float16", f16b.Bytes())
-		obj, loc, err := SealMeta(mk, "emb", append(f32.Bytes(), f16b.Bytes()...))
+		f32, f16 := leakscan.VectorForms(vec)
+		s.AddPlaintext("emb float32", f32)
+		s.AddPlaintext("emb float16", f16)
+		obj, loc, err := SealMeta(mk, "emb", append(f32, f16...))
 		if err != nil {
 			t.Fatal(err)
 		}
 		st.SetRaw(MetaName(loc), obj)
-		plainVec = f32.Bytes()
+		plainVec = f32
 	}
 	const maxChanceComponents = 4
 	scan := func() (windows, floats, pairs int) {

@@ -63,15 +63,22 @@ func qaGrep(path string, words ...string) []string {
 	return out
 }
 
-func TestS3Faults(t *testing.T) {
-	qaNeedFUSE(t)
-	srv := s3test.StartServer(t)
-	proxy, err := faulty.StartProxy(srv.Endpoint, faulty.ProxyConfig{})
+// qaProxy starts a faulty.Proxy in front of srv (closed in t.Cleanup) and returns it with
+// the store URL of bucket s3test.Bucket through it.
+func qaProxy(t testing.TB, srv *s3test.Server, cfg faulty.ProxyConfig) (*faulty.Proxy, string) {
+	t.Helper()
+	p, err := faulty.StartProxy(srv.Endpoint, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { proxy.Close() })
-	url := "s3:http://" + proxy.Addr + "/" + s3test.Bucket
+	t.Cleanup(func() { p.Close() })
+	return p, "s3:http://" + p.Addr + "/" + s3test.Bucket
+}
+
+func TestS3Faults(t *testing.T) {
+	qaNeedFUSE(t)
+	srv := s3test.StartServer(t)
+	proxy, url := qaProxy(t, srv, faulty.ProxyConfig{})
 	v := qaNewVault(t, url, srv.Env()...)
 	dir := t.TempDir()
 	mnt := filepath.Join(dir, "mnt")

@@ -83,12 +83,8 @@ func TestS3Workloads(t *testing.T) {
 	qaNeed(t, "rsync", "tar", "cp")
 	// The vault's store is versitygw behind a proxy that records request lines and headers.
 	srv := s3test.StartServer(t)
-	proxy, err := faulty.StartProxy(srv.Endpoint, faulty.ProxyConfig{RecordHeads: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
-	url, env, dataDir := "s3:http://"+proxy.Addr+"/"+s3test.Bucket, srv.Env(), filepath.Join(srv.DataDir, s3test.Bucket)
+	proxy, url := qaProxy(t, srv, faulty.ProxyConfig{RecordHeads: true})
+	env, dataDir := srv.Env(), filepath.Join(srv.DataDir, s3test.Bucket)
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src")
 	nfiles := qaMakeTree(t, src, 1)

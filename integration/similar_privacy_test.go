@@ -5,7 +5,6 @@ package integration
 // .similar/ queries issue the same store requests whatever file they ask about.
 
 import (
-	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -26,12 +25,7 @@ func TestSimilarPrivacy(t *testing.T) {
 	model := similarModel(t)
 	need(t, convertBin)
 	srv := s3test.StartServer(t)
-	proxy, err := faulty.StartProxy(srv.Endpoint, faulty.ProxyConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
-	url := "s3:http://" + proxy.Addr + "/" + s3test.Bucket
+	proxy, url := qaProxy(t, srv, faulty.ProxyConfig{})
 	m := startVault(t, vaultOptions{Store: url, Env: append(srv.Env(), "IMGFS_MODEL="+model)})
 	storeDir := filepath.Join(srv.DataDir, s3test.Bucket)
 
@@ -75,19 +69,11 @@ func TestSimilarPrivacy(t *testing.T) {
 	}
 	// They are the daemon's: its scores (int8 dot products, within about 0.01 of exact)
 	// match the dot products of these vectors.
-	out := m.Imgfs(t, "similar", "--json", filepath.Join(m.Dir, "photos", "wizard.jpg"))
-	var resp struct {
-		Results []struct {
-			Matches []struct {
-				Path  string  `json:"path"`
-				Score float64 `json:"score"`
-			} `json:"matches"`
-		} `json:"results"`
+	matches := similarJSON(t, m, filepath.Join(m.Dir, "photos", "wizard.jpg"))
+	if len(matches) == 0 {
+		t.Fatal("imgfs similar found no match of wizard.jpg")
 	}
-	if err := json.Unmarshal([]byte(out), &resp); err != nil || len(resp.Results) != 1 || len(resp.Results[0].Matches) == 0 {
-		t.Fatalf("imgfs similar --json: %v\n%s", err, out)
-	}
-	for _, mt := range resp.Results[0].Matches {
+	for _, mt := range matches {
 		w, ok := vecs[filepath.Base(mt.Path)]
 		if !ok {
 			t.Fatalf("imgfs similar matched %s, which was not embedded", mt.Path)
@@ -105,17 +91,15 @@ func TestSimilarPrivacy(t *testing.T) {
 	components := map[[4]byte]bool{}
 	var control []byte
 	for _, v := range vecs {
-		var f32, f16 bytes.Buffer
 		for _, x := range v {
-			binary.Write(&f32, binary.LittleEndian, x)
-			binary.Write(&f16, binary.LittleEndian, halfFloat(x))
 			if x != 0 {
 				components[[4]byte(binary.LittleEndian.AppendUint32(nil, math.Float32bits(x)))] = true
 			}
 		}
-		s.AddPlaintext("embedding float32", f32.Bytes())
-		s.AddPlaintext("embedding float16", f16.Bytes())
-		control = f32.Bytes()
+		f32, f16 := leakscan.VectorForms(v)
+		s.AddPlaintext("embedding float32", f32)
+		s.AddPlaintext("embedding float16", f16)
+		control = f32
 	}
 	pairs := func(b []byte) (n int) {
 		for i := 0; i+8 <= len(b); i++ {
@@ -190,17 +174,4 @@ func dot(a, b []float32) float64 {
 		s += float64(a[i]) * float64(b[i])
 	}
 	return s
-}
-
-// halfFloat converts to IEEE half precision (round toward zero: a serialisation to search for).
-func halfFloat(f float32) uint16 {
-	b := math.Float32bits(f)
-	sign, exp, man := uint16(b>>16)&0x8000, int(b>>23&0xff)-127+15, b&0x7fffff
-	switch {
-	case exp <= 0:
-		return sign
-	case exp >= 31:
-		return sign | 0x7c00
-	}
-	return sign | uint16(exp)<<10 | uint16(man>>13)
 }

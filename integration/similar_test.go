@@ -217,20 +217,8 @@ func TestSimilarTree(t *testing.T) {
 	t.Logf("variants found: %d of %d", found, total)
 
 	// imgfs similar prints the same matches with scores.
-	out := m.Imgfs(t, "similar", "--json", filepath.Join(m.Dir, "photos", "wizard.jpg"))
-	var resp struct {
-		Results []struct {
-			Matches []struct {
-				Path  string  `json:"path"`
-				Score float64 `json:"score"`
-			} `json:"matches"`
-		} `json:"results"`
-	}
-	if err := json.Unmarshal([]byte(out), &resp); err != nil || len(resp.Results) != 1 {
-		t.Fatalf("imgfs similar --json: %v\n%s", err, out)
-	}
-	if n := len(resp.Results[0].Matches); n != len(want["photos/wizard.jpg"]) {
-		t.Errorf("imgfs similar: %d matches, want %d\n%s", n, len(want["photos/wizard.jpg"]), out)
+	if ms := similarJSON(t, m, filepath.Join(m.Dir, "photos", "wizard.jpg")); len(ms) != len(want["photos/wizard.jpg"]) {
+		t.Errorf("imgfs similar: %d matches, want %d: %v", len(ms), len(want["photos/wizard.jpg"]), ms)
 	}
 	all := m.Imgfs(t, "similar", "--all", m.Dir)
 	if lines := strings.Count(all, "\n"); lines < found {
@@ -289,6 +277,27 @@ func TestSimilarTree(t *testing.T) {
 	if err != nil || len(ents) == 0 {
 		t.Fatalf("after remount: %v %v", ents, err)
 	}
+}
+
+// similarMatch is one match of `imgfs similar --json`.
+type similarMatch struct {
+	Path  string  `json:"path"`
+	Score float64 `json:"score"`
+}
+
+// similarJSON runs `imgfs similar --json PATH` and returns the matches of its one result.
+func similarJSON(t *testing.T, m *Mount, path string) []similarMatch {
+	t.Helper()
+	out := m.Imgfs(t, "similar", "--json", path)
+	var resp struct {
+		Results []struct {
+			Matches []similarMatch `json:"matches"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal([]byte(out), &resp); err != nil || len(resp.Results) != 1 {
+		t.Fatalf("imgfs similar --json %s: %v\n%s", path, err, out)
+	}
+	return resp.Results[0].Matches
 }
 
 func keys(m map[string][]string) []string {
