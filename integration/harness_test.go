@@ -45,7 +45,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imgfs/imgfs/backend/local"
 	"github.com/imgfs/imgfs/backend/s3/s3test"
+	"github.com/imgfs/imgfs/dedup/keyring"
+	"github.com/imgfs/imgfs/dedup/leakscan"
 )
 
 var (
@@ -160,6 +163,9 @@ type Mount struct {
 	args     []string
 	mounted  bool
 	caches   int
+
+	outMu   sync.Mutex
+	outputs bytes.Buffer // stdout and stderr of every imgfs command (scanned for keys, T10)
 }
 
 // startVault creates a vault (imgfs init) and mounts it; everything is torn down in t.Cleanup.
@@ -254,6 +260,10 @@ func (m *Mount) TryImgfs(args ...string) (string, string, error) {
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
 	err := cmd.Run()
+	m.outMu.Lock()
+	m.outputs.Write(so.Bytes())
+	m.outputs.Write(se.Bytes())
+	m.outMu.Unlock()
 	return so.String(), se.String(), err
 }
 
@@ -366,10 +376,12 @@ func (m *Mount) dumpLog(t testing.TB) {
 }
 
 // cleanup always leaves no mount behind: imgfs umount, else a lazy unmount and SIGKILL.
+// Then it scans what the vault's commands and daemons printed for key material (T10).
 func (m *Mount) cleanup() {
 	if m.t.Failed() {
 		m.dumpLog(m.t)
 	}
+	defer m.scanForSecrets()
 	if !isMountpoint(m.Dir) {
 		return
 	}
@@ -392,6 +404,71 @@ func (m *Mount) cleanup() {
 	if pid > 0 {
 		waitGone(pid, 10*time.Second)
 	}
+}
+
+// scanForSecrets reports secretScan's hits as a test error (SECURITY.md T10 for every
+// vault of the suite).
+func (m *Mount) scanForSecrets() {
+	if hits, k := m.secretScan(); len(hits) > 0 {
+		m.t.Errorf("T10: key material in command output or daemon logs (vault keys scanned: %v):\n%s", k != nil, leakscan.Format(hits))
+	}
+}
+
+// secretScan searches the output of every imgfs command of this vault and every daemon log
+// (<cache>/mount.log) for the passphrase and, on a local store, the vault's keys (unlocked
+// here; k is nil otherwise) in raw, hex, base64, base32 and %v forms.
+func (m *Mount) secretScan() (hits []leakscan.Hit, k *keyring.Keys) {
+	pass, err := os.ReadFile(m.PassFile)
+	if err != nil {
+		return nil, nil
+	}
+	pass = bytes.TrimSuffix(pass, []byte("\n"))
+	s := leakscan.New()
+	s.AddSecret("passphrase", pass)
+	if m.StoreDir != "" && !strings.HasPrefix(m.StoreURL, "s3:") {
+		if st, err := local.Open(m.StoreDir); err == nil {
+			if k, err = keyring.Unlock(context.Background(), st, pass); err == nil {
+				for label, key := range map[string][]byte{"MK": k.MasterKey, "CS": k.ConvergenceSecret,
+					"K_meta": k.MetaKey, "K_hdr": k.HeaderKey, "K_local": k.LocalKey} {
+					s.AddSecret(label, key)
+				}
+			} else {
+				k = nil
+			}
+			st.Close()
+		}
+	}
+	m.outMu.Lock()
+	hits = s.ScanBytes("imgfs command output", m.outputs.Bytes())
+	m.outMu.Unlock()
+	logs, _ := filepath.Glob(filepath.Join(m.Root, "cache", "*", "mount.log"))
+	for _, l := range logs {
+		h, err := s.ScanFile(l)
+		if err != nil {
+			m.t.Errorf("T10 scan of %s: %v", l, err)
+		}
+		hits = append(hits, h...)
+	}
+	return hits, k
+}
+
+// TestSecretScanControl: the suite-wide T10 scan unlocks the vault and finds a key planted
+// in a daemon log (positive control), and finds nothing without it.
+func TestSecretScanControl(t *testing.T) {
+	m := startVault(t, vaultOptions{NoMount: true})
+	hits, k := m.secretScan()
+	if len(hits) != 0 || k == nil {
+		t.Fatalf("clean vault: %d hits, keys unlocked: %v", len(hits), k != nil)
+	}
+	planted := filepath.Join(m.Root, "cache", "planted", "mount.log")
+	os.MkdirAll(filepath.Dir(planted), 0o700)
+	if err := os.WriteFile(planted, []byte("level=INFO msg=oops cs="+hex.EncodeToString(k.ConvergenceSecret)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if hits, _ := m.secretScan(); len(hits) == 0 {
+		t.Fatal("positive control: a hex convergence secret in a daemon log was not found")
+	}
+	os.Remove(planted)
 }
 
 func waitGone(pid int, d time.Duration) {

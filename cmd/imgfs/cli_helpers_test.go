@@ -2,12 +2,17 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/imgfs/imgfs/backend/local"
+	"github.com/imgfs/imgfs/dedup/keyring"
+	"github.com/imgfs/imgfs/dedup/leakscan"
 )
 
 // The CLI tests exec the real binary, built once in TestMain, so exit codes, stdout and
@@ -37,12 +42,16 @@ type env struct {
 	dir   string
 	store string
 	vars  []string
+
+	outputs bytes.Buffer    // stdout and stderr of every command (scanned for secrets, T10)
+	passes  map[string]bool // every passphrase handed to a command
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	d := t.TempDir()
-	e := &env{t: t, dir: d, store: filepath.Join(d, "store")}
+	e := &env{t: t, dir: d, store: filepath.Join(d, "store"), passes: map[string]bool{}}
+	t.Cleanup(e.scanForSecrets)
 	e.vars = []string{
 		"HOME=" + filepath.Join(d, "home"),
 		"XDG_DATA_HOME=" + filepath.Join(d, "data"),
@@ -57,6 +66,7 @@ func newEnv(t *testing.T) *env {
 func (e *env) passFile(name, pass string) string {
 	e.t.Helper()
 	p := filepath.Join(e.dir, name)
+	e.passes[pass] = true
 	if err := os.WriteFile(p, []byte(pass+"\n"), 0o600); err != nil {
 		e.t.Fatal(err)
 	}
@@ -73,10 +83,19 @@ func (e *env) run(extra []string, args ...string) result {
 	e.t.Helper()
 	cmd := exec.Command(imgfsBin, args...)
 	cmd.Env = append(append([]string{}, e.vars...), extra...)
+	for _, v := range extra {
+		for _, name := range []string{"IMGFS_PASSPHRASE=", "IMGFS_NEW_PASSPHRASE="} {
+			if p, ok := strings.CutPrefix(v, name); ok {
+				e.passes[p] = true
+			}
+		}
+	}
 	cmd.Dir = e.dir
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
 	err := cmd.Run()
+	e.outputs.Write(so.Bytes())
+	e.outputs.Write(se.Bytes())
 	code := 0
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
@@ -85,6 +104,31 @@ func (e *env) run(extra []string, args ...string) result {
 		e.t.Fatalf("exec imgfs: %v", err)
 	}
 	return result{code: code, stdout: so.String(), stderr: se.String()}
+}
+
+// scanForSecrets is SECURITY.md T10 for the CLI tests: no passphrase of 8 or more bytes
+// (shorter ones are ordinary words) and, when one unlocks e.store, none of the vault's keys
+// in raw, hex, base64, base32 or %v form in anything a command printed.
+func (e *env) scanForSecrets() {
+	out := e.outputs.Bytes()
+	s := leakscan.New()
+	for p := range e.passes {
+		if len(p) >= 8 && bytes.Contains(out, []byte(p)) {
+			e.t.Errorf("T10: a passphrase (%d bytes) appears in command output", len(p))
+		}
+		if st, err := local.Open(e.store); err == nil {
+			if k, err := keyring.Unlock(context.Background(), st, []byte(p)); err == nil {
+				for label, key := range map[string][]byte{"MK": k.MasterKey, "CS": k.ConvergenceSecret,
+					"K_meta": k.MetaKey, "K_hdr": k.HeaderKey, "K_local": k.LocalKey} {
+					s.AddSecret(label, key)
+				}
+			}
+			st.Close()
+		}
+	}
+	if hits := s.ScanBytes("imgfs command output", out); len(hits) > 0 {
+		e.t.Errorf("T10: key material in command output:\n%s", leakscan.Format(hits))
+	}
 }
 
 // must runs imgfs and fails the test unless it exits 0.
