@@ -440,15 +440,21 @@ func (m *Mount) secretScan() (hits []leakscan.Hit, k *keyring.Keys) {
 	}
 	m.outMu.Lock()
 	hits = s.ScanBytes("imgfs command output", m.outputs.Bytes())
+	outBytes := m.outputs.Len()
 	m.outMu.Unlock()
 	logs, _ := filepath.Glob(filepath.Join(m.Root, "cache", "*", "mount.log"))
+	var logBytes int64
 	for _, l := range logs {
 		h, err := s.ScanFile(l)
 		if err != nil {
 			m.t.Errorf("T10 scan of %s: %v", l, err)
 		}
+		if fi, err := os.Stat(l); err == nil {
+			logBytes += fi.Size()
+		}
 		hits = append(hits, h...)
 	}
+	m.t.Logf("T10 scan: %d bytes of command output, %d bytes in %d daemon logs, vault keys unlocked: %v", outBytes, logBytes, len(logs), k != nil)
 	return hits, k
 }
 
