@@ -171,40 +171,6 @@ imgfs_demo() {
 }
 
 demo() {
-	# Only when the imgfs binary has the commands this needs.
-	local bin=${IMGFS_BIN:-$REPO/bin/imgfs}
-	if [ ! -x "$bin" ] || ! "$bin" mount --help >/dev/null 2>&1 || ! command -v fusermount3 >/dev/null; then
-		log "imgfs mount demo skipped (needs bin/imgfs with mount, and fusermount3; run make build)"
-		return 0
-	fi
-	local url=s3:http://$IP:$S3_PORT/$BUCKET/vault
-	local mnt=$W/mnt src=$W/photos
-	mkdir -p "$mnt" "$src"
-	export IMGFS_PASSPHRASE=seaweed-demo-passphrase
-	export XDG_CONFIG_HOME=$W/xdg-config XDG_CACHE_HOME=$W/xdg-cache XDG_STATE_HOME=$W/xdg-state
-	for i in $(seq 1 20); do head -c $((200000 + RANDOM * 40)) /dev/urandom >"$src/photo$i.jpg"; done
-	(cd "$src" && sha256sum ./* | sort -k2) >"$W/photos.sha256"
-	log "imgfs: mount on the cluster, copy 20 files, sync"
-	"$bin" init --store "$url" >/dev/null
-	"$bin" mount --store "$url" --cache "$W/cache1" "$mnt"
-	cp "$src"/* "$mnt"/
-	"$bin" sync "$mnt"
-	"$bin" umount "$mnt"
-	echo "$1"
-	log "imgfs: remount from an empty cache and read back"
-	"$bin" mount --read-only --store "$url" --cache "$W/cache2" "$mnt" 2>/dev/null ||
-		"$bin" mount --store "$url" --cache "$W/cache2" "$mnt"
-	(cd "$mnt" && sha256sum ./* | sort -k2) >"$W/mount.sha256"
-	"$bin" umount "$mnt"
-	if diff -q "$W/photos.sha256" "$W/mount.sha256" >/dev/null; then
-		log "imgfs: all 20 files read back byte-exact through the mount"
-	else
-		log "imgfs: MISMATCH between the copied files and the mount"
-		return 1
-	fi
-}
-
-demo() {
 	trap stop EXIT
 	start
 	# shellcheck disable=SC1091

@@ -9,17 +9,8 @@ ND=${1:-/tmp/nd}
 SHARED=${SHARED:-/work/shared/neardup}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 [ -f "$ND/truth.tsv" ] || bash "$SHARED/make-variants.sh" -s dev-v1 "$SHARED/originals" "$ND"
-T=$(mktemp -d /tmp/imgfs-simnd.XXXXXX)
-(cd "$ROOT" && go build -o $T/imgfs ./cmd/imgfs)
-export HOME=$T/home XDG_RUNTIME_DIR=$T/run XDG_CACHE_HOME=$T/cache XDG_DATA_HOME=$T/data
-export IMGFS_MODEL=${IMGFS_MODEL:-$ROOT/models/mobilenet_v2.imgfsmodel}
-mkdir -p $HOME $XDG_RUNTIME_DIR $XDG_CACHE_HOME $XDG_DATA_HOME $T/mnt && chmod 700 $XDG_RUNTIME_DIR
-head -c 24 /dev/urandom | base64 > $T/pass
-export IMGFS_PASSPHRASE_FILE=$T/pass
-cleanup() { $T/imgfs umount $T/mnt >/dev/null 2>&1 || fusermount3 -u -z $T/mnt 2>/dev/null || true; rm -rf $T; }
-trap cleanup EXIT
-$T/imgfs init --store $T/store >/dev/null
-$T/imgfs mount --store $T/store $T/mnt
+NAME=simnd
+. "$ROOT/bench/fresh-vault.sh"
 start=$(date +%s)
 cp -r "$ND/images" $T/mnt/nd
 $T/imgfs sync $T/mnt
