@@ -40,12 +40,20 @@ func (s *resetStore) Put(ctx context.Context, name string, r io.Reader, size int
 }
 
 func faultEnv(t *testing.T) (*env, *faulty.Store, backend.Store) {
+	e, fs, inner := faultEnvNoRetry(t)
+	e.store = retry.New(fs, retry.Options{BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond})
+	return e, fs, inner
+}
+
+// faultEnvNoRetry is faultEnv without the retry decorator: the core talks to the faulty
+// store directly.
+func faultEnvNoRetry(t *testing.T) (*env, *faulty.Store, backend.Store) {
 	fastStoreRetries(t)
 	e := newEnv(t)
 	e.opts.CommitDelay = 1 << 40 // only Fsync/Sync commit
 	inner := e.store
 	fs := faulty.New(inner)
-	e.store = retry.New(fs, retry.Options{BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond})
+	e.store = fs
 	return e, fs, inner
 }
 
@@ -80,11 +88,7 @@ func TestFaultRootAnswerLost(t *testing.T) {
 
 // The core itself (no retry decorator): a lost answer on a root Put is retried and read back.
 func TestFaultRootAnswerLostNoDecorator(t *testing.T) {
-	fastStoreRetries(t)
-	e := newEnv(t)
-	e.opts.CommitDelay = 1 << 40
-	fs := faulty.New(e.store)
-	e.store = fs
+	e, fs, _ := faultEnvNoRetry(t)
 	f := e.open()
 	fs.Add(faulty.Fault{Op: faulty.OpPut, NamePrefix: "r/", Times: 1, Kind: faulty.LostAck})
 	_, h, err := f.Create(RootIno, "a", 0o644, true)
@@ -99,11 +103,7 @@ func TestFaultRootAnswerLostNoDecorator(t *testing.T) {
 // A Put that failed for good (every answer lost) but landed: the next commit finds its own
 // earlier root at that number and continues after it instead of reporting a conflict.
 func TestFaultRootLandedAfterGivingUp(t *testing.T) {
-	fastStoreRetries(t)
-	e := newEnv(t)
-	e.opts.CommitDelay = 1 << 40
-	fs := faulty.New(e.store)
-	e.store = fs
+	e, fs, _ := faultEnvNoRetry(t)
 	f := e.open()
 	fs.Add(faulty.Fault{Op: faulty.OpPut, NamePrefix: "r/", Times: 1, Kind: faulty.LostAck})
 	fs.Add(faulty.Fault{Op: faulty.OpGet, NamePrefix: "r/", Kind: faulty.Error})

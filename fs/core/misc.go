@@ -167,19 +167,27 @@ func (f *FS) putAux(tx *bolt.Tx, table string, key, value []byte) error {
 	return b.Put(k, f.lc.seal("aux:"+table, k, encodeKV(key, value)))
 }
 
+// openAux decrypts and decodes the stored aux record v under bbolt key k of table.
+func (f *FS) openAux(table string, k, v []byte) (key, value []byte, err error) {
+	p, err := f.lc.open("aux:"+table, k, v)
+	if err == nil {
+		key, value, err = decodeKV(p, maxAuxKey, maxAuxValue)
+	}
+	if err != nil {
+		return nil, nil, errnoErr(syscall.EIO, "aux record: %v", err)
+	}
+	return key, value, nil
+}
+
 func (f *FS) forAux(tx *bolt.Tx, table string, fn func(k, v []byte) error) error {
 	b := tx.Bucket(bAux).Bucket([]byte(table))
 	if b == nil {
 		return nil
 	}
 	return b.ForEach(func(k, v []byte) error {
-		p, err := f.lc.open("aux:"+table, k, v)
+		key, val, err := f.openAux(table, k, v)
 		if err != nil {
-			return errnoErr(syscall.EIO, "aux record: %v", err)
-		}
-		key, val, err := decodeKV(p, maxAuxKey, maxAuxValue)
-		if err != nil {
-			return errnoErr(syscall.EIO, "aux record: %v", err)
+			return err
 		}
 		return fn(key, val)
 	})
@@ -221,13 +229,9 @@ func (f *FS) forAuxUnit(tx *bolt.Tx, unit string, fn func(k, v []byte) error) er
 	}
 	c := b.Cursor()
 	for k, v := c.Seek([]byte{sh << 2}); k != nil && k[0]>>2 == sh; k, v = c.Next() {
-		p, err := f.lc.open("aux:"+table, k, v)
+		key, val, err := f.openAux(table, k, v)
 		if err != nil {
-			return errnoErr(syscall.EIO, "aux record: %v", err)
-		}
-		key, val, err := decodeKV(p, maxAuxKey, maxAuxValue)
-		if err != nil {
-			return errnoErr(syscall.EIO, "aux record: %v", err)
+			return err
 		}
 		if err := fn(key, val); err != nil {
 			return err
@@ -265,15 +269,9 @@ func (f *FS) GetAux(table string, key []byte) ([]byte, error) {
 		if b == nil || b.Get(k) == nil {
 			return errnoErr(syscall.ENOENT, "no aux entry")
 		}
-		p, err := f.lc.open("aux:"+table, k, b.Get(k))
-		if err != nil {
-			return errnoErr(syscall.EIO, "aux record: %v", err)
-		}
-		_, out, err = decodeKV(p, maxAuxKey, maxAuxValue)
-		if err != nil {
-			return errnoErr(syscall.EIO, "aux record: %v", err)
-		}
-		return nil
+		var err error
+		_, out, err = f.openAux(table, k, b.Get(k))
+		return err
 	})
 	return out, err
 }
@@ -320,13 +318,9 @@ func (f *FS) ForEachAux(table string, fn func(key, value []byte) error) error {
 				}
 			}
 			for ; k != nil && len(keys) < batch; k, v = c.Next() {
-				p, err := f.lc.open("aux:"+table, k, v)
+				key, val, err := f.openAux(table, k, v)
 				if err != nil {
-					return errnoErr(syscall.EIO, "aux record: %v", err)
-				}
-				key, val, err := decodeKV(p, maxAuxKey, maxAuxValue)
-				if err != nil {
-					return errnoErr(syscall.EIO, "aux record: %v", err)
+					return err
 				}
 				keys, vals = append(keys, key), append(vals, val)
 				last = append([]byte(nil), k...)
