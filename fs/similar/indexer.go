@@ -24,7 +24,6 @@ import (
 	"runtime"
 	"sort"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/imgfs/imgfs/embed/index"
@@ -86,6 +85,11 @@ type Indexer struct {
 	cfg Config
 	log *slog.Logger
 	emb Embedder
+
+	// addMu serialises addVector: two workers adding neighbours at once would otherwise
+	// each query before the other's Add, and the later dropNodeLocked erased the edge the
+	// earlier one found.
+	addMu sync.Mutex
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -481,6 +485,8 @@ func (x *Indexer) process(it qitem) {
 
 // addVector puts id into the index and the graph.
 func (x *Indexer) addVector(id index.ID, vec []float32) {
+	x.addMu.Lock()
+	defer x.addMu.Unlock()
 	x.idx.Add(id, vec)
 	ms, _ := x.idx.QueryID(id, 0, x.cfg.Threshold)
 	x.mu.Lock()
@@ -857,6 +863,3 @@ func (x *Indexer) AllPairs(threshold float32) []PairOut {
 	})
 	return out
 }
-
-// isNotExist reports an ENOENT-like error from the core.
-func isNotExist(err error) bool { return errors.Is(err, syscall.ENOENT) }
