@@ -2,7 +2,6 @@ package dedup
 
 import (
 	"bytes"
-	"crypto/rand"
 	mrand "math/rand/v2"
 	"testing"
 
@@ -17,14 +16,6 @@ func randBytes(seed uint64, n int) []byte {
 	b := make([]byte, n)
 	for i := range b {
 		b[i] = byte(r.Uint32())
-	}
-	return b
-}
-
-func cryptoRand(t testing.TB, n int) []byte {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
 	}
 	return b
 }

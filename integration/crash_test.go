@@ -255,13 +255,6 @@ func (m *qaMount) logTail(n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// kill9 kills the daemon with SIGKILL and clears the dead mount.
-func (m *qaMount) kill9() {
-	_ = m.cmd.Process.Signal(syscall.SIGKILL)
-	m.wait(10 * time.Second)
-	qaLazyUnmount(m.mnt)
-}
-
 // umount runs `imgfs umount` and waits for the daemon to exit.
 func (m *qaMount) umount(t testing.TB) {
 	t.Helper()

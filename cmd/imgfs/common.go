@@ -10,7 +10,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"net"
@@ -400,18 +399,6 @@ func (p *progress) Finish() {
 	if p != nil && p.bar != nil {
 		_ = p.bar.Finish()
 	}
-}
-
-// progressWriter counts bytes written through it into a progress bar.
-type progressWriter struct {
-	w io.Writer
-	p *progress
-}
-
-func (pw progressWriter) Write(b []byte) (int, error) {
-	n, err := pw.w.Write(b)
-	pw.p.Add(int64(n))
-	return n, err
 }
 
 // session is an unlocked vault with its namespace open (import, export, ls, check, gc).

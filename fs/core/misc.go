@@ -179,20 +179,6 @@ func (f *FS) openAux(table string, k, v []byte) (key, value []byte, err error) {
 	return key, value, nil
 }
 
-func (f *FS) forAux(tx *bolt.Tx, table string, fn func(k, v []byte) error) error {
-	b := tx.Bucket(bAux).Bucket([]byte(table))
-	if b == nil {
-		return nil
-	}
-	return b.ForEach(func(k, v []byte) error {
-		key, val, err := f.openAux(table, k, v)
-		if err != nil {
-			return err
-		}
-		return fn(key, val)
-	})
-}
-
 // Aux tables are committed in 64 units per table ("table#NN", NN = first 6 bits of the
 // entry's keyed hash), so one PutAux rewrites about 1/64 of its table at the next commit.
 const auxUnits = 64

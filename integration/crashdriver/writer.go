@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -13,7 +12,6 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -445,11 +443,6 @@ func (w *writeRun) finish(f *os.File, path, sha string, fsync bool) error {
 		return err
 	}
 	return w.ack(opClose, path, sha)
-}
-
-// isDeadMount reports errors that mean the daemon is gone (expected after the kill).
-func isDeadMount(err error) bool {
-	return errors.Is(err, syscall.ENOTCONN) || errors.Is(err, syscall.ECONNABORTED)
 }
 
 func sortedKeys[V any](m map[string]V) []string {
