@@ -68,6 +68,7 @@ func (x *Indexer) Register(srv *control.Server) {
 		}
 		return x.Stats(), nil
 	})
+	x.registerMarks(srv)
 }
 
 // Serve answers a QueryRequest (the "similar" op without the socket).

@@ -119,6 +119,7 @@ type Indexer struct {
 	wg         sync.WaitGroup
 
 	treeState
+	marksState
 }
 
 type qitem struct {
@@ -284,6 +285,9 @@ func (x *Indexer) Start(v Vault) error {
 
 	if x.cfg.ReadOnly {
 		q = nil
+	}
+	if err := x.loadMarks(v, live); err != nil {
+		return err
 	}
 	x.mu.Lock()
 	x.v = v
@@ -694,8 +698,8 @@ func (x *Indexer) live(ino core.Ino, id index.ID) (string, bool) {
 		return "", false
 	}
 	p, err := x.v.Path(ino)
-	if err != nil {
-		return "", false
+	if err != nil || inTrash(p) {
+		return "", false // deleted by imgfs review: not a match any more (marks.go)
 	}
 	return trimSlash(p), true
 }
@@ -743,11 +747,14 @@ func (x *Indexer) Query(ino core.Ino, threshold float32, top int) ([]Match, erro
 	}
 	var cs []cand
 	for _, o := range x.inos[id] {
-		if o != ino {
+		if o != ino && !x.markedLocked(id, id) {
 			cs = append(cs, cand{o, id, 1})
 		}
 	}
 	for _, m := range cands {
+		if x.markedLocked(id, m.ID) {
+			continue // "not a duplicate" (marks.go)
+		}
 		for _, o := range x.inos[m.ID] {
 			cs = append(cs, cand{o, m.ID, m.Score})
 		}
@@ -816,6 +823,20 @@ func (x *Indexer) AllPairs(threshold float32) []PairOut {
 	for id, l := range x.inos {
 		inos[id] = append([]core.Ino(nil), l...)
 	}
+	// Pairs marked "not a duplicate" (marks.go) are left out.
+	kept := edges[:0]
+	for _, e := range edges {
+		if !x.markedLocked(e.A, e.B) {
+			kept = append(kept, e)
+		}
+	}
+	edges = kept
+	selfMarked := map[index.ID]bool{}
+	for id := range inos {
+		if x.markedLocked(id, id) {
+			selfMarked[id] = true
+		}
+	}
 	x.mu.Unlock()
 	paths := map[index.ID][]string{}
 	pathsOf := func(id index.ID) []string {
@@ -834,6 +855,9 @@ func (x *Indexer) AllPairs(threshold float32) []PairOut {
 	}
 	var out []PairOut
 	for id := range inos {
+		if selfMarked[id] {
+			continue
+		}
 		ps := pathsOf(id)
 		for i := 0; i < len(ps); i++ {
 			for j := i + 1; j < len(ps); j++ {

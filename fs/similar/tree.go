@@ -75,7 +75,7 @@ func (x *Indexer) snap() *snapshot {
 			continue
 		}
 		p, err := x.v.Path(ino)
-		if err != nil {
+		if err != nil || inTrash(p) {
 			continue
 		}
 		s.files[ino] = true
