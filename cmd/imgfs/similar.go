@@ -30,6 +30,9 @@ var similarFlags struct {
 	json      bool
 	all       bool
 	reindex   bool
+	mark      bool
+	unmark    bool
+	marks     bool
 }
 
 // mountSimilarThreshold is `imgfs mount --similarity-threshold`.
@@ -39,7 +42,7 @@ var mountSimilarThreshold float64
 var mountNoSimilar bool
 
 var similarCmd = &cobra.Command{
-	Use:   "similar [--threshold T] [--top K] [--json] PATH... | --all [--json] [MOUNTPOINT] | --reindex MOUNTPOINT",
+	Use:   "similar [--threshold T] [--top K] [--json] PATH... | --all [--json] [MOUNTPOINT] | --reindex MOUNTPOINT | --mark A B | --unmark PATH... | --marks [MOUNTPOINT]",
 	Short: "Print the near-duplicates of photos in a mount, with scores",
 	Long: `Prints, for each PATH (a file inside an imgfs mount), the other photos of the vault that are
 the same picture, edited: best match first, with the cosine similarity of their embeddings
@@ -50,6 +53,12 @@ the same photo, lightly edited) or "similar" (at or above the threshold).
 holding the current directory). --reindex recomputes every embedding (after a model change;
 a changed model is also picked up automatically at mount) and shows a progress bar.
 
+--mark A B records that A and B are not near-duplicates (as "not a duplicate" in imgfs
+review): .similar/, imgfs similar and imgfs review stop showing that pair. Marks are kept in
+the vault's encrypted metadata and follow the photos' contents (docs/similar.md, "Marks").
+--unmark A B removes the mark between A and B; --unmark A removes every mark of A; with
+more paths, every mark between two of them. --marks lists the marks of a mount.
+
 The default threshold is the mount's (imgfs mount --similarity-threshold, default 0.93,
 calibrated in docs/similar.md). The same matches appear as symlinks under
 MOUNTPOINT/.similar/, with the score in the xattr user.imgfs.similarity.
@@ -59,7 +68,9 @@ Exit codes: 0 ok (also when nothing matches), 1 a path is not an indexed image o
 	Example: `  imgfs similar ~/photos/2024/IMG_0042.jpg
   imgfs similar --threshold 0.7 --top 5 --json ~/photos/2024/*.jpg
   imgfs similar --all --json ~/photos
-  imgfs similar --reindex ~/photos`,
+  imgfs similar --reindex ~/photos
+  imgfs similar --mark ~/photos/a.jpg ~/photos/b.jpg
+  imgfs similar --unmark ~/photos/a.jpg`,
 	RunE: runSimilar,
 }
 
@@ -70,6 +81,9 @@ func init() {
 	f.BoolVar(&similarFlags.json, "json", false, "print JSON")
 	f.BoolVar(&similarFlags.all, "all", false, "print every near-duplicate pair of the mount")
 	f.BoolVar(&similarFlags.reindex, "reindex", false, "recompute every embedding of the mount (progress bar)")
+	f.BoolVar(&similarFlags.mark, "mark", false, "mark the two PATHs as not near-duplicates")
+	f.BoolVar(&similarFlags.unmark, "unmark", false, "remove the not-a-duplicate marks of PATHs")
+	f.BoolVar(&similarFlags.marks, "marks", false, "list the not-a-duplicate marks of a mount")
 	rootCmd.AddCommand(similarCmd)
 
 	mf := mountCmd.Flags()
@@ -196,6 +210,8 @@ func runSimilar(cmd *cobra.Command, args []string) error {
 	}
 	ctx := cmd.Context()
 	switch {
+	case similarFlags.mark || similarFlags.unmark || similarFlags.marks:
+		return runMarks(cmd, args)
 	case similarFlags.reindex:
 		if len(args) != 1 {
 			return usageErrorf("--reindex takes one MOUNTPOINT")
