@@ -52,7 +52,6 @@ Thumbnails are made in memory from the mount and never written to disk. See docs
 			if err != nil {
 				return err
 			}
-			defer srv.Close()
 			ln, err := srv.Listen()
 			if err != nil {
 				return err

@@ -68,7 +68,6 @@ type Config struct {
 // Server serves the review page of one mount.
 type Server struct {
 	cfg    Config
-	root   *os.Root
 	token  string
 	port   int
 	thumbs *thumbCache
@@ -106,11 +105,12 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	root.Close()
 	var tok [24]byte
 	if _, err := rand.Read(tok[:]); err != nil {
 		return nil, err
 	}
-	return &Server{cfg: cfg, root: root, token: hex.EncodeToString(tok[:]),
+	return &Server{cfg: cfg, token: hex.EncodeToString(tok[:]),
 		thumbs: newThumbCache(cfg.ThumbCacheBytes), sem: make(chan struct{}, 4)}, nil
 }
 
@@ -150,8 +150,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
-// Close releases the mount.
-func (s *Server) Close() error { return s.root.Close() }
+// openRoot opens the mount for one request. The server holds no descriptor inside the
+// mount between requests, so the user can unmount it (which then stops imgfs review).
+func (s *Server) openRoot() (*os.Root, error) { return os.OpenRoot(s.cfg.Mount) }
 
 // Handler is the server's routes behind the security checks.
 func (s *Server) Handler() http.Handler {
@@ -316,6 +317,16 @@ func (s *Server) apiGroups(w http.ResponseWriter, r *http.Request) {
 // fillInfo reads size, dimensions and date of the members of one page (in parallel), and
 // orders each group's members largest first (the likely original: the page's default keep).
 func (s *Server) fillInfo(gs []Group) {
+	root, err := s.openRoot()
+	if err != nil {
+		for gi := range gs {
+			for mi := range gs[gi].Members {
+				gs[gi].Members[mi].Error = cleanErr(err)
+			}
+		}
+		return
+	}
+	defer root.Close()
 	var wg sync.WaitGroup
 	for gi := range gs {
 		for mi := range gs[gi].Members {
@@ -325,7 +336,7 @@ func (s *Server) fillInfo(gs []Group) {
 				defer wg.Done()
 				s.sem <- struct{}{}
 				defer func() { <-s.sem }()
-				m.Info = readInfo(s.root, m.Path)
+				m.Info = readInfo(root, m.Path)
 			}()
 		}
 	}
@@ -362,7 +373,13 @@ func (s *Server) thumb(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	st, err := s.root.Stat(rel)
+	root, err := s.openRoot()
+	if err != nil {
+		http.Error(w, cleanErr(err), http.StatusServiceUnavailable)
+		return
+	}
+	defer root.Close()
+	st, err := root.Stat(rel)
 	if err != nil {
 		http.Error(w, cleanErr(err), http.StatusNotFound)
 		return
@@ -375,7 +392,7 @@ func (s *Server) thumb(w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 			return // scrolled away: the browser cancelled the lazy load
 		}
-		b, err = makeThumb(s.root, rel)
+		b, err = makeThumb(root, rel)
 		<-s.sem
 		if err != nil {
 			http.Error(w, "no thumbnail: "+cleanErr(err), http.StatusUnsupportedMediaType)
@@ -425,8 +442,14 @@ func (s *Server) apiDelete(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	root, err := s.openRoot()
+	if err != nil {
+		jsonError(w, http.StatusServiceUnavailable, cleanErr(err))
+		return
+	}
+	defer root.Close()
 	// The kept photo must be there: deleting "the others" must never leave none.
-	if st, err := s.root.Lstat(req.Keep); err != nil || !st.Mode().IsRegular() {
+	if st, err := root.Lstat(req.Keep); err != nil || !st.Mode().IsRegular() {
 		jsonError(w, http.StatusConflict, "the photo to keep is not there any more: "+req.Keep)
 		return
 	}
@@ -436,7 +459,7 @@ func (s *Server) apiDelete(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	moved, err := moveToTrash(s.root, req.Delete, time.Now())
+	moved, err := moveToTrash(root, req.Delete, time.Now())
 	s.invalidate()
 	if err != nil {
 		s.cfg.Logger.Warn("review: move to trash", "err", err)

@@ -124,7 +124,6 @@ func startServer(t *testing.T) *testServer {
 	t.Cleanup(func() {
 		cancel()
 		<-done
-		s.Close()
 	})
 	return &testServer{s, strings.TrimSuffix(strings.SplitN(s.URL(), "?", 2)[0], "/"), dir, be}
 }
