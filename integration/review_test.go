@@ -39,7 +39,7 @@ type reviewServer struct {
 	url  string // with the token
 	base string // http://127.0.0.1:PORT
 	tok  string
-	tmp  string // its TMPDIR: must stay empty
+	tmp  string        // its TMPDIR: must stay empty
 	done chan struct{} // closed when it exited
 	err  error         // its exit status, once done
 }
