@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 )
 
 // chromiumBin is Debian's Chromium (scripts/setup.sh installs it).
@@ -308,6 +309,32 @@ func TestReviewPage(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Keyboard: "?" shows the help, Escape hides it; "t" filters by tier: "identical" leaves
+	// the group with a byte-identical copy; three more "t" come back to all tiers.
+	var hidden bool
+	if err := chromedp.Run(ctx, chromedp.KeyEvent("?"), chromedp.Evaluate(`document.getElementById('help').hidden`, &hidden)); err != nil || hidden {
+		t.Fatalf("help after '?': hidden %v, %v", hidden, err)
+	}
+	if err := chromedp.Run(ctx, chromedp.KeyEvent(kb.Escape), chromedp.Evaluate(`document.getElementById('help').hidden`, &hidden)); err != nil || !hidden {
+		t.Fatalf("help after Escape: hidden %v, %v", hidden, err)
+	}
+	if err := chromedp.Run(ctx, chromedp.KeyEvent("t")); err != nil {
+		t.Fatal(err)
+	}
+	gen = waitRender(t, ctx, gen)
+	if gs := pageGroups(t, ctx); len(gs) != 1 || len(gs[0]) != len(wizard) {
+		t.Fatalf("tier identical: %v", gs)
+	}
+	for i := 0; i < 3; i++ {
+		if err := chromedp.Run(ctx, chromedp.KeyEvent("t")); err != nil {
+			t.Fatal(err)
+		}
+		gen = waitRender(t, ctx, gen)
+	}
+	if gs := pageGroups(t, ctx); len(gs) != 2 {
+		t.Fatalf("back to all tiers: %v", gs)
+	}
+
 	// Keep photos/wizard.jpg, delete the others: click its card, then the group's button.
 	wg := `.group:has(.card[data-path="photos/wizard.jpg"])`
 	if err := chromedp.Run(ctx,
@@ -440,10 +467,15 @@ func TestReviewPage(t *testing.T) {
 		t.Fatalf("after --unmark photos/shapes.jpg: %v", ms)
 	}
 	waitNames(t, filepath.Join(m.Dir, ".similar"), []string{"photos"})
+	// --mark from the command line: one pair.
+	m.Imgfs(t, "similar", "--mark", filepath.Join(m.Dir, "photos/shapes.jpg"), filepath.Join(m.Dir, "photos/edits/shapes-resize.jpg"))
+	if ms := similarJSON(t, m, filepath.Join(m.Dir, "photos/shapes.jpg")); len(ms) != 1 || !strings.HasSuffix(ms[0].Path, "shapes-recompress.jpg") {
+		t.Fatalf("after --mark: %v", ms)
+	}
 	var marks struct {
 		Marks []struct{ A, B string }
 	}
-	if err := json.Unmarshal([]byte(m.Imgfs(t, "similar", "--marks", "--json", m.Dir)), &marks); err != nil || len(marks.Marks) != 2 {
+	if err := json.Unmarshal([]byte(m.Imgfs(t, "similar", "--marks", "--json", m.Dir)), &marks); err != nil || len(marks.Marks) != 3 {
 		t.Fatalf("marks left: %+v %v", marks, err)
 	}
 }
