@@ -310,7 +310,7 @@ func TestReviewPage(t *testing.T) {
 	}
 
 	// Keyboard: "?" shows the help, Escape hides it; "t" filters by tier: "identical" leaves
-	// the group with a byte-identical copy; three more "t" come back to all tiers.
+	// the group with a byte-identical copy; more "t" cycle back to all tiers.
 	var hidden bool
 	if err := chromedp.Run(ctx, chromedp.KeyEvent("?"), chromedp.Evaluate(`document.getElementById('help').hidden`, &hidden)); err != nil || hidden {
 		t.Fatalf("help after '?': hidden %v, %v", hidden, err)
@@ -325,7 +325,15 @@ func TestReviewPage(t *testing.T) {
 	if gs := pageGroups(t, ctx); len(gs) != 1 || len(gs[0]) != len(wizard) {
 		t.Fatalf("tier identical: %v", gs)
 	}
-	for i := 0; i < 3; i++ {
+	// The filter offers "all" and the tiers present (identical, same).
+	var opts []string
+	if err := chromedp.Run(ctx, chromedp.Evaluate(`Array.from(document.getElementById('tier').options).map(o => o.value)`, &opts)); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(opts) != fmt.Sprint([]string{"", "identical", "same"}) {
+		t.Fatalf("tier filter options %q", opts)
+	}
+	for i := 0; i < len(opts)-1; i++ {
 		if err := chromedp.Run(ctx, chromedp.KeyEvent("t")); err != nil {
 			t.Fatal(err)
 		}

@@ -24,15 +24,36 @@ type Member struct {
 	Info
 }
 
-// tierRank orders tiers, best first.
+// tierRank orders the tiers of fs/similar.Tier, best first (a tier it does not know last).
 func tierRank(t string) int {
 	switch t {
 	case "identical":
 		return 0
 	case "same":
 		return 1
+	case "similar":
+		return 2
 	}
-	return 2
+	return 3
+}
+
+// Tiers lists the tiers of gs, best first (the page's tier filter).
+func Tiers(gs []Group) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, g := range gs {
+		if !seen[g.Tier] {
+			seen[g.Tier] = true
+			out = append(out, g.Tier)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if a, b := tierRank(out[i]), tierRank(out[j]); a != b {
+			return a < b
+		}
+		return out[i] < out[j]
+	})
+	return out
 }
 
 // Groups joins pairs into groups, best-scoring first (then larger groups, then by first path).

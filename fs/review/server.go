@@ -283,16 +283,13 @@ type GroupsPage struct {
 	Pages   int      `json:"pages"`   // at least 1
 	Size    int      `json:"size"`    // groups per page
 	Folders []string `json:"folders"` // folders holding a group member
+	Tiers   []string `json:"tiers"`   // tiers of the vault's groups, best first
 	Backlog int      `json:"backlog"` // files still being indexed
 }
 
 func (s *Server) apiGroups(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	tier := q.Get("tier")
-	if tier != "" && tier != "identical" && tier != "same" && tier != "similar" {
-		jsonError(w, http.StatusBadRequest, "tier must be identical, same or similar")
-		return
-	}
+	tier := q.Get("tier") // any tier the index reports (fs/similar.Tier); unknown ones match nothing
 	page, _ := strconv.Atoi(q.Get("page"))
 	all, folders, backlog, err := s.load(r.Context(), q.Get("fresh") == "1")
 	if err != nil {
@@ -304,7 +301,7 @@ func (s *Server) apiGroups(w http.ResponseWriter, r *http.Request) {
 	pages := max(1, (len(gs)+size-1)/size)
 	page = min(max(page, 0), pages-1)
 	lo, hi := page*size, min((page+1)*size, len(gs))
-	out := GroupsPage{Total: len(gs), All: len(all), Page: page, Pages: pages, Size: size, Folders: folders, Backlog: backlog,
+	out := GroupsPage{Total: len(gs), All: len(all), Page: page, Pages: pages, Size: size, Folders: folders, Tiers: Tiers(all), Backlog: backlog,
 		Groups: make([]Group, 0, hi-lo)}
 	for _, g := range gs[lo:hi] {
 		g.Members = append([]Member(nil), g.Members...)

@@ -53,6 +53,9 @@ func TestGroups(t *testing.T) {
 	if f := Filter(gs, "identical", "x"); len(f) != 0 {
 		t.Fatalf("Filter identical x: %v", f)
 	}
+	if got := Tiers(gs); !reflect.DeepEqual(got, []string{"identical", "same"}) {
+		t.Fatalf("Tiers = %v", got)
+	}
 	if got := Folders(gs); !reflect.DeepEqual(got, []string{"a", "b", "c", "x", "y"}) {
 		t.Fatalf("Folders = %v", got)
 	}

@@ -64,6 +64,13 @@ function render() {
   $('pageinfo').textContent = 'page ' + (d.page + 1) + ' of ' + d.pages + ' · ' + d.total + ' of ' + d.all + ' groups';
   $('prev').disabled = d.page === 0;
   $('next').disabled = d.page >= d.pages - 1;
+  // The tier filter offers the tiers the index reports (fs/similar), plus the current one.
+  const sel = $('tier');
+  const tiers = d.tiers.includes(st.tier) || st.tier === '' ? d.tiers : d.tiers.concat([st.tier]);
+  if (sel.options.length !== tiers.length + 1 || tiers.some((t, i) => sel.options[i + 1].value !== t)) {
+    sel.replaceChildren(...[''].concat(tiers).map((t) => { const o = el('option', '', t || 'all'); o.value = t; return o; }));
+  }
+  sel.value = st.tier;
   const dl = $('folders');
   if (dl.childElementCount !== d.folders.length) {
     dl.replaceChildren(...d.folders.map((f) => { const o = el('option'); o.value = f; return o; }));
