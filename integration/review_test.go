@@ -474,6 +474,9 @@ func TestReviewPage(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("imgfs review still runs after the unmount")
 	}
+	if rs.err != nil {
+		t.Fatalf("imgfs review after the unmount: %v", rs.err)
+	}
 	// Marks survive a mount with an empty cache (another device) and --reindex.
 	m.Cache = m.newCacheDir()
 	m.Mount()
