@@ -1,9 +1,12 @@
 package similar
 
 import (
+	"context"
 	"reflect"
 	"sort"
 	"testing"
+
+	fusefs "bazil.org/fuse/fs"
 )
 
 func pairStrings(ps []PairOut) []string {
@@ -51,6 +54,10 @@ func TestMarksAndTrash(t *testing.T) {
 	if _, err := x.Mark([]PairRef{{"2024/IMG_1.jpg", "nosuch.jpg"}}); err == nil {
 		t.Fatal("marking a missing file succeeded")
 	}
+	// .similar/ lists neither the marked group's folders (edits/, copies/) nor its files.
+	if got := lsRoot(t, x); !reflect.DeepEqual(got, []string{"2023", "2024"}) {
+		t.Fatalf(".similar/ after marks = %v", got)
+	}
 	if got := x.Marks(); len(got) != 2 {
 		t.Fatalf("Marks = %v", got)
 	}
@@ -94,6 +101,11 @@ func TestMarksAndTrash(t *testing.T) {
 		t.Fatalf("a trashed photo's own matches: %v", got) // asking about it still works
 	}
 	v.unlink("2023/IMG_2b.jpg")
+	// The trashed copy still has a match (2024/IMG_2.jpg, which has none), but .similar/
+	// does not list the trash.
+	if got := lsRoot(t, x2); !reflect.DeepEqual(got, []string{"2024", "copies", "edits"}) {
+		t.Fatalf(".similar/ with a trashed copy = %v", got)
+	}
 	for _, p := range x2.AllPairs(0) {
 		if inTrash(p.A) || inTrash(p.B) {
 			t.Fatalf("AllPairs lists a trashed file: %+v", p)
@@ -102,4 +114,19 @@ func TestMarksAndTrash(t *testing.T) {
 	if got := paths(query(t, x2, v, "2024/IMG_2.jpg")); len(got) != 0 {
 		t.Fatalf("IMG_2 matches %v after its copy went to the trash", got)
 	}
+}
+
+// lsRoot lists .similar/.
+func lsRoot(t *testing.T, x *Indexer) []string {
+	t.Helper()
+	ents, err := x.Node().(fusefs.HandleReadDirAller).ReadDirAll(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		out = append(out, e.Name)
+	}
+	sort.Strings(out)
+	return out
 }
