@@ -343,6 +343,22 @@ func TestReviewPage(t *testing.T) {
 		t.Fatalf("back to all tiers: %v", gs)
 	}
 
+	// Folder filter: "backup" leaves the group with a photo in backup/; clearing it, both.
+	for _, f := range []struct {
+		folder string
+		groups int
+	}{{"backup", 1}, {"", 2}} {
+		if err := chromedp.Run(ctx, chromedp.Evaluate(fmt.Sprintf(`(() => { const f = document.getElementById('folder');
+			f.value = %q; f.dispatchEvent(new Event('change')); })()`, f.folder), nil)); err != nil {
+			t.Fatal(err)
+		}
+		gen = waitRender(t, ctx, gen)
+		gs := pageGroups(t, ctx)
+		if len(gs) != f.groups || f.folder != "" && !strings.Contains(fmt.Sprint(gs), "backup/wizard.jpg") {
+			t.Fatalf("folder filter %q: %v", f.folder, gs)
+		}
+	}
+
 	// Keep photos/wizard.jpg, delete the others: click its card, then the group's button.
 	wg := `.group:has(.card[data-path="photos/wizard.jpg"])`
 	if err := chromedp.Run(ctx,
