@@ -86,10 +86,10 @@ func runMarks(cmd *cobra.Command, args []string) error {
 	if err := control.CallContext(ctx, mp, similar.OpMark, req, &resp); err != nil {
 		return ctlErr(mp, err)
 	}
-	verb := "marked"
 	if similarFlags.unmark {
-		verb = "unmarked"
+		fmt.Fprintf(cmd.ErrOrStderr(), "imgfs: removed %d not-a-duplicate mark(s)\n", resp.Changed)
+	} else {
+		fmt.Fprintf(cmd.ErrOrStderr(), "imgfs: marked %d new pair(s) as not a duplicate\n", resp.Changed)
 	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "imgfs: %s %d pair(s) as not a duplicate\n", verb, resp.Changed)
 	return nil
 }
