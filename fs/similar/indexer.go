@@ -324,7 +324,7 @@ func (x *Indexer) buildGraph() {
 	defer x.wg.Done()
 	defer close(x.graphReady)
 	t0 := time.Now()
-	pairs := x.idx.AllPairs(x.cfg.Threshold)
+	pairs := append(x.idx.AllPairs(x.cfg.Threshold), x.mirrorPairs(x.cfg.Threshold)...)
 	x.mu.Lock()
 	for _, p := range pairs {
 		x.addEdgeLocked(p.A, p.B, p.Score)
@@ -342,7 +342,7 @@ func (x *Indexer) addEdgeLocked(a, b index.ID, s float32) {
 		ns := x.nbr[from]
 		for i := range ns {
 			if ns[i].ID == to {
-				ns[i].Score = s
+				ns[i].Score = max(ns[i].Score, s) // the better of the two alignments
 				return
 			}
 		}
@@ -449,7 +449,7 @@ func (x *Indexer) process(it qitem) {
 		x.cond.Broadcast()
 		x.mu.Unlock()
 	}()
-	vec, err := x.embedIno(it.ino)
+	vec, mirror, err := x.embedIno(it.ino)
 	if err != nil {
 		var nie notImageError
 		if errors.As(err, &nie) {
@@ -471,7 +471,7 @@ func (x *Indexer) process(it qitem) {
 	if err != nil || !ok || cid2 != cid {
 		return
 	}
-	b, err := index.EncodeEntry(index.Entry{Model: x.emb.ID(), Vector: vec})
+	b, err := index.EncodeEntry(index.Entry{Model: x.emb.ID(), Vector: vec, Mirror: mirror})
 	if err != nil {
 		x.log.Warn("similar: bad embedding", "ino", it.ino, "err", err)
 		return
@@ -480,15 +480,15 @@ func (x *Indexer) process(it qitem) {
 		x.log.Warn("similar: store embedding", "ino", it.ino, "err", err)
 		return
 	}
-	x.addVector(id, vec)
+	x.addVector(id, vec, mirror)
 }
 
-// addVector puts id into the index and the graph.
-func (x *Indexer) addVector(id index.ID, vec []float32) {
+// addVector puts id into the index and the graph (mirror: its mirror image's vector, or nil).
+func (x *Indexer) addVector(id index.ID, vec, mirror []float32) {
 	x.addMu.Lock()
 	defer x.addMu.Unlock()
 	x.idx.Add(id, vec)
-	ms, _ := x.idx.QueryID(id, 0, x.cfg.Threshold)
+	ms := x.neighbours(id, mirror, x.cfg.Threshold)
 	x.mu.Lock()
 	x.dropNodeLocked(id)
 	for _, m := range ms {
@@ -530,32 +530,37 @@ type notImageError struct{ msg string }
 
 func (e notImageError) Error() string { return "not an image: " + e.msg }
 
-func (x *Indexer) embedIno(ino core.Ino) ([]float32, error) {
+// embedIno embeds ino's content, and its mirror image when the Embedder can (else nil).
+func (x *Indexer) embedIno(ino core.Ino) (vec, mirror []float32, err error) {
 	r, size, err := x.v.OpenReader(ino)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer r.Close()
 	if size > MaxFileSize {
-		return nil, notImageError{fmt.Sprintf("%d bytes is over the %d-byte limit", size, MaxFileSize)}
+		return nil, nil, notImageError{fmt.Sprintf("%d bytes is over the %d-byte limit", size, MaxFileSize)}
 	}
 	var head [16]byte
 	n, err := r.ReadAt(head[:], 0)
 	if n == 0 && err != nil && err != io.EOF {
-		return nil, err
+		return nil, nil, err
 	}
 	if !looksLikeImage(head[:n]) {
-		return nil, notImageError{"unknown format"}
+		return nil, nil, notImageError{"unknown format"}
 	}
 	er := &errReader{r: io.NewSectionReader(r, 0, size)}
-	vec, err := x.emb.EmbedReader(er)
+	if me, ok := x.emb.(MirrorEmbedder); ok {
+		vec, mirror, err = me.EmbedReaderMirror(er)
+	} else {
+		vec, err = x.emb.EmbedReader(er)
+	}
 	if er.err != nil && er.err != io.EOF {
-		return nil, er.err // a read error, not the image's fault
+		return nil, nil, er.err // a read error, not the image's fault
 	}
 	if err != nil {
-		return nil, notImageError{err.Error()}
+		return nil, nil, notImageError{err.Error()}
 	}
-	return vec, nil
+	return vec, mirror, nil
 }
 
 // errReader remembers the underlying reader's error, to tell read failures from bad images.
@@ -725,7 +730,7 @@ func (x *Indexer) Query(ino core.Ino, threshold float32, top int) ([]Match, erro
 	id := idOf(cid)
 	var cands []index.Match
 	if threshold < x.cfg.Threshold {
-		cands, _ = x.idx.QueryID(id, 0, threshold)
+		cands = x.neighbours(id, x.storedMirror(cid), threshold)
 	}
 	x.mu.Lock()
 	x.setInoLocked(ino, id)
@@ -800,7 +805,7 @@ func (x *Indexer) AllPairs(threshold float32) []PairOut {
 	}
 	var edges []index.Pair
 	if threshold < x.cfg.Threshold {
-		edges = x.idx.AllPairs(threshold)
+		edges = bestPairs(append(x.idx.AllPairs(threshold), x.mirrorPairs(threshold)...))
 	}
 	x.mu.Lock()
 	if threshold >= x.cfg.Threshold {
