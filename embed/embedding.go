@@ -32,7 +32,8 @@ var DefaultRecipe = Recipe{Layers: []string{"block_12_add"}, Pool: "max", Grid: 
 
 // recipeVersion counts changes to how Recipe fields are interpreted (or to preprocessing).
 // 2: EXIF orientation applied; JPEGs decoded at reduced DCT scale (Decode).
-const recipeVersion = 2
+// 3: JPEGs decoded down to MinDecodeSide 224 instead of 448.
+const recipeVersion = 3
 
 // String is the recipe's stable identifier.
 func (r Recipe) String() string {
@@ -248,9 +249,11 @@ type Embedding struct {
 // MaxPixels is the default cap on an image's declared width*height (decompression bombs).
 const MaxPixels = 100_000_000
 
-// MinDecodeSide is the smallest side Decode asks a scaling decoder for: twice the network's
-// 224-pixel input, so that the box pre-shrink and the bilinear filter still see every pixel.
-const MinDecodeSide = 448
+// MinDecodeSide is the smallest side Decode asks a scaling decoder for: the network's
+// 224-pixel input. The anti-aliased bilinear resample still averages every decoded pixel.
+// Recipe version 2 asked for 448; 224 decodes a 12 MP JPEG at 1/8 scale and pays for the
+// mirror image's forward pass (docs/embed.md).
+const MinDecodeSide = 224
 
 // Decode decodes an image (JPEG, PNG, GIF, WebP, BMP, TIFF; EXIF orientation applied) for
 // Embed and the perceptual hashes: JPEGs may come back downscaled in the DCT domain to no

@@ -37,12 +37,15 @@ const (
 	TableQueue   = "embq"
 )
 
-// Default thresholds (cosine similarity of embed's default recipe), calibrated on the
-// neardup DEV set; see docs/similar.md.
+// Thresholds (cosine similarity of embed's default recipe, the better of the plain and the
+// mirror alignment); see docs/similar.md. Without a configured threshold the indexer uses
+// AutoThreshold (threshold.go) of the library's size at Start.
 const (
-	DefaultThreshold = 0.93
-	// SamePhotoThreshold and above: the same photo, lightly edited (tier "same"; no false positive on neardup DEV).
-	SamePhotoThreshold = 0.95
+	// DefaultThreshold is the automatic threshold of libraries up to about 2,500 photos.
+	DefaultThreshold = MinAutoThreshold
+	// SamePhotoThreshold and above: the same photo, lightly edited (tier "same"): the
+	// automatic threshold's cap, fewer than 10 expected false matches up to ~190,000 photos.
+	SamePhotoThreshold = MaxAutoThreshold
 )
 
 // MaxFileSize is the largest file the indexer reads (larger files are not embedded).
@@ -51,7 +54,7 @@ const MaxFileSize = 512 << 20
 // Config configures an Indexer.
 type Config struct {
 	Embedder  Embedder
-	Threshold float32 // 0: DefaultThreshold
+	Threshold float32 // 0: AutoThreshold of the number of photos at Start
 	Workers   int     // 0: max(1, GOMAXPROCS/2)
 	Logger    *slog.Logger
 	// EntryValid is the kernel cache time of .similar/ entries and attributes (0: 1 s).
@@ -82,9 +85,10 @@ func Tier(score float32, identical bool) string {
 
 // Indexer keeps the near-duplicate index of one mounted vault.
 type Indexer struct {
-	cfg Config
-	log *slog.Logger
-	emb Embedder
+	cfg  Config
+	auto bool // cfg.Threshold is set by Start from the library's size (threshold.go)
+	log  *slog.Logger
+	emb  Embedder
 
 	// addMu serialises addVector: two workers adding neighbours at once would otherwise
 	// each query before the other's Add, and the later dropNodeLocked erased the edge the
@@ -131,8 +135,9 @@ func New(cfg Config) (*Indexer, error) {
 	if cfg.Embedder == nil {
 		return nil, errors.New("similar: no embedder")
 	}
-	if cfg.Threshold == 0 {
-		cfg.Threshold = DefaultThreshold
+	auto := cfg.Threshold == 0
+	if auto {
+		cfg.Threshold = DefaultThreshold // until Start counts the photos
 	}
 	if cfg.Threshold < -1 || cfg.Threshold > 1 {
 		return nil, fmt.Errorf("similar: threshold %v out of range [-1, 1]", cfg.Threshold)
@@ -151,7 +156,7 @@ func New(cfg Config) (*Indexer, error) {
 		return nil, err
 	}
 	x := &Indexer{
-		cfg: cfg, log: cfg.Logger, emb: cfg.Embedder, idx: idx,
+		cfg: cfg, auto: auto, log: cfg.Logger, emb: cfg.Embedder, idx: idx,
 		queued: map[core.Ino]bool{}, running: map[core.Ino]bool{}, working: map[index.ID]bool{}, inoID: map[core.Ino]index.ID{}, inos: map[index.ID][]core.Ino{},
 		nbr: map[index.ID][]index.Match{}, redone: map[index.ID]uint64{}, noImage: map[index.ID]bool{}, graphReady: make(chan struct{}),
 	}
@@ -287,6 +292,15 @@ func (x *Indexer) Start(v Vault) error {
 	}
 	x.mu.Lock()
 	x.v = v
+	if x.auto {
+		photos := 0
+		for id := range live {
+			if !noImage[id] {
+				photos++
+			}
+		}
+		x.cfg.Threshold = AutoThreshold(photos)
+	}
 	x.inoID, x.inos, x.noImage, x.stale = inoID, inos, noImage, stale
 	x.started = true
 	for _, it := range q {
