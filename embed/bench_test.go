@@ -130,7 +130,7 @@ func BenchmarkResize12MP(b *testing.B) {
 	}
 	b.ResetTimer()
 	for b.Loop() {
-		if _, err := toInput(img, 224, 224); err != nil {
+		if _, err := toInput(img, 224, 224, false); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -142,7 +142,7 @@ func encodeJPEG(tb testing.TB, img image.Image, q int) []byte {
 
 func TestEmbedProperties(t *testing.T) {
 	m := testModel(t)
-	if !strings.HasPrefix(m.ID(), "mobilenet_v2@") || !strings.Contains(m.ID(), "/r2:") {
+	if !strings.HasPrefix(m.ID(), "mobilenet_v2@") || !strings.Contains(m.ID(), "/r3:") {
 		t.Errorf("ID %q", m.ID())
 	}
 	if m.Dim() != 864 {

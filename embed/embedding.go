@@ -22,15 +22,18 @@ type Recipe struct {
 	Grid   int      // pool each cell of a Grid x Grid split of the map (1: whole map)
 	Flip   bool     // average the pooled features of the image and its mirror image
 	Power  float64  // signed power normalisation of each pooled vector (0: none)
+	Trim   bool     // cut off uniform borders before resampling (trim.go)
 }
 
 // DefaultRecipe was chosen by measured near-duplicate quality (docs/embed.md): max pooling of
 // MobileNetV2's 14x14x96 block_12_add output over a 3x3 grid, 9 cells x 96 = 864 dimensions.
-var DefaultRecipe = Recipe{Layers: []string{"block_12_add"}, Pool: "max", Grid: 3}
+// Uniform borders are trimmed first (trim.go).
+var DefaultRecipe = Recipe{Layers: []string{"block_12_add"}, Pool: "max", Grid: 3, Trim: true}
 
 // recipeVersion counts changes to how Recipe fields are interpreted (or to preprocessing).
 // 2: EXIF orientation applied; JPEGs decoded at reduced DCT scale (Decode).
-const recipeVersion = 2
+// 3: JPEGs decoded down to MinDecodeSide 224 instead of 448.
+const recipeVersion = 3
 
 // String is the recipe's stable identifier.
 func (r Recipe) String() string {
@@ -48,6 +51,9 @@ func (r Recipe) String() string {
 	}
 	if r.Power > 0 {
 		b.WriteString(":pow" + strconv.FormatFloat(r.Power, 'g', -1, 64))
+	}
+	if r.Trim {
+		b.WriteString(":trim")
 	}
 	return b.String()
 }
@@ -117,13 +123,41 @@ func (m *Model) Dim() int {
 
 // Embed computes img's unit-length embedding vector. Safe for concurrent use.
 func (m *Model) Embed(img image.Image) ([]float32, error) {
-	if len(m.recipe.Layers) == 0 {
-		return nil, errors.New("embed: model has no embedding recipe (call SetRecipe)")
-	}
-	rgba, err := toInput(img, m.in.Width, m.in.Height)
+	rgba, err := m.input(img)
 	if err != nil {
 		return nil, err
 	}
+	return m.embedInput(rgba, false)
+}
+
+// EmbedMirror computes the embedding vectors of img and of its mirror image (left-right),
+// from one preprocessing. Safe for concurrent use. The index stores only the first; a
+// query with both finds a mirrored copy whichever of the two was indexed first
+// (docs/similar.md).
+func (m *Model) EmbedMirror(img image.Image) (vec, mirror []float32, err error) {
+	rgba, err := m.input(img)
+	if err != nil {
+		return nil, nil, err
+	}
+	if vec, err = m.embedInput(rgba, false); err != nil {
+		return nil, nil, err
+	}
+	if mirror, err = m.embedInput(rgba, true); err != nil {
+		return nil, nil, err
+	}
+	return vec, mirror, nil
+}
+
+// input preprocesses img for the network (docs/embed.md, Preprocessing).
+func (m *Model) input(img image.Image) (*image.RGBA, error) {
+	if len(m.recipe.Layers) == 0 {
+		return nil, errors.New("embed: model has no embedding recipe (call SetRecipe)")
+	}
+	return toInput(img, m.in.Width, m.in.Height, m.recipe.Trim)
+}
+
+// embedInput runs the recipe on a preprocessed image (mirrored when flip).
+func (m *Model) embedInput(rgba *image.RGBA, flip bool) ([]float32, error) {
 	r := m.recipe
 	x := make([]float32, m.in.Width*m.in.Height*3)
 	var pooled [][]float32
@@ -132,7 +166,7 @@ func (m *Model) Embed(img image.Image) ([]float32, error) {
 		passes = 2
 	}
 	for p := 0; p < passes; p++ {
-		tensorInput(rgba, p == 1, x)
+		tensorInput(rgba, (p == 1) != flip, x)
 		fms, err := m.Forward(x, r.Layers...)
 		if err != nil {
 			return nil, err
@@ -194,7 +228,7 @@ func GridCells(fm FeatureMap, n int) []FeatureMap {
 
 // FeatureMaps preprocesses img (mirrored when flip) and returns the named layers' outputs.
 func (m *Model) FeatureMaps(img image.Image, flip bool, layers ...string) ([]FeatureMap, error) {
-	rgba, err := toInput(img, m.in.Width, m.in.Height)
+	rgba, err := m.input(img)
 	if err != nil {
 		return nil, err
 	}
@@ -206,6 +240,7 @@ func (m *Model) FeatureMaps(img image.Image, flip bool, layers ...string) ([]Fea
 // Embedding is what the index stores per image.
 type Embedding struct {
 	Vector  []float32 // unit length
+	Mirror  []float32 // embedding of the left-right mirror image (Model.EmbedMirror)
 	PHash   uint64    // 64-bit DCT perceptual hash (embed/phash) of the same decoded image
 	DHash   uint64    // 64-bit difference hash
 	ModelID string    // Model.Version() at the time: recompute when it differs
@@ -214,9 +249,11 @@ type Embedding struct {
 // MaxPixels is the default cap on an image's declared width*height (decompression bombs).
 const MaxPixels = 100_000_000
 
-// MinDecodeSide is the smallest side Decode asks a scaling decoder for: twice the network's
-// 224-pixel input, so that the box pre-shrink and the bilinear filter still see every pixel.
-const MinDecodeSide = 448
+// MinDecodeSide is the smallest side Decode asks a scaling decoder for: the network's
+// 224-pixel input. The anti-aliased bilinear resample still averages every decoded pixel.
+// Recipe version 2 asked for 448; 224 decodes a 12 MP JPEG at 1/8 scale and pays for the
+// mirror image's forward pass (docs/embed.md).
+const MinDecodeSide = 224
 
 // Decode decodes an image (JPEG, PNG, GIF, WebP, BMP, TIFF; EXIF orientation applied) for
 // Embed and the perceptual hashes: JPEGs may come back downscaled in the DCT domain to no
@@ -240,17 +277,17 @@ func DecodeImage(r io.Reader) (image.Image, error) {
 	return img, err
 }
 
-// EmbedFile decodes an image and computes its embedding and perceptual hashes. Safe for
-// concurrent use.
+// EmbedFile decodes an image and computes its embedding, its mirror image's embedding and
+// the perceptual hashes. Safe for concurrent use.
 func EmbedFile(m *Model, r io.Reader) (Embedding, error) {
 	img, err := DecodeImage(r)
 	if err != nil {
 		return Embedding{}, err
 	}
-	v, err := m.Embed(img)
+	v, mv, err := m.EmbedMirror(img)
 	if err != nil {
 		return Embedding{}, err
 	}
 	ph, dh := phash.Hashes(img)
-	return Embedding{Vector: v, PHash: ph, DHash: dh, ModelID: m.Version()}, nil
+	return Embedding{Vector: v, Mirror: mv, PHash: ph, DHash: dh, ModelID: m.Version()}, nil
 }

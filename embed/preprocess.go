@@ -32,8 +32,9 @@ func jpegMode() string {
 // ErrEmptyImage is returned for images without pixels.
 var ErrEmptyImage = errors.New("embed: image has no pixels")
 
-// toInput resamples img to w x h RGBA (over white).
-func toInput(img image.Image, w, h int) (*image.RGBA, error) {
+// toInput resamples img to w x h RGBA (over white), after cutting off uniform borders when
+// trim is set.
+func toInput(img image.Image, w, h int, trim bool) (*image.RGBA, error) {
 	b := img.Bounds()
 	if b.Dx() <= 0 || b.Dy() <= 0 {
 		return nil, ErrEmptyImage
@@ -41,6 +42,11 @@ func toInput(img image.Image, w, h int) (*image.RGBA, error) {
 	if k := shrinkFactor(b.Dx(), b.Dy(), w, h); k > 1 {
 		img = boxShrink(img, b.Dx()/k, b.Dy()/k)
 		b = img.Bounds()
+	}
+	if trim {
+		m := toRGBA(img)
+		b = trimBorders(m)
+		img = m
 	}
 	dst := image.NewRGBA(image.Rect(0, 0, w, h))
 	draw.Draw(dst, dst.Bounds(), image.White, image.Point{}, draw.Src)

@@ -1,14 +1,20 @@
 // Command similar-calibrate chooses the .similar/ threshold on the neardup benchmark: it
-// embeds every image exactly as the indexer does (embed.EmbedFile with the default model),
-// puts the vectors in the quantised index the mount uses, and prints, per threshold, the
-// false-positive rate (over all pairs of images from different groups, and per image: the
-// share of images whose .similar/ entry would list a wrong photo) next to precision and
-// recall over the (edited copy, original) pairs. -preds writes every pair with a score of
-// at least -floor in neardup/score.py's format.
+// embeds every image exactly as the indexer does (embed.EmbedFile with the default model:
+// the vector and the mirror image's vector), puts the vectors in the quantised index the
+// mount uses, scores every pair as the indexer does (the better of the plain and the mirror
+// alignment), and prints, per threshold, the false-positive rate (over all pairs of images
+// from different groups, and per image: the share of images whose .similar/ entry would
+// list a wrong photo) next to precision and recall over the (edited copy, original) pairs.
+// -preds writes every pair with a score of at least -floor in neardup/score.py's format;
+// -hashes writes the pHash/dHash baselines; -bg measures the false-positive rate on
+// unrelated background photos (bench/fetch-background.sh) and fits the tail model
+// (docs/similar.md).
 //
 //	bash /work/shared/neardup/make-variants.sh -s dev-v1 /work/shared/neardup/originals /tmp/nd
-//	GOMAXPROCS=2 go run ./bench/similar-calibrate -nd /tmp/nd -preds /tmp/nd-preds.tsv
-//	python3 /work/shared/neardup/score.py /tmp/nd-preds.tsv /tmp/nd/truth.tsv
+//	bash bench/fetch-background.sh /tmp/imgfs-bg
+//	GOMAXPROCS=2 go run ./bench/similar-calibrate -nd /tmp/nd -preds /tmp/nd-preds.tsv \
+//		-hashes /tmp/nd-preds -bg /tmp/imgfs-bg/list.txt
+//	python3 /work/shared/neardup/score.py --threshold 0.95 /tmp/nd-preds.tsv /tmp/nd/truth.tsv
 package main
 
 import (
@@ -16,9 +22,11 @@ import (
 	"encoding/gob"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -26,6 +34,7 @@ import (
 
 	"github.com/imgfs/imgfs/embed"
 	"github.com/imgfs/imgfs/embed/index"
+	"github.com/imgfs/imgfs/embed/phash"
 )
 
 type row struct {
@@ -37,36 +46,35 @@ func main() {
 	cache := flag.String("cache", "/tmp/similar-calibrate.gob", "embedding cache (keyed by model ID)")
 	preds := flag.String("preds", "", "write pairs for score.py here")
 	floor := flag.Float64("floor", 0.3, "lowest score written to -preds")
+	bgList := flag.String("bg", "", "file listing unrelated background photos (one path a line) for the false-positive rate")
+	hashPreds := flag.String("hashes", "", "also write pHash and dHash pairs to PREFIX.phash.tsv and PREFIX.dhash.tsv")
 	flag.Parse()
 	rows := readTruth(filepath.Join(*nd, "truth.tsv"))
 	p, err := embed.LocateModel(embed.DefaultModelName)
 	check(err)
 	m, err := embed.Load(p)
 	check(err)
-	vecs := embedAll(m, *nd, rows, *cache)
+	var files []string
+	for _, r := range rows {
+		files = append(files, filepath.Join(*nd, "images", r.file))
+	}
+	if *hashPreds != "" {
+		writeHashPreds(files, rows, *hashPreds)
+	}
+	vecs := embedAll(m, files, *cache)
 
-	x, _ := index.New(index.Quantised, m.Dim())
-	for i, v := range vecs {
-		if v != nil {
-			x.Add(index.ID(i), v)
-		}
-	}
-	pairs := x.AllPairs(float32(*floor))
-	score := map[[2]int]float32{}
-	for _, p := range pairs {
-		score[[2]int{int(p.A), int(p.B)}] = p.Score
-	}
+	score := allPairs(vecs, float32(*floor))
 	if *preds != "" {
 		f, err := os.Create(*preds)
 		check(err)
 		w := bufio.NewWriter(f)
-		for _, p := range pairs {
-			a, b := rows[p.A], rows[p.B]
+		for k, s := range score {
+			a, b := rows[k[0]], rows[k[1]]
 			// score.py ranks (query, reference) pairs; write both orders' natural one.
 			if a.role == "ref" && b.role == "query" {
 				a, b = b, a
 			}
-			fmt.Fprintf(w, "%s\t%s\t%.6f\n", a.file, b.file, p.Score)
+			fmt.Fprintf(w, "%s\t%s\t%.6f\n", a.file, b.file, s)
 		}
 		check(w.Flush())
 		check(f.Close())
@@ -77,7 +85,7 @@ func main() {
 	var unrelated, positives int64
 	for i := 0; i < n; i++ {
 		for j := i + 1; j < n; j++ {
-			if vecs[i] == nil || vecs[j] == nil {
+			if vecs[i][0] == nil || vecs[j][0] == nil {
 				continue
 			}
 			if rows[i].group != rows[j].group {
@@ -87,10 +95,10 @@ func main() {
 			}
 		}
 	}
-	fmt.Printf("model %s, %d images, %d unrelated pairs, %d (edited copy, original) pairs\n\n", m.ID(), n, unrelated, positives)
+	fmt.Printf("model %s, %d images, %d unrelated pairs, %d (edited copy, original) pairs; score = best of plain and mirror alignment\n\n", m.ID(), n, unrelated, positives)
 	fmt.Println("| threshold | pair FPR | images listing a wrong match | precision (all pairs) | recall (copy, original) |")
 	fmt.Println("|---|---|---|---|---|")
-	for _, t := range []float32{0.5, 0.55, 0.6, 0.65, 0.7, 0.72, 0.75, 0.78, 0.8, 0.82, 0.85, 0.88, 0.9, 0.91, 0.92, 0.93, 0.94, 0.95} {
+	for _, t := range []float32{0.88, 0.89, 0.9, 0.91, 0.92, 0.93, 0.94, 0.95, 0.96} {
 		var fp, tp, tpQR int64
 		wrong := map[int]bool{}
 		for k, s := range score {
@@ -128,7 +136,7 @@ func main() {
 			qrs = append(qrs, qr{i, ref[r.group]})
 		}
 	}
-	ths := []float32{0.9, 0.92, 0.93, 0.95}
+	ths := []float32{0.9, 0.92, 0.93, 0.94, 0.95}
 	fmt.Printf("| transform | n |")
 	for _, t := range ths {
 		fmt.Printf(" R@%.2f |", t)
@@ -164,6 +172,43 @@ func main() {
 		}
 		fmt.Println()
 	}
+	if *bgList != "" {
+		background(m, vecs, *bgList, *cache+".bg")
+	}
+}
+
+// allPairs scores every pair of images as the indexer does: the quantised index's score of
+// the plain vectors, or of one photo's mirror vector against the other's plain vector,
+// whichever is higher (docs/similar.md). Pairs below floor are left out.
+func allPairs(vecs [][2][]float32, floor float32) map[[2]int]float32 {
+	x, _ := index.New(index.Quantised, len(vecs[0][0]))
+	for i, v := range vecs {
+		if v[0] != nil {
+			x.Add(index.ID(i), v[0])
+		}
+	}
+	score := map[[2]int]float32{}
+	put := func(a, b int, s float32) {
+		k := [2]int{min(a, b), max(a, b)}
+		if s > score[k] {
+			score[k] = s
+		}
+	}
+	for _, p := range x.AllPairs(floor) {
+		put(int(p.A), int(p.B), p.Score)
+	}
+	for i, v := range vecs {
+		if v[1] == nil {
+			continue
+		}
+		ms, _ := x.Query(v[1], 0, floor)
+		for _, m := range ms {
+			if int(m.ID) != i {
+				put(i, int(m.ID), m.Score)
+			}
+		}
+	}
+	return score
 }
 
 func readTruth(path string) []row {
@@ -182,19 +227,21 @@ func readTruth(path string) []row {
 
 type cacheFile struct {
 	Model string
-	Vecs  [][]float32
+	Files []string
+	Vecs  [][2][]float32
 }
 
-func embedAll(m *embed.Model, nd string, rows []row, cache string) [][]float32 {
+// embedAll embeds each file (vector and mirror vector) exactly as the indexer does.
+func embedAll(m *embed.Model, files []string, cache string) [][2][]float32 {
 	if f, err := os.Open(cache); err == nil {
 		var c cacheFile
-		if gob.NewDecoder(bufio.NewReader(f)).Decode(&c) == nil && c.Model == m.ID() && len(c.Vecs) == len(rows) && complete(c.Vecs) {
+		if gob.NewDecoder(bufio.NewReader(f)).Decode(&c) == nil && c.Model == m.ID() && slices.Equal(c.Files, files) {
 			f.Close()
 			return c.Vecs
 		}
 		f.Close()
 	}
-	vecs := make([][]float32, len(rows))
+	vecs := make([][2][]float32, len(files))
 	t0 := time.Now()
 	var wg sync.WaitGroup
 	ch := make(chan int)
@@ -203,7 +250,7 @@ func embedAll(m *embed.Model, nd string, rows []row, cache string) [][]float32 {
 		go func() {
 			defer wg.Done()
 			for i := range ch {
-				f, err := os.Open(filepath.Join(nd, "images", rows[i].file))
+				f, err := os.Open(files[i])
 				if err != nil {
 					fmt.Fprintln(os.Stderr, err)
 					continue
@@ -211,38 +258,182 @@ func embedAll(m *embed.Model, nd string, rows []row, cache string) [][]float32 {
 				e, err := embed.EmbedFile(m, f)
 				f.Close()
 				if err != nil {
-					fmt.Fprintf(os.Stderr, "%s: %v\n", rows[i].file, err)
+					fmt.Fprintf(os.Stderr, "%s: %v\n", files[i], err)
 					continue
 				}
-				vecs[i] = e.Vector
+				vecs[i] = [2][]float32{e.Vector, e.Mirror}
 			}
 		}()
 	}
-	for i := range rows {
+	for i := range files {
 		ch <- i
 	}
 	close(ch)
 	wg.Wait()
-	fmt.Fprintf(os.Stderr, "embedded %d images in %v\n", len(rows), time.Since(t0).Round(time.Second))
+	fmt.Fprintf(os.Stderr, "embedded %d images in %v\n", len(files), time.Since(t0).Round(time.Second))
 	if f, err := os.Create(cache); err == nil {
-		gob.NewEncoder(f).Encode(cacheFile{m.ID(), vecs})
+		gob.NewEncoder(f).Encode(cacheFile{m.ID(), files, vecs})
 		f.Close()
 	}
 	return vecs
-}
-
-func complete(vs [][]float32) bool {
-	for _, v := range vs {
-		if v == nil {
-			return false
-		}
-	}
-	return true
 }
 
 func check(err error) {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
+	}
+}
+
+// background measures the false-positive rate on unrelated photos. The list has one
+// "SOURCE<TAB>PATH" line per photo (bench/fetch-background.sh). Counted are the pairs
+// (DEV image, background photo) and the pairs of background photos from different sources:
+// photos of one source repeat themselves (mirrored stamps, one picture in two activities), so
+// pairs within a source are not known to be unrelated and are left out. Scores are the
+// indexer's. An exponential tail is fitted to the exceedances of half the pairs over their
+// 1e-3 quantile, checked on the other half, and extrapolated to the expected false matches
+// of a 100,000-photo library (5e9 pairs). docs/similar.md.
+func background(m *embed.Model, dev [][2][]float32, list, cache string) {
+	b, err := os.ReadFile(list)
+	check(err)
+	var files, srcs []string
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		src, path, ok := strings.Cut(l, "\t")
+		if !ok {
+			src, path = "background", l
+		}
+		files, srcs = append(files, path), append(srcs, src)
+	}
+	bg := embedAll(m, files, cache)
+	nd := len(dev)
+	all := append([][2][]float32{}, dev...)
+	source := make([]string, nd, nd+len(bg))
+	perSource := map[string]int{}
+	for i, v := range bg {
+		if v[0] != nil {
+			all = append(all, v)
+			source = append(source, srcs[i])
+			perSource[srcs[i]]++
+		}
+	}
+	var total int64
+	keys := make([]string, 0, len(perSource))
+	for s, n := range perSource {
+		keys = append(keys, fmt.Sprintf("%s %d", s, n))
+		total += int64(n * nd)
+		for s2, n2 := range perSource {
+			if s < s2 {
+				total += int64(n * n2)
+			}
+		}
+	}
+	sort.Strings(keys)
+	unrelated := func(a, b int) bool { return b >= nd && (a < nd || source[a] != source[b]) }
+	const floor = 0.8
+	score := allPairs(all, floor)
+	var sc []float32
+	var half [2][]float32
+	for k, s := range score {
+		if !unrelated(k[0], k[1]) {
+			continue
+		}
+		sc = append(sc, s)
+		h := (k[0] + k[1]) % 2
+		half[h] = append(half[h], s)
+	}
+	totHalf := float64(total) / 2
+	desc := func(x []float32) { sort.Slice(x, func(i, j int) bool { return x[i] > x[j] }) }
+	desc(sc)
+	desc(half[0])
+	desc(half[1])
+	fmt.Printf("\nunrelated pairs: background photos per source: %s; %d DEV images; %d pairs (DEV x background and across sources); highest score %.4f\n\n",
+		strings.Join(keys, ", "), nd, total, sc[0])
+	countGE := func(x []float32, t float32) int { return sort.Search(len(x), func(i int) bool { return x[i] < t }) }
+	fmt.Println("| threshold | false pairs | pair FPR | expected false matches, 10k photos | 100k photos |")
+	fmt.Println("|---|---|---|---|---|")
+	for _, t := range []float32{0.88, 0.9, 0.91, 0.92, 0.93, 0.94, 0.95, 0.96} {
+		c := countGE(sc, t)
+		fpr := float64(c) / float64(total)
+		fmt.Printf("| %.2f | %d | %.1e | %.0f | %.0f |\n", t, c, fpr, fpr*5e7, fpr*5e9)
+	}
+	fmt.Println("\nhighest-scoring unrelated pairs:")
+	type pr struct {
+		s    float32
+		a, b int
+	}
+	var top []pr
+	for k, s := range score {
+		if unrelated(k[0], k[1]) && s >= 0.93 {
+			top = append(top, pr{s, k[0], k[1]})
+		}
+	}
+	sort.Slice(top, func(i, j int) bool { return top[i].s > top[j].s })
+	name := func(i int) string {
+		if i < nd {
+			return "DEV#" + fmt.Sprint(i)
+		}
+		return source[i] + ":" + filepath.Base(files[i-nd])
+	}
+	for i, p := range top {
+		if i < 12 {
+			fmt.Printf("  %.4f %s %s\n", p.s, name(p.a), name(p.b))
+		}
+	}
+	// Exponential tail fitted on half 0 above its 1e-3 quantile, checked on half 1.
+	fit := half[0]
+	k := int(1e-3 * totHalf)
+	u := fit[k]
+	var mean float64
+	for _, s := range fit[:k] {
+		mean += float64(s - u)
+	}
+	sigma := mean / float64(k)
+	pu := float64(k) / totHalf
+	tail := func(t float64) float64 { return pu * math.Exp(-(t-float64(u))/sigma) }
+	fmt.Printf("\ntail model (fitted on half the pairs): P(score >= t) = %.1e * exp(-(t - %.4f) / %.5f)\n\n", pu, u, sigma)
+	fmt.Println("| threshold | predicted false pairs (other half) | observed |")
+	fmt.Println("|---|---|---|")
+	for _, t := range []float64{float64(u) + 0.005, 0.9, 0.91, 0.92, 0.93, 0.94, 0.95} {
+		fmt.Printf("| %.3f | %.1f | %d |\n", t, tail(t)*totHalf, countGE(half[1], float32(t)))
+	}
+	fmt.Println("\n| threshold | tail-model pair FPR | expected false matches, 100k photos |")
+	fmt.Println("|---|---|---|")
+	for _, t := range []float64{0.93, 0.94, 0.95, 0.96, 0.97, 0.98} {
+		fmt.Printf("| %.2f | %.1e | %.1f |\n", t, tail(t), tail(t)*5e9)
+	}
+}
+
+// writeHashPreds writes the pHash and dHash pairs (score 1 - hamming/64) of the DEV images,
+// decoded as for embedding, in score.py's format: the baselines of docs/similar.md's table.
+func writeHashPreds(files []string, rows []row, prefix string) {
+	hs := make([][2]uint64, len(files))
+	okh := make([]bool, len(files))
+	for i, f := range files {
+		r, err := os.Open(f)
+		check(err)
+		img, err := embed.DecodeImage(r)
+		r.Close()
+		if err != nil {
+			continue
+		}
+		p, d := phash.Hashes(img)
+		hs[i], okh[i] = [2]uint64{p, d}, true
+	}
+	for k, name := range []string{"phash", "dhash"} {
+		f, err := os.Create(prefix + "." + name + ".tsv")
+		check(err)
+		w := bufio.NewWriter(f)
+		for q := range rows {
+			if rows[q].role != "query" || !okh[q] {
+				continue
+			}
+			for r := range rows {
+				if rows[r].role == "ref" && okh[r] {
+					fmt.Fprintf(w, "%s\t%s\t%.6f\n", rows[q].file, rows[r].file, phash.Similarity(hs[q][k], hs[r][k]))
+				}
+			}
+		}
+		check(w.Flush())
+		check(f.Close())
 	}
 }

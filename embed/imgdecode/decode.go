@@ -90,10 +90,27 @@ func Sniff(b []byte) string {
 	return ""
 }
 
+// heifBrand returns the major brand of an ISO-BMFF still image (HEIC from phones, AVIF), or
+// "". No decoder for them is reachable as a Go module (docs/decode.md), so they get a clear
+// error instead of "unknown format".
+func heifBrand(b []byte) string {
+	if len(b) < 12 || string(b[4:8]) != "ftyp" {
+		return ""
+	}
+	switch brand := string(b[8:12]); brand {
+	case "heic", "heix", "heim", "heis", "hevc", "hevx", "mif1", "msf1", "avif", "avis":
+		return brand
+	}
+	return ""
+}
+
 // DecodeConfig reads the header: format, stored size and orientation.
 func DecodeConfig(b []byte) (Config, error) {
 	format := Sniff(b)
 	if format == "" {
+		if brand := heifBrand(b); brand != "" {
+			return Config{}, fmt.Errorf("imgdecode: %w: HEIF/HEIC/AVIF (brand %q) is not supported; convert it to JPEG", ErrUnknownFormat, brand)
+		}
 		return Config{}, fmt.Errorf("imgdecode: %w", ErrUnknownFormat)
 	}
 	var w, h int
@@ -114,7 +131,11 @@ func DecodeConfig(b []byte) (Config, error) {
 		case "webp":
 			cfg, err = webp.DecodeConfig(r)
 		case "bmp":
-			cfg, err = bmp.DecodeConfig(r)
+			if hdr, ok, rerr := bmpRLE(b); ok {
+				cfg, err = image.Config{Width: hdr.w, Height: hdr.h}, rerr
+			} else {
+				cfg, err = bmp.DecodeConfig(r)
+			}
 		case "tiff":
 			cfg, err = tiff.DecodeConfig(r)
 		}
@@ -160,7 +181,13 @@ func DecodeWith(b []byte, o Options) (image.Image, string, error) {
 				img = webpRGB(img)
 			}
 		case "bmp":
-			img, err = bmp.Decode(r)
+			if hdr, ok, rerr := bmpRLE(b); ok {
+				if err = rerr; err == nil {
+					img, err = decodeBMPRLE(b, hdr)
+				}
+			} else {
+				img, err = bmp.Decode(r)
+			}
 		case "tiff":
 			img, err = tiff.Decode(r)
 		}

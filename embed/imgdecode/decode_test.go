@@ -116,6 +116,13 @@ func TestDecodeFormats(t *testing.T) {
 		{"rgb.bmp", "bmp", []string{"-type", "TrueColor"}, 0.01},
 		{"rgba.bmp", "bmp", []string{"-alpha", "set", "-channel", "A", "-evaluate", "set", "50%", "+channel", "-type", "TrueColorAlpha"}, 0.6},
 		{"pal.bmp", "bmp", []string{"-colors", "16", "-compress", "None", "-type", "Palette"}, 0.01},
+		// ImageMagick's default for palette BMPs: RLE8 with a v5 header (bmprle.go).
+		{"rle8.bmp", "bmp", []string{"-colors", "200", "-type", "Palette"}, 0.01},
+		{"rle8-16colours.bmp", "bmp", []string{"-colors", "16", "-type", "Palette", "-compress", "RLE"}, 0.01},
+		{"rle8-v3.bmp", "bmp", []string{"-colors", "64", "-type", "Palette"}, 0.01},
+		{"gray16.png", "png", []string{"-colorspace", "Gray", "-depth", "16"}, 0.6},
+		{"rgba16.png", "png", []string{"-alpha", "set", "-channel", "A", "-evaluate", "set", "50%", "+channel", "-depth", "16"}, 0.6},
+		{"cmyk-progressive.jpg", "jpeg", []string{"-colorspace", "CMYK", "-interlace", "JPEG"}, 4},
 		{"lzw.tif", "tiff", []string{"-compress", "lzw", "-depth", "8"}, 0.01},
 		{"deflate16.tif", "tiff", []string{"-compress", "zip", "-depth", "16"}, 0.6},
 	}
@@ -124,8 +131,11 @@ func TestDecodeFormats(t *testing.T) {
 			p := filepath.Join(dir, c.name)
 			args := append([]string{src}, c.args...)
 			out := p
-			if c.name == "pal.png" {
+			switch c.name {
+			case "pal.png":
 				args, out = []string{src, "-colors", "16"}, "PNG8:"+p
+			case "rle8-v3.bmp":
+				out = "BMP3:" + p // 40-byte header
 			}
 			convert(t, append(args, out)...)
 			f, err := os.Open(p)
@@ -294,16 +304,37 @@ func TestCorruptAndTruncated(t *testing.T) {
 			t.Errorf("%q accepted", in)
 		}
 	}
-	// RLE-compressed BMPs (ImageMagick's default for palette images) are not supported by
-	// golang.org/x/image/bmp: a clear error.
+	// RLE BMPs (bmprle.go): every truncation of a valid file is an error, never a panic.
 	if _, err := os.Stat(magick); err == nil {
 		rle := convert(t, "-size", "16x16", "xc:red", "-type", "Palette", "-compress", "RLE", "bmp:-")
-		if _, _, err := DecodeBytes(rle, 1<<20); err == nil || !strings.Contains(err.Error(), "unsupported") {
+		if img, _, err := DecodeBytes(rle, 1<<20); err != nil {
 			t.Errorf("RLE BMP: %v", err)
+		} else if r, g, b, _ := img.At(5, 5).RGBA(); r>>8 != 255 || g != 0 || b != 0 {
+			t.Errorf("RLE BMP: pixel %v, want red", img.At(5, 5))
+		}
+		for n := 0; n < len(rle)-2; n++ {
+			if _, _, err := DecodeBytes(rle[:n], 1<<20); err == nil {
+				t.Errorf("RLE BMP truncated to %d of %d bytes accepted", n, len(rle))
+			}
 		}
 	}
 	if _, _, err := DecodeBytes([]byte("hello"), 1<<20); !errors.Is(err, ErrUnknownFormat) {
 		t.Errorf("unknown format: %v", err)
+	}
+	heic := []byte("\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic")
+	if _, _, err := DecodeBytes(heic, 1<<20); !errors.Is(err, ErrUnknownFormat) || !strings.Contains(err.Error(), "HEIC") {
+		t.Errorf("HEIC: %v", err)
+	}
+	if _, err := os.Stat(magick); err == nil {
+		// A real phone-style HEIC, when this ImageMagick has the libheif coder.
+		p := filepath.Join(t.TempDir(), "x.heic")
+		if out, err := exec.Command(magick, "-size", "64x48", "gradient:red-blue", p).CombinedOutput(); err != nil {
+			t.Logf("ImageMagick cannot write HEIC here (%v: %s); checked the header only", err, out)
+		} else if b, err := os.ReadFile(p); err != nil {
+			t.Fatal(err)
+		} else if _, _, err := DecodeBytes(b, 1<<20); !errors.Is(err, ErrUnknownFormat) || !strings.Contains(err.Error(), "HEIC") {
+			t.Errorf("ImageMagick's HEIC: %v", err)
+		}
 	}
 }
 

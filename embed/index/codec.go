@@ -13,12 +13,17 @@ import (
 type Entry struct {
 	Model  string    // embed.Model.ID(): vectors of different models are not comparable
 	Vector []float32 // unit length
+	// Mirror is the embedding of the left-right mirror image (unit length, same dim), or
+	// nil. It is not searched: a photo's mirror queries the index (docs/similar.md).
+	Mirror []float32
 }
 
-// Entry encoding, version 1 (all integers little-endian):
+// Entry encoding (all integers little-endian):
 //
-//	"IE" | version (1 byte) = 1 | model length (uint16) | model (UTF-8) |
-//	dim (uint16) | dim x float32
+//	version 1: "IE" | 1 | model length (uint16) | model (UTF-8) | dim (uint16) | dim x float32
+//	version 2: the same with version byte 2, followed by the mirror vector (dim x float32)
+//
+// Version 1 is written when there is no mirror vector; both are read.
 const entryMagic = "IE"
 
 // MaxModelLen bounds Entry.Model.
@@ -32,20 +37,26 @@ func EncodeEntry(e Entry) ([]byte, error) {
 	if len(e.Model) > MaxModelLen || !utf8.ValidString(e.Model) {
 		return nil, fmt.Errorf("index: model id too long or not UTF-8")
 	}
-	if len(e.Vector) == 0 || len(e.Vector) > MaxDim {
+	if len(e.Vector) == 0 || len(e.Vector) > MaxDim || (e.Mirror != nil && len(e.Mirror) != len(e.Vector)) {
 		return nil, ErrDim
 	}
-	b := make([]byte, 0, 7+len(e.Model)+4*len(e.Vector))
+	version := byte(1)
+	if e.Mirror != nil {
+		version = 2
+	}
+	b := make([]byte, 0, 7+len(e.Model)+4*(len(e.Vector)+len(e.Mirror)))
 	b = append(b, entryMagic...)
-	b = append(b, 1)
+	b = append(b, version)
 	b = binary.LittleEndian.AppendUint16(b, uint16(len(e.Model)))
 	b = append(b, e.Model...)
 	b = binary.LittleEndian.AppendUint16(b, uint16(len(e.Vector)))
-	for _, f := range e.Vector {
-		if math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
-			return nil, ErrDim
+	for _, v := range [][]float32{e.Vector, e.Mirror} {
+		for _, f := range v {
+			if math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
+				return nil, ErrDim
+			}
+			b = binary.LittleEndian.AppendUint32(b, math.Float32bits(f))
 		}
-		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(f))
 	}
 	return b, nil
 }
@@ -57,9 +68,10 @@ func DecodeEntry(b []byte) (Entry, error) {
 	if len(b) < 7 || string(b[:2]) != entryMagic {
 		return Entry{}, ErrCorrupt
 	}
-	if b[2] != 1 {
+	if b[2] != 1 && b[2] != 2 {
 		return Entry{}, fmt.Errorf("index: entry version %d not supported", b[2])
 	}
+	nvec := int(b[2]) // version 2 carries the mirror vector too
 	ml := int(binary.LittleEndian.Uint16(b[3:]))
 	if ml > MaxModelLen || len(b) < 5+ml+2 {
 		return Entry{}, ErrCorrupt
@@ -71,21 +83,38 @@ func DecodeEntry(b []byte) (Entry, error) {
 	p := 5 + ml
 	dim := int(binary.LittleEndian.Uint16(b[p:]))
 	p += 2
-	if dim == 0 || dim > MaxDim || len(b) != p+4*dim {
+	if dim == 0 || dim > MaxDim || len(b) != p+4*dim*nvec {
 		return Entry{}, ErrCorrupt
 	}
+	e := Entry{Model: model}
+	for k := 0; k < nvec; k++ {
+		v, err := decodeUnit(b[p+4*dim*k:], dim)
+		if err != nil {
+			return Entry{}, err
+		}
+		if k == 0 {
+			e.Vector = v
+		} else {
+			e.Mirror = v
+		}
+	}
+	return e, nil
+}
+
+// decodeUnit reads dim float32s and checks they are finite and of length about 1.
+func decodeUnit(b []byte, dim int) ([]float32, error) {
 	v := make([]float32, dim)
 	var norm float64
 	for i := range v {
-		f := math.Float32frombits(binary.LittleEndian.Uint32(b[p+4*i:]))
+		f := math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
 		if math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
-			return Entry{}, ErrCorrupt
+			return nil, ErrCorrupt
 		}
 		v[i] = f
 		norm += float64(f) * float64(f)
 	}
 	if math.Abs(norm-1) > 1e-3 {
-		return Entry{}, ErrCorrupt
+		return nil, ErrCorrupt
 	}
-	return Entry{Model: model, Vector: v}, nil
+	return v, nil
 }

@@ -290,6 +290,44 @@ func TestEntryRoundTrip(t *testing.T) {
 	}
 }
 
+// TestEntryMirror: version 2 carries the mirror vector; version 1 (no mirror) still reads.
+func TestEntryMirror(t *testing.T) {
+	vs := Synthetic(2, testDim, 1, 1, 0, 8)
+	b, err := EncodeEntry(Entry{Model: "m", Vector: vs[0], Mirror: vs[1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b[2] != 2 {
+		t.Fatalf("version %d, want 2", b[2])
+	}
+	e, err := DecodeEntry(b)
+	if err != nil || len(e.Mirror) != testDim || e.Mirror[3] != vs[1][3] || e.Vector[3] != vs[0][3] {
+		t.Fatalf("decode: %v", err)
+	}
+	for n := 0; n < len(b); n++ {
+		if _, err := DecodeEntry(b[:n]); err == nil {
+			t.Fatalf("truncation to %d accepted", n)
+		}
+	}
+	// A version-1 header on version-2 bytes (and the reverse) does not decode.
+	c := bytes.Clone(b)
+	c[2] = 1
+	if _, err := DecodeEntry(c); err == nil {
+		t.Fatal("version 1 with a mirror's bytes accepted")
+	}
+	b1, _ := EncodeEntry(Entry{Model: "m", Vector: vs[0]})
+	if b1[2] != 1 {
+		t.Fatalf("no mirror: version %d, want 1", b1[2])
+	}
+	b1[2] = 2
+	if _, err := DecodeEntry(b1); err == nil {
+		t.Fatal("version 2 without a mirror accepted")
+	}
+	if _, err := EncodeEntry(Entry{Model: "m", Vector: vs[0], Mirror: vs[1][:3]}); err == nil {
+		t.Fatal("mirror of another length encoded")
+	}
+}
+
 func FuzzDecode(f *testing.F) {
 	v := Synthetic(1, 16, 1, 1, 0, 7)[0]
 	b, _ := EncodeEntry(Entry{Model: "m1", Vector: v})
@@ -297,6 +335,9 @@ func FuzzDecode(f *testing.F) {
 	b2, _ := EncodeEntry(Entry{Model: "", Vector: []float32{1}})
 	f.Add(b2)
 	f.Add([]byte("IE\x01\x00\x00\x01\x00"))
+	vs := Synthetic(2, 16, 1, 1, 0, 9)
+	b3, _ := EncodeEntry(Entry{Model: "m2", Vector: vs[0], Mirror: vs[1]})
+	f.Add(b3)
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e, err := DecodeEntry(b)

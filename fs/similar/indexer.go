@@ -37,12 +37,15 @@ const (
 	TableQueue   = "embq"
 )
 
-// Default thresholds (cosine similarity of embed's default recipe), calibrated on the
-// neardup DEV set; see docs/similar.md.
+// Thresholds (cosine similarity of embed's default recipe, the better of the plain and the
+// mirror alignment); see docs/similar.md. Without a configured threshold the indexer uses
+// AutoThreshold (threshold.go) of the library's size at Start.
 const (
-	DefaultThreshold = 0.93
-	// SamePhotoThreshold and above: the same photo, lightly edited (tier "same"; no false positive on neardup DEV).
-	SamePhotoThreshold = 0.95
+	// DefaultThreshold is the automatic threshold of libraries up to about 2,500 photos.
+	DefaultThreshold = MinAutoThreshold
+	// SamePhotoThreshold and above: the same photo, lightly edited (tier "same"): the
+	// automatic threshold's cap, fewer than 10 expected false matches up to ~190,000 photos.
+	SamePhotoThreshold = MaxAutoThreshold
 )
 
 // MaxFileSize is the largest file the indexer reads (larger files are not embedded).
@@ -51,7 +54,7 @@ const MaxFileSize = 512 << 20
 // Config configures an Indexer.
 type Config struct {
 	Embedder  Embedder
-	Threshold float32 // 0: DefaultThreshold
+	Threshold float32 // 0: AutoThreshold of the number of photos at Start
 	Workers   int     // 0: max(1, GOMAXPROCS/2)
 	Logger    *slog.Logger
 	// EntryValid is the kernel cache time of .similar/ entries and attributes (0: 1 s).
@@ -82,9 +85,10 @@ func Tier(score float32, identical bool) string {
 
 // Indexer keeps the near-duplicate index of one mounted vault.
 type Indexer struct {
-	cfg Config
-	log *slog.Logger
-	emb Embedder
+	cfg  Config
+	auto bool // cfg.Threshold is set by Start from the library's size (threshold.go)
+	log  *slog.Logger
+	emb  Embedder
 
 	// addMu serialises addVector: two workers adding neighbours at once would otherwise
 	// each query before the other's Add, and the later dropNodeLocked erased the edge the
@@ -132,8 +136,9 @@ func New(cfg Config) (*Indexer, error) {
 	if cfg.Embedder == nil {
 		return nil, errors.New("similar: no embedder")
 	}
-	if cfg.Threshold == 0 {
-		cfg.Threshold = DefaultThreshold
+	auto := cfg.Threshold == 0
+	if auto {
+		cfg.Threshold = DefaultThreshold // until Start counts the photos
 	}
 	if cfg.Threshold < -1 || cfg.Threshold > 1 {
 		return nil, fmt.Errorf("similar: threshold %v out of range [-1, 1]", cfg.Threshold)
@@ -152,7 +157,7 @@ func New(cfg Config) (*Indexer, error) {
 		return nil, err
 	}
 	x := &Indexer{
-		cfg: cfg, log: cfg.Logger, emb: cfg.Embedder, idx: idx,
+		cfg: cfg, auto: auto, log: cfg.Logger, emb: cfg.Embedder, idx: idx,
 		queued: map[core.Ino]bool{}, running: map[core.Ino]bool{}, working: map[index.ID]bool{}, inoID: map[core.Ino]index.ID{}, inos: map[index.ID][]core.Ino{},
 		nbr: map[index.ID][]index.Match{}, redone: map[index.ID]uint64{}, noImage: map[index.ID]bool{}, graphReady: make(chan struct{}),
 	}
@@ -291,6 +296,15 @@ func (x *Indexer) Start(v Vault) error {
 	}
 	x.mu.Lock()
 	x.v = v
+	if x.auto {
+		photos := 0
+		for id := range live {
+			if !noImage[id] {
+				photos++
+			}
+		}
+		x.cfg.Threshold = AutoThreshold(photos)
+	}
 	x.inoID, x.inos, x.noImage, x.stale = inoID, inos, noImage, stale
 	x.started = true
 	for _, it := range q {
@@ -328,7 +342,7 @@ func (x *Indexer) buildGraph() {
 	defer x.wg.Done()
 	defer close(x.graphReady)
 	t0 := time.Now()
-	pairs := x.idx.AllPairs(x.cfg.Threshold)
+	pairs := append(x.idx.AllPairs(x.cfg.Threshold), x.mirrorPairs(x.cfg.Threshold)...)
 	x.mu.Lock()
 	for _, p := range pairs {
 		x.addEdgeLocked(p.A, p.B, p.Score)
@@ -346,7 +360,7 @@ func (x *Indexer) addEdgeLocked(a, b index.ID, s float32) {
 		ns := x.nbr[from]
 		for i := range ns {
 			if ns[i].ID == to {
-				ns[i].Score = s
+				ns[i].Score = max(ns[i].Score, s) // the better of the two alignments
 				return
 			}
 		}
@@ -453,7 +467,7 @@ func (x *Indexer) process(it qitem) {
 		x.cond.Broadcast()
 		x.mu.Unlock()
 	}()
-	vec, err := x.embedIno(it.ino)
+	vec, mirror, err := x.embedIno(it.ino)
 	if err != nil {
 		var nie notImageError
 		if errors.As(err, &nie) {
@@ -475,7 +489,7 @@ func (x *Indexer) process(it qitem) {
 	if err != nil || !ok || cid2 != cid {
 		return
 	}
-	b, err := index.EncodeEntry(index.Entry{Model: x.emb.ID(), Vector: vec})
+	b, err := index.EncodeEntry(index.Entry{Model: x.emb.ID(), Vector: vec, Mirror: mirror})
 	if err != nil {
 		x.log.Warn("similar: bad embedding", "ino", it.ino, "err", err)
 		return
@@ -484,15 +498,15 @@ func (x *Indexer) process(it qitem) {
 		x.log.Warn("similar: store embedding", "ino", it.ino, "err", err)
 		return
 	}
-	x.addVector(id, vec)
+	x.addVector(id, vec, mirror)
 }
 
-// addVector puts id into the index and the graph.
-func (x *Indexer) addVector(id index.ID, vec []float32) {
+// addVector puts id into the index and the graph (mirror: its mirror image's vector, or nil).
+func (x *Indexer) addVector(id index.ID, vec, mirror []float32) {
 	x.addMu.Lock()
 	defer x.addMu.Unlock()
 	x.idx.Add(id, vec)
-	ms, _ := x.idx.QueryID(id, 0, x.cfg.Threshold)
+	ms := x.neighbours(id, mirror, x.cfg.Threshold)
 	x.mu.Lock()
 	x.dropNodeLocked(id)
 	for _, m := range ms {
@@ -534,32 +548,37 @@ type notImageError struct{ msg string }
 
 func (e notImageError) Error() string { return "not an image: " + e.msg }
 
-func (x *Indexer) embedIno(ino core.Ino) ([]float32, error) {
+// embedIno embeds ino's content, and its mirror image when the Embedder can (else nil).
+func (x *Indexer) embedIno(ino core.Ino) (vec, mirror []float32, err error) {
 	r, size, err := x.v.OpenReader(ino)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer r.Close()
 	if size > MaxFileSize {
-		return nil, notImageError{fmt.Sprintf("%d bytes is over the %d-byte limit", size, MaxFileSize)}
+		return nil, nil, notImageError{fmt.Sprintf("%d bytes is over the %d-byte limit", size, MaxFileSize)}
 	}
 	var head [16]byte
 	n, err := r.ReadAt(head[:], 0)
 	if n == 0 && err != nil && err != io.EOF {
-		return nil, err
+		return nil, nil, err
 	}
 	if !looksLikeImage(head[:n]) {
-		return nil, notImageError{"unknown format"}
+		return nil, nil, notImageError{"unknown format"}
 	}
 	er := &errReader{r: io.NewSectionReader(r, 0, size)}
-	vec, err := x.emb.EmbedReader(er)
+	if me, ok := x.emb.(MirrorEmbedder); ok {
+		vec, mirror, err = me.EmbedReaderMirror(er)
+	} else {
+		vec, err = x.emb.EmbedReader(er)
+	}
 	if er.err != nil && er.err != io.EOF {
-		return nil, er.err // a read error, not the image's fault
+		return nil, nil, er.err // a read error, not the image's fault
 	}
 	if err != nil {
-		return nil, notImageError{err.Error()}
+		return nil, nil, notImageError{err.Error()}
 	}
-	return vec, nil
+	return vec, mirror, nil
 }
 
 // errReader remembers the underlying reader's error, to tell read failures from bad images.
@@ -729,7 +748,7 @@ func (x *Indexer) Query(ino core.Ino, threshold float32, top int) ([]Match, erro
 	id := idOf(cid)
 	var cands []index.Match
 	if threshold < x.cfg.Threshold {
-		cands, _ = x.idx.QueryID(id, 0, threshold)
+		cands = x.neighbours(id, x.storedMirror(cid), threshold)
 	}
 	x.mu.Lock()
 	x.setInoLocked(ino, id)
@@ -807,7 +826,7 @@ func (x *Indexer) AllPairs(threshold float32) []PairOut {
 	}
 	var edges []index.Pair
 	if threshold < x.cfg.Threshold {
-		edges = x.idx.AllPairs(threshold)
+		edges = bestPairs(append(x.idx.AllPairs(threshold), x.mirrorPairs(threshold)...))
 	}
 	x.mu.Lock()
 	if threshold >= x.cfg.Threshold {
