@@ -1,0 +1,108 @@
+package dedup
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+
+	"github.com/imgfs/imgfs/dedup/keyring"
+)
+
+// Content-defined chunking for format v2 (docs/format.md §11).
+//
+// A cut may fall only at a candidate position: one where a public, unkeyed gear hash of the
+// 64 bytes before it has its top candidateBits bits zero (about one position in 256). A
+// candidate becomes a cut when a PRF keyed by the chunker key says so:
+//
+//	AES-256(K_chunk, u64be(gear) || u64be(0))[0:8] as u64be  <  2^(64-prfBits)
+//
+// K_chunk = HKDF(CS, nil, "imgfs v2 chunker"), so it follows the convergence mode. The key
+// enters nothing but AES used as a PRF, so the cuts of a known file reveal only PRF output
+// bits, never a linear image of the key (the weakness of keyed gear/buzhash tables and
+// secret Rabin polynomials). The first cut is searched in (ChunkMin, ChunkMax]; a chunk
+// that finds none is cut at ChunkMax; the last chunk of a file ends at its end.
+const (
+	ChunkMin = 1 << 20 // no chunk (but a file's last) is shorter
+	ChunkMax = 8 << 20 // no chunk is longer
+	// ChunkAvg is the mean chunk length past ChunkMin for content without repetition: a
+	// candidate every 2^candidateBits bytes, each a cut with probability 2^-prfBits.
+	ChunkAvg = 1 << (candidateBits + prfBits)
+
+	chunkWindow   = 64 // bytes the gear hash depends on (64-bit shift register)
+	candidateBits = 8
+	prfBits       = 13
+)
+
+// gearTable is public: 256 words from SHA-256("imgfs v2 chunker gear" || byte).
+var gearTable = func() (t [256]uint64) {
+	for i := range t {
+		h := sha256.Sum256(append([]byte("imgfs v2 chunker gear"), byte(i)))
+		t[i] = binary.BigEndian.Uint64(h[:8])
+	}
+	return t
+}()
+
+// Chunker finds chunk boundaries. It is safe for concurrent use.
+type Chunker struct {
+	prf cipher.Block
+}
+
+// ChunkerKey derives K_chunk from the convergence secret.
+func ChunkerKey(cs keyring.Secret) keyring.Secret { return hkdf32(cs, nil, "imgfs v2 chunker") }
+
+// NewChunker returns the chunker of the vault whose convergence secret is cs.
+func NewChunker(cs keyring.Secret) (*Chunker, error) {
+	if len(cs) != 32 {
+		return nil, errors.New("dedup: convergence secret must be 32 bytes")
+	}
+	b, err := aes.NewCipher(ChunkerKey(cs))
+	if err != nil {
+		return nil, err
+	}
+	return &Chunker{prf: b}, nil
+}
+
+// isCut is the keyed decision for a candidate with gear value g.
+func (c *Chunker) isCut(g uint64) bool {
+	var blk [16]byte
+	binary.BigEndian.PutUint64(blk[:8], g)
+	c.prf.Encrypt(blk[:], blk[:])
+	return binary.BigEndian.Uint64(blk[:8])>>(64-prfBits) == 0
+}
+
+// Cut returns the length of the first chunk of b, which starts at a chunk boundary. final
+// says that b ends the file. ok is false when more bytes are needed to decide (b is
+// shorter than ChunkMax, has no cut, and is not final).
+func (c *Chunker) Cut(b []byte, final bool) (n int, ok bool) {
+	if len(b) <= ChunkMin {
+		return len(b), final
+	}
+	end := min(len(b), ChunkMax)
+	var g uint64
+	for _, x := range b[ChunkMin-chunkWindow : ChunkMin] {
+		g = g<<1 + gearTable[x]
+	}
+	for i := ChunkMin; i < end; i++ {
+		g = g<<1 + gearTable[b[i]]
+		if g>>(64-candidateBits) == 0 && c.isCut(g) {
+			return i + 1, true
+		}
+	}
+	if end == ChunkMax || final {
+		return end, true
+	}
+	return 0, false
+}
+
+// Split returns the chunk lengths of a whole file held in memory.
+func (c *Chunker) Split(b []byte) []int {
+	var out []int
+	for len(b) > 0 {
+		n, _ := c.Cut(b, true)
+		out = append(out, n)
+		b = b[n:]
+	}
+	return out
+}
