@@ -211,7 +211,7 @@ func FuzzChunker(f *testing.F) {
 		if len(seed) == 0 {
 			return
 		}
-		n := ChunkMin + int(extra)*40
+		n := ChunkMin + int(extra)*16
 		data := make([]byte, n)
 		for i := range data {
 			data[i] = seed[i%len(seed)] ^ byte(uint32(i)*2654435761>>24)
