@@ -192,3 +192,12 @@ func DecodeContent(b []byte) (Content, int, error) {
 	}
 	return Content{s: string(out)}, p, nil
 }
+
+// Chunks returns the chunks in order.
+func (c Content) Chunks() []Ref {
+	out := make([]Ref, c.Len())
+	for i := range out {
+		out[i] = c.Chunk(i)
+	}
+	return out
+}
