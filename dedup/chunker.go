@@ -75,16 +75,21 @@ func (c *Chunker) isCut(g uint64) bool {
 // Cut returns the length of the first chunk of b, which starts at a chunk boundary. final
 // says that b ends the file. ok is false when more bytes are needed to decide (b is
 // shorter than ChunkMax, has no cut, and is not final).
-func (c *Chunker) Cut(b []byte, final bool) (n int, ok bool) {
+func (c *Chunker) Cut(b []byte, final bool) (n int, ok bool) { return c.CutFrom(b, 0, final) }
+
+// CutFrom is Cut when an earlier call found no cut in b[:from] (a caller that reads ahead
+// in steps): only the new bytes are scanned.
+func (c *Chunker) CutFrom(b []byte, from int, final bool) (n int, ok bool) {
 	if len(b) <= ChunkMin {
 		return len(b), final
 	}
 	end := min(len(b), ChunkMax)
+	start := min(max(from, ChunkMin), end)
 	var g uint64
-	for _, x := range b[ChunkMin-chunkWindow : ChunkMin] {
+	for _, x := range b[start-chunkWindow : start] {
 		g = g<<1 + gearTable[x]
 	}
-	for i := ChunkMin; i < end; i++ {
+	for i := start; i < end; i++ {
 		g = g<<1 + gearTable[b[i]]
 		if g>>(64-candidateBits) == 0 && c.isCut(g) {
 			return i + 1, true

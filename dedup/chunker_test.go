@@ -63,15 +63,20 @@ func TestChunkerProperties(t *testing.T) {
 	// Streaming: Cut fed growing prefixes finds the same cuts.
 	off := 0
 	for i, want := range ls {
-		step, have := 300_000, 0
+		step, have, scanned := 300_000, 0, 0
 		var n int
 		for {
 			have = min(have+step, len(data)-off)
 			var ok bool
-			n, ok = c.Cut(data[off:off+have], off+have == len(data))
+			if i%2 == 0 {
+				n, ok = c.Cut(data[off:off+have], off+have == len(data))
+			} else {
+				n, ok = c.CutFrom(data[off:off+have], scanned, off+have == len(data))
+			}
 			if ok {
 				break
 			}
+			scanned = have
 		}
 		if n != want {
 			t.Fatalf("chunk %d: streaming cut %d, whole-buffer cut %d", i, n, want)

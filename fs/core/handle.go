@@ -661,7 +661,12 @@ func (f *FS) barrier() error {
 // flushOpen records unflushed writes of of: fsync the spool file (and its directory), then
 // one bbolt transaction points the inode at the spool and adds the journal record. After it
 // the spool is frozen and queued for sealing.
-func (f *FS) flushOpen(of *openFile) error {
+func (f *FS) flushOpen(of *openFile) error { return f.recordOpen(of, true) }
+
+// recordOpen is flushOpen; with barrier false the bbolt transaction is left in the batch
+// (Fsync: the root commit that follows commits it, and the spool is fsynced before, so
+// whenever the record becomes durable its spool is too).
+func (f *FS) recordOpen(of *openFile, barrier bool) error {
 	of.mu.Lock()
 	defer of.mu.Unlock()
 	if !of.dirty || of.sp == nil {
@@ -669,7 +674,7 @@ func (f *FS) flushOpen(of *openFile) error {
 		// written): still a barrier, so what close acknowledges (the create) is durable.
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		if f.closed {
+		if f.closed || !barrier {
 			return nil
 		}
 		return f.commitLocked()
@@ -709,7 +714,7 @@ func (f *FS) flushOpen(of *openFile) error {
 		return tx.Bucket(bPending).Put(be64(of.spID), encodePending(pendingRec{Ino: of.ino, Size: size,
 			Base: of.sp.baseC, BaseLen: of.sp.baseLen}))
 	})
-	if err == nil {
+	if err == nil && barrier {
 		err = f.commitLocked() // the durability barrier of close(2)
 	}
 	f.mu.Unlock()
@@ -744,7 +749,7 @@ func (h *Handle) fsync(ctx context.Context) error {
 	if f.ro {
 		return nil
 	}
-	if err := f.flushOpen(h.of); err != nil {
+	if err := f.recordOpen(h.of, false); err != nil {
 		return err
 	}
 	if h.of.isUnlinked() {
@@ -785,7 +790,7 @@ func (f *FS) fsyncIno(ctx context.Context, ino Ino) error {
 	}
 	f.mu.Unlock()
 	if of != nil {
-		err := f.flushOpen(of)
+		err := f.recordOpen(of, false)
 		unlinked := of.isUnlinked()
 		if err = errors.Join(err, f.releaseOpen(of)); err != nil || unlinked {
 			return err

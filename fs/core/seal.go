@@ -245,14 +245,25 @@ func (f *FS) sealChunks(ctx context.Context, sp *spoolFile, rec pendingRec) (ded
 				break
 			}
 		}
-		want := int(min(int64(dedup.ChunkMax), size-pos))
-		if have < want {
+		// Read ahead in steps until the chunker finds the cut (most chunks end well
+		// before ChunkMax).
+		var n int
+		scanned := 0 // (*plain)[:scanned] holds no cut
+		for {
+			final := pos+int64(have) == size
+			if have > dedup.ChunkMin || final {
+				var ok bool
+				if n, ok = f.chunker.CutFrom((*plain)[:have], scanned, final); ok {
+					break
+				}
+				scanned = have
+			}
+			want := int(min(int64(have+sealReadStep), int64(dedup.ChunkMax), size-pos))
 			if err := readFullAtSpool(rd, (*plain)[have:want], pos+int64(have)); err != nil {
 				return dedup.Content{}, eio("reading spool", err)
 			}
 			have = want
 		}
-		n, _ := f.chunker.Cut((*plain)[:have], pos+int64(have) == size)
 		ref, err := f.sealChunk(ctx, (*plain)[:n])
 		if err != nil {
 			return dedup.Content{}, err
@@ -264,6 +275,9 @@ func (f *FS) sealChunks(ctx context.Context, sp *spoolFile, rec pendingRec) (ded
 	}
 	return out, nil
 }
+
+// sealReadStep is how far the sealer reads ahead of the chunker.
+const sealReadStep = 1 << 20
 
 // sealChunk seals one chunk in memory and uploads it (dedup check first).
 func (f *FS) sealChunk(ctx context.Context, chunk []byte) (dedup.Ref, error) {
