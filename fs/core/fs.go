@@ -53,8 +53,6 @@ const (
 type FS struct {
 	store backend.Store
 	keys  *keyring.Keys
-	// chunker cuts file content into chunks (format v2, docs/format.md §11)
-	chunker *dedup.Chunker
 	opts  Options
 	log   *slog.Logger
 	lc    *localCrypto
@@ -94,6 +92,9 @@ type FS struct {
 	leaseName string
 	leaseID   []byte
 	closeOnce sync.Once
+
+	// chunker cuts file content into chunks (format v2, docs/format.md §11)
+	chunker *dedup.Chunker
 }
 
 func (f *FS) spoolPath(id uint64) string {
