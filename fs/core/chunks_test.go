@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
@@ -268,3 +269,35 @@ func TestChunkListRecords(t *testing.T) {
 }
 
 func hexOf(b []byte) string { return fmt.Sprintf("%x", b) }
+
+// TestAllocate: fallocate mode 0 extends with zeros (and never shrinks), KEEP_SIZE changes
+// nothing, a read-only handle gets EBADF.
+func TestAllocate(t *testing.T) {
+	e := newEnv(t)
+	f := e.open()
+	data := randBytes(3 << 20)
+	ino := writeFile(t, f, "/a", data)
+	ok(t, f.Sync(ctx()))
+	h := openRW(t, f, "/a", 0)
+	ok(t, h.Allocate(0, 1000, false)) // inside: nothing changes
+	ok(t, h.Allocate(5<<20, 4096, true))
+	if a := must(f.GetAttr(ino)); a.Size != 3<<20 {
+		t.Fatalf("size %d after in-file and KEEP_SIZE allocations", a.Size)
+	}
+	ok(t, h.Allocate(4<<20, 1<<20, false))
+	ok(t, h.Flush())
+	ok(t, h.Release())
+	data = append(data, make([]byte, 2<<20)...)
+	if a := must(f.GetAttr(ino)); a.Size != 5<<20 {
+		t.Fatalf("size %d after fallocate to 5 MiB", a.Size)
+	}
+	ok(t, f.Sync(ctx()))
+	if got := readFile(t, f, "/a"); !bytes.Equal(got, data) {
+		t.Fatal("bytes differ after fallocate")
+	}
+	r, err := f.OpenFile(ino, os.O_RDONLY)
+	ok(t, err)
+	wantErr(t, r.Allocate(0, 1, false), syscall.EBADF)
+	wantErr(t, openRW(t, f, "/a", 0).Allocate(-1, 1, false), syscall.EINVAL)
+	ok(t, r.Release())
+}

@@ -850,3 +850,38 @@ func (h *Handle) Release() error {
 	}
 	return errors.Join(err, h.f.releaseOpen(h.of))
 }
+
+// Allocate is fallocate(2) for modes 0 and FALLOC_FL_KEEP_SIZE. Mode 0 extends the file
+// with zeros up to off+length when that is past the end (like a truncate that grows; the
+// zeros take no spool space). KEEP_SIZE changes nothing: the store has no preallocation and
+// the spool is sparse, so there is nothing to reserve (gocryptfs does the same for its
+// ciphertext). Other modes are refused by the caller (EOPNOTSUPP).
+func (h *Handle) Allocate(off, length int64, keepSize bool) error {
+	if !h.write {
+		return errnoErr(syscall.EBADF, "handle not open for writing")
+	}
+	if off < 0 || length <= 0 {
+		return errnoErr(syscall.EINVAL, "fallocate of %d bytes at %d", length, off)
+	}
+	end := off + length
+	if end > dedup.MaxPlainSize || end < off {
+		return errnoErr(syscall.EFBIG, "fallocate past the maximum file size")
+	}
+	if keepSize {
+		return nil
+	}
+	of := h.of
+	of.mu.Lock()
+	defer of.mu.Unlock()
+	if err := of.ensureSpool(false); err != nil { // cheap: an empty overlay
+		return err
+	}
+	if end <= of.curSize() {
+		return nil
+	}
+	if err := of.truncateLocked(end); err != nil {
+		return err
+	}
+	h.wrote.Store(true)
+	return nil
+}
