@@ -16,23 +16,26 @@ import (
 // 64 bytes before it has its top candidateBits bits zero (about one position in 256). A
 // candidate becomes a cut when a PRF keyed by the chunker key says so:
 //
-//	AES-256(K_chunk, u64be(gear) || u64be(0))[0:8] as u64be  <  2^(64-prfBits)
+//	v = AES-256(K_chunk, u64be(gear) || u64be(0))[0:8] as u64be
+//	cut  iff  v < 2^(64-14) while the chunk would be shorter than ChunkNormal,
+//	          v < 2^(64-12) from ChunkNormal on
 //
-// K_chunk = HKDF(CS, nil, "imgfs v2 chunker"), so it follows the convergence mode. The key
-// enters nothing but AES used as a PRF, so the cuts of a known file reveal only PRF output
-// bits, never a linear image of the key (the weakness of keyed gear/buzhash tables and
-// secret Rabin polynomials). The first cut is searched in (ChunkMin, ChunkMax]; a chunk
-// that finds none is cut at ChunkMax; the last chunk of a file ends at its end.
+// (normalised chunking as in FastCDC: fewer very short and very long chunks, so fewer cuts
+// forced at ChunkMax, which are not content-defined). K_chunk = HKDF(CS, nil, "imgfs v2
+// chunker"), so it follows the convergence mode. The key enters nothing but AES used as a
+// PRF, so the cuts of a known file reveal only PRF output bits, never a linear image of the
+// key (the weakness of keyed gear/buzhash tables and secret Rabin polynomials). The first
+// cut is searched in (ChunkMin, ChunkMax]; a chunk that finds none is cut at ChunkMax; the
+// last chunk of a file ends at its end.
 const (
-	ChunkMin = 1 << 20 // no chunk (but a file's last) is shorter
-	ChunkMax = 8 << 20 // no chunk is longer
-	// ChunkAvg is the mean chunk length past ChunkMin for content without repetition: a
-	// candidate every 2^candidateBits bytes, each a cut with probability 2^-prfBits.
-	ChunkAvg = 1 << (candidateBits + prfBits)
+	ChunkMin    = 1 << 20 // no chunk (but a file's last) is shorter
+	ChunkNormal = 3 << 20 // the cut test loosens from this length on
+	ChunkMax    = 8 << 20 // no chunk is longer
 
 	chunkWindow   = 64 // bytes the gear hash depends on (64-bit shift register)
 	candidateBits = 8
-	prfBits       = 13
+	prfBitsBefore = 14 // below ChunkNormal: a cut every 2^(8+14) bytes = 4 MiB on average
+	prfBitsAfter  = 12 // from ChunkNormal on: every 1 MiB
 )
 
 // gearTable is public: 256 words from SHA-256("imgfs v2 chunker gear" || byte).
@@ -46,7 +49,7 @@ var gearTable = func() (t [256]uint64) {
 
 // Chunker finds chunk boundaries. It is safe for concurrent use.
 type Chunker struct {
-	prf cipher.Block
+	block cipher.Block
 }
 
 // ChunkerKey derives K_chunk from the convergence secret.
@@ -61,15 +64,15 @@ func NewChunker(cs keyring.Secret) (*Chunker, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Chunker{prf: b}, nil
+	return &Chunker{block: b}, nil
 }
 
-// isCut is the keyed decision for a candidate with gear value g.
-func (c *Chunker) isCut(g uint64) bool {
+// prf is the keyed value of a candidate with gear value g.
+func (c *Chunker) prf(g uint64) uint64 {
 	var blk [16]byte
 	binary.BigEndian.PutUint64(blk[:8], g)
-	c.prf.Encrypt(blk[:], blk[:])
-	return binary.BigEndian.Uint64(blk[:8])>>(64-prfBits) == 0
+	c.block.Encrypt(blk[:], blk[:])
+	return binary.BigEndian.Uint64(blk[:8])
 }
 
 // Cut returns the length of the first chunk of b, which starts at a chunk boundary. final
@@ -91,8 +94,14 @@ func (c *Chunker) CutFrom(b []byte, from int, final bool) (n int, ok bool) {
 	}
 	for i := start; i < end; i++ {
 		g = g<<1 + gearTable[b[i]]
-		if g>>(64-candidateBits) == 0 && c.isCut(g) {
-			return i + 1, true
+		if g>>(64-candidateBits) == 0 {
+			bits := prfBitsBefore
+			if i+1 >= ChunkNormal {
+				bits = prfBitsAfter
+			}
+			if c.prf(g)>>(64-bits) == 0 {
+				return i + 1, true
+			}
 		}
 	}
 	if end == ChunkMax || final {

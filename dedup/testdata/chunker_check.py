@@ -6,7 +6,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives import hashes
 
-MIN, MAX, WIN, CAND, PRF = 1 << 20, 8 << 20, 64, 8, 13
+MIN, NORMAL, MAX, WIN, CAND, PRF_BEFORE, PRF_AFTER = 1 << 20, 3 << 20, 8 << 20, 64, 8, 14, 12
 M64 = (1 << 64) - 1
 GEAR = [int.from_bytes(hashlib.sha256(b"imgfs v2 chunker gear" + bytes([i])).digest()[:8], "big") for i in range(256)]
 
@@ -33,7 +33,8 @@ def split(cs, data):
                 g = ((g << 1) + GEAR[b[i]]) & M64
                 if g >> (64 - CAND) == 0:
                     v = int.from_bytes(enc.update(struct.pack(">QQ", g, 0))[:8], "big")
-                    if v >> (64 - PRF) == 0:
+                    bits = PRF_BEFORE if i + 1 < NORMAL else PRF_AFTER
+                    if v >> (64 - bits) == 0:
                         n = i + 1
                         break
         out.append(n)
