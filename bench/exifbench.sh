@@ -33,11 +33,11 @@ n=0
 for p in $(ls "$NEARDUP"/originals/bsds500-test/*.jpg | head -5); do
 	cp "$p" "$WORK/src/$(basename "$p")"
 done
-for p in $(ls "$NEARDUP"/originals/kodak/*.png | head -3); do
+for p in $(ls "$NEARDUP"/originals/kodak/*.png | head -${NKODAK:-6}); do
 	b=$(basename "$p" .png)
 	convert "$p" -quality 92 "$WORK/src/$b.jpg"
 	# camera size: upscaled, with sensor-like noise so it compresses like a camera JPEG
-	convert "$p" -resize 6000x4000! -attenuate 0.6 +noise Gaussian -quality 92 "$WORK/src/$b-24mp.jpg"
+	convert "$p" -resize 6000x4000! -attenuate 0.2 +noise Gaussian -quality 92 "$WORK/src/$b-24mp.jpg"
 done
 echo "exifbench passphrase" >"$WORK/pass"
 export IMGFS_PASSPHRASE_FILE=$WORK/pass

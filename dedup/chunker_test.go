@@ -218,10 +218,13 @@ func FuzzChunker(f *testing.F) {
 		if len(seed) == 0 {
 			return
 		}
-		n := ChunkMin + int(extra)*16
+		n := ChunkMin + int(extra)*8
 		data := make([]byte, n)
-		for i := range data {
-			data[i] = seed[i%len(seed)] ^ byte(uint32(i)*2654435761>>24)
+		for i := 0; i < n; i += len(seed) {
+			copy(data[i:], seed)
+		}
+		for i := 0; i < n; i += 8 { // vary the tiles so windows differ
+			data[i] ^= byte(uint32(i) * 2654435761 >> 24)
 		}
 		ls := c.Split(data)
 		checkLengths(t, ls, n)
