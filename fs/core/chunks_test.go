@@ -301,3 +301,42 @@ func TestAllocate(t *testing.T) {
 	wantErr(t, openRW(t, f, "/a", 0).Allocate(-1, 1, false), syscall.EINVAL)
 	ok(t, r.Release())
 }
+
+// TestChunkedScatteredEdits: edits in the first and the last chunk of a big file re-seal
+// only those two chunks (the untouched ones between are kept, not sealed again).
+func TestChunkedScatteredEdits(t *testing.T) {
+	e := newEnv(t)
+	cs := &countStore{Store: e.store}
+	e.store = cs
+	f := e.open()
+	data := randBytes(40 << 20)
+	ino := writeFile(t, f, "/db", data)
+	ok(t, f.Sync(ctx()))
+	before := inodeOf(t, f, ino).Ref
+	h := openRW(t, f, "/db", 0)
+	puts := cs.puts.Load()
+	for _, off := range []int{100, len(data) - 5000} {
+		p := randBytes(4096)
+		_, err := h.WriteAt(p, int64(off))
+		ok(t, err)
+		copy(data[off:], p)
+	}
+	ok(t, h.Fsync(ctx()))
+	ok(t, h.Release())
+	after := inodeOf(t, f, ino).Ref
+	if d := cs.puts.Load() - puts; d < 2 || d > 4 {
+		t.Errorf("two 4 KiB edits uploaded %d chunks of %d", d, after.Len())
+	}
+	kept := 0
+	for i := 1; i < min(before.Len(), after.Len())-1; i++ {
+		if before.ChunkLocator(i) == after.ChunkLocator(i) {
+			kept++
+		}
+	}
+	if before.Len() < 5 || kept < before.Len()-4 {
+		t.Errorf("kept %d of %d middle chunks", kept, before.Len()-2)
+	}
+	if got := readFile(t, f, "/db"); !bytes.Equal(got, data) {
+		t.Fatal("bytes differ")
+	}
+}

@@ -199,10 +199,10 @@ func (f *FS) sealOne(ctx context.Context, id uint64) error {
 
 // sealChunks turns a recorded spool (an overlay on rec.Base) into the file's new chunk
 // list (docs/format.md §11, docs/core.md): chunks of the base that the spool does not
-// touch are kept; from the first touched chunk on, the content is chunked again, sealed
-// and uploaded chunk by chunk, until a new cut falls on a cut of the base after which
-// nothing is touched (the chunker depends only on the bytes since the last cut, so the rest
-// of the base is what chunking would give again).
+// touch are kept; from a touched chunk on, the content is chunked again, sealed and
+// uploaded chunk by chunk, until a new cut falls on a cut of the base whose chunk is
+// untouched (the chunker depends only on the bytes since the last cut, so from there on the
+// base's chunks are what chunking would give again), and so on to the end.
 func (f *FS) sealChunks(ctx context.Context, sp *spoolFile, rec pendingRec) (dedup.Content, error) {
 	held, err := sp.heldBlocks()
 	if err != nil {
@@ -223,27 +223,27 @@ func (f *FS) sealChunks(ctx context.Context, sp *spoolFile, rec pendingRec) (ded
 		}
 		return false
 	}
-	first := 0
-	for first < base.Len() && !touched(first) {
-		first++
+	isTouched := make([]bool, base.Len())
+	for j := range isTouched {
+		isTouched[j] = touched(j)
 	}
-	tail := base.Len() // base chunks [tail:] are untouched
-	for tail > first && !touched(tail-1) {
-		tail--
-	}
-	out := base.Slice(0, first)
-	pos := offs[first]
+	var out dedup.Content
+	pos := int64(0)
 	plain := getSealBuf(dedup.ChunkMax)
 	defer putSealBuf(plain)
 	have := 0 // bytes of (*plain) loaded, starting at pos
 	rd := spoolReader{sp, size}
 	for pos < size {
-		if tail < base.Len() && pos >= offs[tail] {
-			if j := sort.Search(len(offs), func(j int) bool { return offs[j] >= pos }); j < base.Len() && offs[j] == pos {
-				out = out.Append(base.Slice(j, base.Len()).Chunks()...)
-				pos = size
-				break
+		// At a cut of the base whose chunk is untouched, keep that chunk: chunking from
+		// here would cut it the same way.
+		if j := sort.Search(len(offs), func(j int) bool { return offs[j] >= pos }); j < base.Len() && offs[j] == pos && !isTouched[j] {
+			k := j + 1
+			for k < base.Len() && !isTouched[k] {
+				k++
 			}
+			out = out.Append(base.Slice(j, k).Chunks()...)
+			pos, have = offs[k], 0
+			continue
 		}
 		// Read ahead in steps until the chunker finds the cut (most chunks end well
 		// before ChunkMax).
