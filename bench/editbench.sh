@@ -87,20 +87,20 @@ run_workloads() { # round target
 	dir=$(target_dir "$t")/r$r
 	mkdir -p "$dir"
 	[ "$t" = imgfs ] && objs="find $WORK/imgfs-store/c -type f | wc -l"
-	OBJS=$objs python3 - "$dir" "$EDIT_MB" "$APPEND_MB" <<'PY' | while read -r m v; do echo "$r,$t,$m,$v" >>"$CSV"; printf '  %-10s %-22s %s\n' "$t" "$m" "$v"; done
+	ROUND=$r OBJS=$objs python3 - "$dir" "$EDIT_MB" "$APPEND_MB" <<'PY' | while read -r m v; do echo "$r,$t,$m,$v" >>"$CSV"; printf '  %-10s %-22s %s\n' "$t" "$m" "$v"; done
 import os, random, sqlite3, statistics, subprocess, sys, time
 d, edit_mb, append_mb = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 objs_cmd = os.environ.get("OBJS", "")
 def objs():
     return int(subprocess.check_output(objs_cmd, shell=True)) if objs_cmd else 0
 def make(path, mb):
-    r = random.Random(mb)
+    r = random.Random(mb * 1000 + int(os.environ["ROUND"]))
     with open(path, "wb") as f:
         for _ in range(mb):
             f.write(r.randbytes(1 << 20))
         f.flush()
         os.fsync(f.fileno())
-r = random.Random(3)
+r = random.Random(3 + int(os.environ["ROUND"]))
 # edit
 p = os.path.join(d, "edit.bin")
 make(p, edit_mb)
