@@ -401,10 +401,11 @@ type Handle struct {
 }
 
 var (
-	_ fusefs.HandleReader   = (*Handle)(nil)
-	_ fusefs.HandleWriter   = (*Handle)(nil)
-	_ fusefs.HandleFlusher  = (*Handle)(nil)
-	_ fusefs.HandleReleaser = (*Handle)(nil)
+	_ fusefs.HandleReader     = (*Handle)(nil)
+	_ fusefs.HandleWriter     = (*Handle)(nil)
+	_ fusefs.HandleFlusher    = (*Handle)(nil)
+	_ fusefs.HandleReleaser   = (*Handle)(nil)
+	_ fusefs.HandleFAllocater = (*Handle)(nil)
 )
 
 // Read implements fusefs.HandleReader.
@@ -430,6 +431,16 @@ func (h *Handle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.W
 		return h.node.err("write", err)
 	}
 	return nil
+}
+
+// FAllocate implements fusefs.HandleFAllocater: fallocate(2) modes 0 and KEEP_SIZE
+// (core.Handle.Allocate); punching holes and other modes are EOPNOTSUPP.
+func (h *Handle) FAllocate(ctx context.Context, req *fuse.FAllocateRequest) error {
+	if req.Mode&^fuse.FAllocateKeepSize != 0 {
+		return syscall.EOPNOTSUPP
+	}
+	err := h.h.Allocate(int64(req.Offset), int64(req.Length), req.Mode&fuse.FAllocateKeepSize != 0)
+	return h.node.err("fallocate", err)
 }
 
 // Flush implements fusefs.HandleFlusher: close(2) returns its error, so durability of the

@@ -26,10 +26,9 @@ var posixSkips = map[string]string{
 }
 
 // posixSkipIfNoFallocate skips the fallocate tests when the mount answers fallocate(2) with
-// EOPNOTSUPP: imgfs does not preallocate (a file's bytes live in a per-handle spool and are
-// sealed as one stream at close, so reserving blocks has no meaning; cp, rsync, tar and
-// ImageMagick do not need it), and posixtest treats EOPNOTSUPP as a failure, not a skip.
-// If imgfs ever implements fallocate, the tests run.
+// EOPNOTSUPP (posixtest treats EOPNOTSUPP as a failure, not a skip). imgfs implements modes
+// 0 and KEEP_SIZE (core.Handle.Allocate), so the tests run; the probe stays for mounts
+// of other file systems under the same harness.
 func posixSkipIfNoFallocate(t *testing.T, dir string) {
 	f, err := os.Create(filepath.Join(dir, ".fallocate-probe"))
 	if err != nil {

@@ -62,8 +62,10 @@ func runCheck(ctx context.Context, out io.Writer, s *session, readData, repair b
 	refs := map[string]int{}
 	var files []core.Ino
 	var fileBytes int64
-	err = s.fs.ForEachFile(func(ino core.Ino, id [32]byte) error {
-		refs[dedup.ContentName(id)]++
+	err = s.fs.ForEachContent(func(ino core.Ino, c dedup.Content) error {
+		for i := range c.Len() { // every chunk of the file's chunk list
+			refs[dedup.ContentName(c.ChunkLocator(i))]++
+		}
 		files = append(files, ino)
 		return nil
 	})

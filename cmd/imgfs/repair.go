@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"fmt"
@@ -43,19 +44,24 @@ func repairContent(ctx context.Context, out io.Writer, s *session, rep *maint.Re
 	if len(damaged) == 0 {
 		return 0, nil
 	}
-	err := s.fs.ForEachFile(func(ino core.Ino, id [32]byte) error {
-		d := damaged[id]
-		if d == nil {
-			return nil
+	fileSizes := map[int64]bool{} // sizes of the files that use a damaged chunk
+	err := s.fs.ForEachContent(func(ino core.Ino, c dedup.Content) error {
+		var p string
+		for i := range c.Len() {
+			d := damaged[c.ChunkLocator(i)]
+			if d == nil {
+				continue
+			}
+			d.size = c.ChunkSize(i)
+			if p == "" {
+				var err error
+				if p, err = s.fs.Path(ino); err != nil {
+					p = fmt.Sprintf("inode %d", ino)
+				}
+				fileSizes[c.Size()] = true
+			}
+			d.paths = append(d.paths, p)
 		}
-		if a, err := s.fs.GetAttr(ino); err == nil {
-			d.size = a.Size
-		}
-		p, err := s.fs.Path(ino)
-		if err != nil {
-			p = fmt.Sprintf("inode %d", ino)
-		}
-		d.paths = append(d.paths, p)
 		return nil
 	})
 	if err != nil {
@@ -91,16 +97,16 @@ func repairContent(ctx context.Context, out io.Writer, s *session, rep *maint.Re
 		f.Close()
 	}
 
-	// 2. Originals under fromDir: files of a wanted plaintext size are sealed (convergent
-	// encryption gives the same object for the same bytes) and kept if the locator matches.
+	// 2. Originals under fromDir: files of the size of a file that uses a damaged chunk are
+	// chunked and sealed (convergent encryption gives the same objects for the same bytes);
+	// a chunk is kept if its locator matches.
 	if fromDir != "" {
-		sizes := map[int64]bool{}
-		for _, d := range damaged {
-			if d.from == "" && d.size >= 0 {
-				sizes[d.size] = true
-			}
+		sizes := fileSizes
+		chunker, err := dedup.NewChunker(s.keys.ConvergenceSecret)
+		if err != nil {
+			return 0, err
 		}
-		err := filepath.WalkDir(fromDir, func(path string, e fs.DirEntry, err error) error {
+		err = filepath.WalkDir(fromDir, func(path string, e fs.DirEntry, err error) error {
 			if err != nil {
 				return err
 			}
@@ -114,7 +120,7 @@ func repairContent(ctx context.Context, out io.Writer, s *session, rep *maint.Re
 			if err != nil || !sizes[info.Size()] {
 				return nil
 			}
-			return repairFromFile(path, info.Size(), s, damaged, upload)
+			return repairFromFile(path, info.Size(), s, chunker, damaged, upload)
 		})
 		if err != nil {
 			return 0, fmt.Errorf("searching %s: %w", fromDir, err)
@@ -144,33 +150,57 @@ func repairContent(ctx context.Context, out io.Writer, s *session, rep *maint.Re
 	return lost, nil
 }
 
-// repairFromFile seals the file at path and, if it is the content of a damaged object not
-// yet repaired, uploads it. Files that seal to something else are skipped.
-func repairFromFile(path string, size int64, s *session, damaged map[dedup.Locator]*damagedObject,
+// repairFromFile chunks and seals the file at path and uploads the chunks that are damaged
+// objects not yet repaired; other chunks are skipped. A file that is one chunk as a whole (a
+// v1 file) is sealed whole too.
+func repairFromFile(path string, size int64, s *session, chunker *dedup.Chunker, damaged map[dedup.Locator]*damagedObject,
 	upload func(*damagedObject, io.ReaderAt, string) error) error {
 	src, err := os.Open(path)
 	if err != nil {
 		return nil // unreadable candidates are skipped, not fatal
 	}
 	defer src.Close()
-	tmp, err := os.CreateTemp("", "imgfs-repair-")
-	if err != nil {
+	try := func(r io.ReaderAt, n int64) error {
+		tmp, err := os.CreateTemp("", "imgfs-repair-")
+		if err != nil {
+			return err
+		}
+		defer func() {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}()
+		ref, err := dedup.Seal(s.keys.ConvergenceSecret, r, n, tmp)
+		if err != nil {
+			return nil
+		}
+		d := damaged[ref.Locator]
+		if d == nil || d.from != "" {
+			return nil
+		}
+		if err := upload(d, tmp, path); err != nil {
+			return fmt.Errorf("restoring %s from %s: %w", dedup.ContentName(d.loc), path, err)
+		}
+		return nil
+	}
+	if err := try(src, size); err != nil {
 		return err
 	}
-	defer func() {
-		tmp.Close()
-		os.Remove(tmp.Name())
-	}()
-	ref, err := dedup.Seal(s.keys.ConvergenceSecret, src, size, tmp)
-	if err != nil {
-		return nil
-	}
-	d := damaged[ref.Locator]
-	if d == nil || d.from != "" {
-		return nil
-	}
-	if err := upload(d, tmp, path); err != nil {
-		return fmt.Errorf("restoring %s from %s: %w", dedup.ContentName(d.loc), path, err)
+	buf := make([]byte, dedup.ChunkMax)
+	for off := int64(0); off < size; {
+		n, err := src.ReadAt(buf[:min(int64(len(buf)), size-off)], off)
+		if err != nil && err != io.EOF {
+			return nil
+		}
+		cut, _ := chunker.Cut(buf[:n], off+int64(n) == size)
+		if cut == 0 {
+			return nil // the file shrank meanwhile
+		}
+		if cut != int(size) {
+			if err := try(bytes.NewReader(buf[:cut]), int64(cut)); err != nil {
+				return err
+			}
+		}
+		off += int64(cut)
 	}
 	return nil
 }

@@ -104,3 +104,41 @@ func TestCheckRepairFromCache(t *testing.T) {
 		t.Fatalf("check after repair: %s", r.stdout)
 	}
 }
+
+// TestCheckRepairChunk: a file of several chunks (format v2) loses every chunk object; check
+// names each missing chunk, and --repair --from chunks the original again and restores all.
+func TestCheckRepairChunk(t *testing.T) {
+	e := newEnv(t)
+	src := filepath.Join(e.dir, "src")
+	data := randBytes(12 << 20) // at least two chunks (a chunk is at most 8 MiB)
+	writeFile(t, filepath.Join(src, "big.tif"), data, 0o644, time.Now())
+	e.initVault("pw")
+	pw := e.withPass("pw")
+	e.must(pw, "import", "--store", e.store, src, "/x")
+	var chunks []string
+	for _, n := range listAll(t, e.store) {
+		if strings.HasPrefix(n, "c/") {
+			chunks = append(chunks, n)
+		}
+	}
+	if len(chunks) < 2 {
+		t.Fatalf("a 12 MiB file is %d content objects", len(chunks))
+	}
+	for _, n := range chunks {
+		if err := os.Remove(filepath.Join(e.store, filepath.FromSlash(n))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := e.must(pw, "check", "--store", e.store, "--repair", "--from", src)
+	for _, n := range chunks {
+		if !strings.Contains(r.stdout, "missing "+n) || !strings.Contains(r.stdout, "repaired "+n+" from "+filepath.Join(src, "big.tif")) {
+			t.Fatalf("chunk %s not reported and repaired:\n%s", n, r.stdout)
+		}
+	}
+	if !strings.Contains(r.stdout, "after repair: 0 problem(s), 0 content object(s) lost") {
+		t.Fatalf("repair:\n%s", r.stdout)
+	}
+	out := filepath.Join(e.dir, "out")
+	e.must(pw, "export", "--store", e.store, "--cache", filepath.Join(e.dir, "fresh"), "/x", out)
+	compareTrees(t, snapshot(t, src), snapshot(t, out))
+}

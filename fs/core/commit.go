@@ -130,7 +130,7 @@ func (f *FS) snapshot(tx *bolt.Tx) (dirty map[uint64]*tree, keep []shardRef, err
 				omit[ino] = true
 				continue
 			case n.isReg() && n.HasRef:
-				n.Size = n.Ref.Size
+				n.Size = n.Ref.Size()
 			case n.isReg():
 				n.Size = 0
 			}
@@ -844,7 +844,7 @@ func (f *FS) recover() error {
 				f.log.Warn("core: spool file missing; file reverts to its last sealed version", "ino", rec.Ino)
 				n.Spool, n.Size = 0, 0
 				if n.HasRef {
-					n.Size = n.Ref.Size
+					n.Size = n.Ref.Size()
 				}
 				drop = append(drop, id)
 				return f.putInode(tx, rec.Ino, &n)
@@ -877,7 +877,7 @@ func (f *FS) recover() error {
 			continue
 		}
 		if info, err := e.Info(); err == nil {
-			f.spoolUsed.Add(info.Size())
+			f.spoolUsed.Add(diskUsage(info))
 		}
 	}
 	f.spoolSeq.Store(maxID)

@@ -299,33 +299,6 @@ func TestUnlinkWhileOpen(t *testing.T) {
 	}
 }
 
-// Objects above sealInMemory are staged in a temp file; both paths must give the same bytes.
-func TestSealViaTempFile(t *testing.T) {
-	old := sealInMemory
-	sealInMemory = 100_000
-	defer func() { sealInMemory = old }()
-	e := newEnv(t)
-	fs := &failStore{Store: e.store} // no Path: the sealed temp file becomes a cache entry
-	e.store = fs
-	f := e.open()
-	data := randBytes(1_000_000)
-	writeFile(t, f, "/big", data)
-	ok(t, f.Sync(ctx()))
-	ents, _ := os.ReadDir(e.cache + "/tmp")
-	if len(ents) != 0 {
-		t.Fatalf("%d temp files left", len(ents))
-	}
-	if got := readFile(t, f, "/big"); !bytes.Equal(got, data) {
-		t.Fatal("bytes differ")
-	}
-	ok(t, f.Close())
-	e.cache = t.TempDir()
-	f = e.open()
-	if got := readFile(t, f, "/big"); !bytes.Equal(got, data) {
-		t.Fatal("bytes differ from a fresh cache")
-	}
-}
-
 // A read-only client catches up with a writer's newer roots at its next Open.
 func TestReadOnlyCatchesUp(t *testing.T) {
 	e := newEnv(t)

@@ -92,6 +92,9 @@ type FS struct {
 	leaseName string
 	leaseID   []byte
 	closeOnce sync.Once
+
+	// chunker cuts file content into chunks (format v2, docs/format.md §11)
+	chunker *dedup.Chunker
 }
 
 func (f *FS) spoolPath(id uint64) string {
@@ -125,6 +128,10 @@ func Open(ctx context.Context, store backend.Store, keys *keyring.Keys, opts Opt
 		fetching: map[dedup.Locator]chan struct{}{}, leaseName: "locks/writer"}
 	if f.log == nil {
 		f.log = slog.Default()
+	}
+	var err error
+	if f.chunker, err = dedup.NewChunker(keys.ConvergenceSecret); err != nil {
+		return nil, errnoErr(syscall.EINVAL, "chunker: %v", err)
 	}
 	if ls, ok := store.(interface {
 		Path(name string) (string, error)

@@ -36,8 +36,6 @@ type openFile struct {
 	src       io.ReaderAt
 	srcSz     int64
 	srcCl     io.Closer
-	// srcCached: src reads a sealed object (from the read cache unless the store is local)
-	srcCached *dedup.Locator
 
 	amu       sync.Mutex // leaf lock for the attribute overlay
 	overlay_  bool
@@ -304,16 +302,6 @@ func (h *Handle) ReadAt(p []byte, off int64) (int, error) {
 		want = want[:rest]
 	}
 	n, err := of.src.ReadAt(want, off)
-	if err != nil && !(err == io.EOF && n == len(want)) && of.srcCached != nil && of.f.storePath == nil {
-		// A damaged read-cache entry: drop it and read once more from a fresh fetch.
-		os.Remove(of.f.objPath(*of.srcCached))
-		of.srcCl.Close()
-		of.src, of.srcCl, of.srcCached = nil, nil, nil
-		if err := of.openSrc(); err != nil {
-			return 0, err
-		}
-		n, err = of.src.ReadAt(want, off)
-	}
 	if err != nil && !(err == io.EOF && n == len(want)) {
 		return n, eio("reading content", err)
 	}
@@ -343,7 +331,7 @@ func (of *openFile) openSrc() error {
 		}
 		switch {
 		case n.Spool != 0:
-			sp, err := openSpool(f.spoolPath(n.Spool), f.lc.spool, false)
+			sp, _, err := f.openRecorded(n.Spool)
 			if err != nil {
 				if errors.Is(err, os.ErrNotExist) && try < 3 {
 					continue // sealed meanwhile: read the inode again
@@ -352,12 +340,8 @@ func (of *openFile) openSrc() error {
 			}
 			of.src, of.srcSz, of.srcCl = &lockedSpoolReader{s: sp, size: n.Size}, n.Size, sp
 		case n.HasRef:
-			r, cl, err := f.objectReader(f.ctxOrBackground(), n.Ref)
-			if err != nil {
-				return err
-			}
-			loc := n.Ref.Locator
-			of.src, of.srcSz, of.srcCl, of.srcCached = r, n.Ref.Size, cl, &loc
+			r := f.openContent(n.Ref)
+			of.src, of.srcSz, of.srcCl = r, n.Ref.Size(), r
 		default:
 			of.src, of.srcSz = emptyReader{}, 0
 		}
@@ -382,7 +366,8 @@ func (r *lockedSpoolReader) ReadAt(p []byte, off int64) (int, error) {
 }
 
 // ensureSpool makes of.sp a private, unfrozen spool holding the current content
-// (copy-on-write). of.mu held.
+// (copy-on-write). The new spool is an overlay: over sealed content it starts empty; over a
+// recorded spool not yet sealed it copies only the blocks that spool holds. of.mu held.
 func (of *openFile) ensureSpool(emptyOK bool) error {
 	if of.sp != nil && !of.frozen {
 		return nil
@@ -393,35 +378,22 @@ func (of *openFile) ensureSpool(emptyOK bool) error {
 	var size int64
 	var err error
 	dirSynced := false
-	switch {
-	case emptyOK:
+	if emptyOK {
 		id, sp, dirSynced, err = f.newSpool()
-	case of.sp != nil:
-		size = of.curSize()
-		if err = f.reserveSpool(spoolDiskSize(size)); err != nil {
-			return err
+		if err != nil {
+			return localErr("creating spool", err)
 		}
-		id = f.spoolSeq.Add(1)
-		sp, err = copySpool(of.sp, f.spoolPath(id), f.lc.spool)
-	default:
-		if err = of.openSrc(); err != nil {
-			return err
-		}
-		size = of.srcSz
-		if err = f.reserveSpool(spoolDiskSize(size)); err != nil {
-			return err
-		}
-		id, sp, dirSynced, err = f.newSpool()
-		if err == nil {
-			err = copyInto(sp, of.src, size)
-			if err != nil {
-				sp.Close()
-				f.removeSpool(id)
+	} else {
+		for try := 0; ; try++ {
+			id, sp, size, dirSynced, err = of.cowSpool()
+			if errors.Is(err, os.ErrNotExist) && try < 3 {
+				continue // the recorded spool was sealed meanwhile
 			}
+			if err != nil {
+				return err
+			}
+			break
 		}
-	}
-	if err != nil {
-		return localErr("creating spool", err)
 	}
 	if of.sp != nil {
 		of.sp.Close()
@@ -432,27 +404,114 @@ func (of *openFile) ensureSpool(emptyOK bool) error {
 	return nil
 }
 
-// account brings f.spoolUsed up to date with the real size of of.sp.
+// cowSpool makes a new spool with the current content of the file (of.mu held).
+func (of *openFile) cowSpool() (id uint64, sp *spoolFile, size int64, dirSynced bool, err error) {
+	f := of.f
+	var n inode
+	if err := f.view(func(tx *bolt.Tx) error {
+		var err error
+		n, err = f.getInode(tx, of.ino)
+		return err
+	}); err != nil {
+		return 0, nil, 0, false, err
+	}
+	var from *spoolFile // a spool to copy held blocks from
+	var base dedup.Content
+	var baseLen int64
+	switch {
+	case of.sp != nil && n.Spool == of.spID:
+		// Our last flush, not sealed yet.
+		from, base, baseLen, size = of.sp, of.sp.baseC, of.sp.baseLen, of.curSize()
+	case of.sp != nil && n.Spool == 0 && n.HasRef:
+		// Our last flush, sealed since (every write of the inode goes through this open
+		// state, so the inode's content is what our frozen spool held).
+		base, baseLen, size = n.Ref, n.Ref.Size(), n.Ref.Size()
+	case of.sp == nil && n.Spool != 0:
+		rsp, rec, err := f.openRecorded(n.Spool)
+		if err != nil {
+			return 0, nil, 0, false, err
+		}
+		defer rsp.Close()
+		from, base, baseLen, size = rsp, rec.Base, rec.BaseLen, n.Size
+	case of.sp == nil && n.HasRef:
+		base, baseLen, size = n.Ref, n.Ref.Size(), n.Ref.Size()
+	case of.sp == nil:
+	default:
+		return 0, nil, 0, false, eio("copy-on-write", errors.New("open file and inode disagree"))
+	}
+	if from != nil {
+		var held [][2]int64
+		if held, err = from.heldBlocks(); err != nil {
+			return 0, nil, 0, false, localErr("reading spool", err)
+		}
+		var bytes int64
+		for _, h := range held {
+			bytes += (h[1] - h[0]) * spoolSlot
+		}
+		if err := f.reserveSpool(bytes); err != nil {
+			return 0, nil, 0, false, err
+		}
+		id = f.spoolSeq.Add(1)
+		sp, err = copySpool(from, f.spoolPath(id), f.lc.spool)
+	} else {
+		id, sp, dirSynced, err = f.newSpool()
+	}
+	if err != nil {
+		return 0, nil, 0, false, localErr("creating spool", err)
+	}
+	if base.Len() > 0 {
+		r := f.openContent(base)
+		sp.setBase(base, r, r, baseLen)
+	}
+	return id, sp, size, dirSynced, nil
+}
+
+// openRecorded opens the spool of journal record id over its base, for reading.
+func (f *FS) openRecorded(id uint64) (*spoolFile, pendingRec, error) {
+	var rec pendingRec
+	found := false
+	err := f.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bPending).Get(be64(id))
+		if v == nil {
+			return nil
+		}
+		var err error
+		rec, err = decodePending(v)
+		found = err == nil
+		return err
+	})
+	if err != nil {
+		return nil, rec, err
+	}
+	if !found {
+		return nil, rec, os.ErrNotExist
+	}
+	sp, err := openSpool(f.spoolPath(id), f.lc.spool, false)
+	if err != nil {
+		return nil, rec, err
+	}
+	if rec.Base.Len() > 0 {
+		r := f.openContent(rec.Base)
+		sp.setBase(rec.Base, r, r, rec.BaseLen)
+	}
+	return sp, rec, nil
+}
+
+// account brings f.spoolUsed up to date with the disk space of of.sp (allocated blocks:
+// spools are sparse).
 func (of *openFile) account() {
 	if st, err := of.sp.f.Stat(); err == nil {
-		of.f.spoolUsed.Add(st.Size() - of.spDisk)
-		of.spDisk = st.Size()
+		of.f.spoolUsed.Add(diskUsage(st) - of.spDisk)
+		of.spDisk = diskUsage(st)
 	}
 }
 
-func copyInto(sp *spoolFile, src io.ReaderAt, size int64) error {
-	buf := make([]byte, spoolBlock)
-	for off := int64(0); off < size; off += spoolBlock {
-		n := min(int64(spoolBlock), size-off)
-		if _, err := src.ReadAt(buf[:n], off); err != nil && !(err == io.EOF) {
-			return eio("reading content", err)
-		}
-		clear(buf[n:])
-		if err := sp.writeBlock(off/spoolBlock, buf); err != nil {
-			return err
-		}
+// diskUsage is the space a file takes on disk.
+func diskUsage(st os.FileInfo) int64 {
+	if s, ok := st.Sys().(*syscall.Stat_t); ok {
+		return s.Blocks * 512
 	}
-	return nil
+	return st.Size()
 }
 
 // reserveSpool fails with ENOSPC when growing the spool by n bytes would pass SpoolLimit.
@@ -483,8 +542,11 @@ func (h *Handle) WriteAt(p []byte, off int64) (int, error) {
 		off = size
 	}
 	end := off + int64(len(p))
-	if end > size {
-		if err := of.f.reserveSpool(spoolDiskSize(end) - spoolDiskSize(size)); err != nil {
+	if len(p) > 0 {
+		// The spool is sparse: a write may allocate every block it touches (counted even
+		// if the spool holds some of them already: the check is conservative).
+		touched := ((end-1)/spoolBlock - off/spoolBlock + 1) * spoolSlot
+		if err := of.f.reserveSpool(max(spoolDiskSize(end)-spoolDiskSize(size), touched)); err != nil {
 			return 0, err
 		}
 	}
@@ -599,7 +661,12 @@ func (f *FS) barrier() error {
 // flushOpen records unflushed writes of of: fsync the spool file (and its directory), then
 // one bbolt transaction points the inode at the spool and adds the journal record. After it
 // the spool is frozen and queued for sealing.
-func (f *FS) flushOpen(of *openFile) error {
+func (f *FS) flushOpen(of *openFile) error { return f.recordOpen(of, true) }
+
+// recordOpen is flushOpen; with barrier false the bbolt transaction is left in the batch
+// (Fsync: the root commit that follows commits it, and the spool is fsynced before, so
+// whenever the record becomes durable its spool is too).
+func (f *FS) recordOpen(of *openFile, barrier bool) error {
 	of.mu.Lock()
 	defer of.mu.Unlock()
 	if !of.dirty || of.sp == nil {
@@ -607,7 +674,7 @@ func (f *FS) flushOpen(of *openFile) error {
 		// written): still a barrier, so what close acknowledges (the create) is durable.
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		if f.closed {
+		if f.closed || !barrier {
 			return nil
 		}
 		return f.commitLocked()
@@ -644,9 +711,10 @@ func (f *FS) flushOpen(of *openFile) error {
 		if err := f.putInode(tx, of.ino, &n); err != nil {
 			return err
 		}
-		return tx.Bucket(bPending).Put(be64(of.spID), encodePending(pendingRec{Ino: of.ino, Size: size}))
+		return tx.Bucket(bPending).Put(be64(of.spID), encodePending(pendingRec{Ino: of.ino, Size: size,
+			Base: of.sp.baseC, BaseLen: of.sp.baseLen}))
 	})
-	if err == nil {
+	if err == nil && barrier {
 		err = f.commitLocked() // the durability barrier of close(2)
 	}
 	f.mu.Unlock()
@@ -681,7 +749,7 @@ func (h *Handle) fsync(ctx context.Context) error {
 	if f.ro {
 		return nil
 	}
-	if err := f.flushOpen(h.of); err != nil {
+	if err := f.recordOpen(h.of, false); err != nil {
 		return err
 	}
 	if h.of.isUnlinked() {
@@ -722,7 +790,7 @@ func (f *FS) fsyncIno(ctx context.Context, ino Ino) error {
 	}
 	f.mu.Unlock()
 	if of != nil {
-		err := f.flushOpen(of)
+		err := f.recordOpen(of, false)
 		unlinked := of.isUnlinked()
 		if err = errors.Join(err, f.releaseOpen(of)); err != nil || unlinked {
 			return err
@@ -781,4 +849,39 @@ func (h *Handle) Release() error {
 		err = h.f.flushOpen(h.of)
 	}
 	return errors.Join(err, h.f.releaseOpen(h.of))
+}
+
+// Allocate is fallocate(2) for modes 0 and FALLOC_FL_KEEP_SIZE. Mode 0 extends the file
+// with zeros up to off+length when that is past the end (like a truncate that grows; the
+// zeros take no spool space). KEEP_SIZE changes nothing: the store has no preallocation and
+// the spool is sparse, so there is nothing to reserve (gocryptfs does the same for its
+// ciphertext). Other modes are refused by the caller (EOPNOTSUPP).
+func (h *Handle) Allocate(off, length int64, keepSize bool) error {
+	if !h.write {
+		return errnoErr(syscall.EBADF, "handle not open for writing")
+	}
+	if off < 0 || length <= 0 {
+		return errnoErr(syscall.EINVAL, "fallocate of %d bytes at %d", length, off)
+	}
+	end := off + length
+	if end > dedup.MaxPlainSize || end < off {
+		return errnoErr(syscall.EFBIG, "fallocate past the maximum file size")
+	}
+	if keepSize {
+		return nil
+	}
+	of := h.of
+	of.mu.Lock()
+	defer of.mu.Unlock()
+	if err := of.ensureSpool(false); err != nil { // cheap: an empty overlay
+		return err
+	}
+	if end <= of.curSize() {
+		return nil
+	}
+	if err := of.truncateLocked(end); err != nil {
+		return err
+	}
+	h.wrote.Store(true)
+	return nil
 }

@@ -330,8 +330,9 @@ func (f *FS) ForEachAux(table string, fn func(key, value []byte) error) error {
 
 // ---- content identity ----
 
-// ContentID returns the locator of ino's sealed content; ok is false while the file has
-// unsealed changes (or is not a regular file). Equal IDs mean byte-identical files.
+// ContentID returns the ID of ino's sealed content (dedup.Content.ID: the locator of a
+// one-chunk file); ok is false while the file has unsealed changes (or is not a regular
+// file). Equal IDs mean byte-identical files.
 func (f *FS) ContentID(ino Ino) (id [32]byte, ok bool, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -341,7 +342,7 @@ func (f *FS) ContentID(ino Ino) (id [32]byte, ok bool, err error) {
 			return err
 		}
 		if n.isReg() && n.HasRef && n.Spool == 0 && !f.openDirty(ino) {
-			id, ok = n.Ref.Locator, true
+			id, ok = n.Ref.ID(), true
 		}
 		return nil
 	})
@@ -359,12 +360,19 @@ func (f *FS) openDirty(ino Ino) bool {
 	return of.overlay_ && of.dirtyHint
 }
 
-// ForEachFile calls fn for every regular file whose content is sealed (reindexing). The
-// list is taken first and fn runs with no lock held, so it may call any FS method.
+// ForEachFile calls fn for every regular file whose content is sealed (reindexing), with
+// its ContentID. The list is taken first and fn runs with no lock held, so it may call any
+// FS method.
 func (f *FS) ForEachFile(fn func(ino Ino, id [32]byte) error) error {
+	return f.ForEachContent(func(ino Ino, c dedup.Content) error { return fn(ino, c.ID()) })
+}
+
+// ForEachContent calls fn for every regular file whose content is sealed, with its chunk
+// list (check, repair), like ForEachFile.
+func (f *FS) ForEachContent(fn func(ino Ino, c dedup.Content) error) error {
 	type file struct {
 		ino Ino
-		id  [32]byte
+		id  dedup.Content
 	}
 	var files []file
 	err := f.view(func(tx *bolt.Tx) error {
@@ -375,7 +383,7 @@ func (f *FS) ForEachFile(fn func(ino Ino, id [32]byte) error) error {
 				return err
 			}
 			if n.isReg() && n.HasRef && n.Spool == 0 && n.Nlink > 0 {
-				files = append(files, file{ino, n.Ref.Locator})
+				files = append(files, file{ino, n.Ref})
 			}
 			return nil
 		})
@@ -393,19 +401,29 @@ func (f *FS) ForEachFile(fn func(ino Ino, id [32]byte) error) error {
 
 // ReferencedObjects returns the store names of every object the current root references
 // (content, metadata, the root itself), plus content that the local working copy references
-// but has not committed yet: the live set for check and gc.
+// but has not committed yet (also the bases of journalled spools): the live set for check
+// and gc. Content means every chunk of every chunk list.
 func (f *FS) ReferencedObjects(ctx context.Context) (map[string]bool, error) {
 	live := map[string]bool{}
 	var anchor uint64
 	err := f.view(func(tx *bolt.Tx) error {
 		anchor = getU64(tx, mAnchorSeq)
-		return tx.Bucket(bInodes).ForEach(func(k, v []byte) error {
+		err := tx.Bucket(bInodes).ForEach(func(k, v []byte) error {
 			n, err := f.getInode(tx, Ino(be64u(k)))
 			if err != nil {
 				return err
 			}
 			if n.HasRef {
-				live[dedup.ContentName(n.Ref.Locator)] = true
+				addChunks(live, n.Ref)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bPending).ForEach(func(k, v []byte) error {
+			if rec, err := decodePending(v); err == nil {
+				addChunks(live, rec.Base)
 			}
 			return nil
 		})
@@ -430,10 +448,16 @@ func (f *FS) ReferencedObjects(ctx context.Context) (map[string]bool, error) {
 	}
 	for _, ti := range t.Inodes {
 		if ti.Node.HasRef {
-			live[dedup.ContentName(ti.Node.Ref.Locator)] = true
+			addChunks(live, ti.Node.Ref)
 		}
 	}
 	return live, nil
+}
+
+func addChunks(live map[string]bool, c dedup.Content) {
+	for i := range c.Len() {
+		live[dedup.ContentName(c.ChunkLocator(i))] = true
+	}
 }
 
 // ---- status ----
@@ -481,10 +505,12 @@ func (f *FS) Status() Status {
 			case n.isReg():
 				s.Files++
 				s.LogicalBytes += n.Size
-				if n.HasRef && !seen[n.Ref.Locator] {
-					seen[n.Ref.Locator] = true
-					s.ContentObjects++
-					s.StoredBytes += dedup.ObjectSize(n.Ref.Size)
+				for i := range n.Ref.Len() {
+					if l := n.Ref.ChunkLocator(i); !seen[l] {
+						seen[l] = true
+						s.ContentObjects++
+						s.StoredBytes += dedup.ObjectSize(n.Ref.ChunkSize(i))
+					}
 				}
 			}
 			return nil

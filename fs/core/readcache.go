@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 
 	"github.com/imgfs/imgfs/backend"
 	"github.com/imgfs/imgfs/dedup"
@@ -196,4 +197,96 @@ func (f *FS) CachedObject(loc dedup.Locator) (string, bool) {
 	p := f.objPath(loc)
 	st, err := os.Stat(p)
 	return p, err == nil && st.Mode().IsRegular()
+}
+
+// contentReader reads a chunk list (format v2): a read opens only the chunks it touches,
+// so a ranged read fetches only those objects. A few chunk readers stay open.
+type contentReader struct {
+	f    *FS
+	c    dedup.Content
+	offs []int64
+	mu   sync.Mutex
+	open map[int]openChunk
+}
+
+type openChunk struct {
+	r  io.ReaderAt
+	cl io.Closer
+}
+
+const openChunksKept = 4
+
+func (f *FS) openContent(c dedup.Content) *contentReader {
+	return &contentReader{f: f, c: c, offs: c.Offsets(), open: map[int]openChunk{}}
+}
+
+// ReadAt follows io.ReaderAt; failures are EIO.
+func (r *contentReader) ReadAt(p []byte, off int64) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	size := r.offs[len(r.offs)-1]
+	if off >= size {
+		return 0, io.EOF
+	}
+	n := 0
+	for n < len(p) && off < size {
+		i := sort.Search(len(r.offs)-1, func(i int) bool { return r.offs[i+1] > off }) // chunk holding off
+		want := p[n:min(len(p), n+int(r.offs[i+1]-off))]
+		if err := r.readChunk(i, want, off-r.offs[i]); err != nil {
+			return n, err
+		}
+		n += len(want)
+		off += int64(len(want))
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// readChunk fills p from chunk i at off; a damaged read-cache entry is dropped and fetched
+// once more.
+func (r *contentReader) readChunk(i int, p []byte, off int64) error {
+	for try := 0; ; try++ {
+		oc, ok := r.open[i]
+		if !ok {
+			if len(r.open) >= openChunksKept {
+				for j, o := range r.open {
+					o.cl.Close()
+					delete(r.open, j)
+					break
+				}
+			}
+			rd, cl, err := r.f.objectReader(r.f.ctxOrBackground(), r.c.Chunk(i))
+			if err != nil {
+				return err
+			}
+			oc = openChunk{rd, cl}
+			r.open[i] = oc
+		}
+		k, err := oc.r.ReadAt(p, off)
+		if k == len(p) {
+			return nil
+		}
+		oc.cl.Close()
+		delete(r.open, i)
+		if try == 0 && r.f.storePath == nil {
+			os.Remove(r.f.objPath(r.c.ChunkLocator(i)))
+			continue
+		}
+		if err == nil || err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return eio("reading content", err)
+	}
+}
+
+func (r *contentReader) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, o := range r.open {
+		o.cl.Close()
+		delete(r.open, i)
+	}
+	return nil
 }

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/imgfs/imgfs/dedup"
-	"github.com/imgfs/imgfs/dedup/keyring"
 )
 
 const (
@@ -27,8 +26,8 @@ type inode struct {
 	Name                string // the name under Parent
 	Target              string // symlink target
 	HasRef              bool
-	Ref                 dedup.Ref // last sealed content (kept while a newer spool is pending)
-	Spool               uint64    // local only: flushed spool awaiting sealing, 0 = none
+	Ref                 dedup.Content // last sealed content (kept while a newer spool is pending)
+	Spool               uint64        // local only: flushed spool awaiting sealing, 0 = none
 }
 
 func (n *inode) isDir() bool     { return n.Mode&os.ModeDir != 0 }
@@ -56,10 +55,7 @@ func (n *inode) encode(e *encoder, local bool) {
 	e.str(n.Name)
 	e.str(n.Target)
 	if n.HasRef {
-		e.byte1(1)
-		e.fixed(n.Ref.Locator[:])
-		e.fixed(n.Ref.Key)
-		e.i(n.Ref.Size)
+		e.b = n.Ref.AppendBinary(e.b) // tag 1 (one chunk, the v1 layout) or 2 (a list)
 	} else {
 		e.byte1(0)
 	}
@@ -85,19 +81,7 @@ func decodeInode(d *decoder, local bool) inode {
 	n.Parent = Ino(d.u())
 	n.Name = d.str(maxNameLen)
 	n.Target = d.str(maxTargetLen)
-	switch d.byte1() {
-	case 0:
-	case 1:
-		n.HasRef = true
-		copy(n.Ref.Locator[:], d.fixed(32))
-		n.Ref.Key = keyring.Secret(append([]byte(nil), d.fixed(32)...))
-		n.Ref.Size = d.i()
-		if n.Ref.Size < 0 || n.Ref.Size > dedup.MaxPlainSize {
-			d.fail()
-		}
-	default:
-		d.fail()
-	}
+	n.HasRef, n.Ref = d.content()
 	if local {
 		n.Spool = d.u()
 	}
@@ -122,30 +106,66 @@ func decodeInodeRecord(b []byte) (inode, error) {
 // pendingRec is one journal record (bucket "pending", key = spool id): "inode Ino has
 // flushed content in that spool file, Size bytes". It is written in the same bbolt
 // transaction that points the inode at the spool, so a crash sees both or neither.
+// The spool is an overlay (docs/core.md): blocks it does not hold are the bytes of Base
+// below BaseLen, zeros above.
 type pendingRec struct {
-	Ino  Ino
-	Size int64
+	Ino     Ino
+	Size    int64
+	Base    dedup.Content
+	BaseLen int64
 }
 
-const journalVersion = 1
+// journal record: version 1 = ino size (a whole-file spool, no base);
+// version 2 = ino size baseLen hasBase [content].
+const journalVersion = 2
 
 func encodePending(p pendingRec) []byte {
 	var e encoder
 	e.byte1(journalVersion)
 	e.u(uint64(p.Ino))
 	e.i(p.Size)
+	e.i(p.BaseLen)
+	e.b = p.Base.AppendBinary(e.b)
 	return e.b
 }
 
 // decodePending is the journal record decoder (fuzzed by FuzzDecodeJournal).
 func decodePending(b []byte) (pendingRec, error) {
 	d := decoder{b: b}
-	if d.byte1() != journalVersion {
+	v := d.byte1()
+	if v != 1 && v != journalVersion {
 		d.fail()
 	}
 	p := pendingRec{Ino: Ino(d.u()), Size: d.i()}
+	if v == journalVersion {
+		p.BaseLen = d.i()
+		var has bool
+		has, p.Base = d.content()
+		if !has || p.BaseLen < 0 || p.BaseLen > p.Base.Size() {
+			d.fail()
+		}
+	}
 	if p.Size < 0 || p.Size > dedup.MaxPlainSize {
 		d.fail()
 	}
 	return p, d.end()
+}
+
+// content decodes a chunk list preceded by its tag; tag 0 is "none".
+func (d *decoder) content() (bool, dedup.Content) {
+	if d.err != nil || len(d.b) == 0 {
+		d.fail()
+		return false, dedup.Content{}
+	}
+	if d.b[0] == 0 {
+		d.b = d.b[1:]
+		return false, dedup.Content{}
+	}
+	c, n, err := dedup.DecodeContent(d.b)
+	if err != nil {
+		d.fail()
+		return false, dedup.Content{}
+	}
+	d.b = d.b[n:]
+	return true, c
 }

@@ -1,13 +1,12 @@
 package core
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"io"
 	"os"
-	"path/filepath"
+	"sort"
 	"sync"
 	"time"
 
@@ -138,7 +137,7 @@ func (f *FS) sealOne(ctx context.Context, id uint64) error {
 	if !have {
 		return nil // done or superseded
 	}
-	sp, err := openSpool(f.spoolPath(id), f.lc.spool, false)
+	sp, _, err := f.openRecorded(id)
 	if errors.Is(err, os.ErrNotExist) {
 		// A newer flush of the file superseded this spool (and deleted it) after we read
 		// the record: nothing to do if the record is gone now.
@@ -155,71 +154,9 @@ func (f *FS) sealOne(ctx context.Context, id uint64) error {
 		return eio("opening spool", err)
 	}
 	defer sp.Close()
-	// The locator is known only after sealing, so the object is staged before the upload:
-	// in memory up to sealInMemory, else in a temp file.
-	objSize := dedup.ObjectSize(rec.Size)
-	var obj io.ReaderAt
-	var ref dedup.Ref
-	tmpName := ""
-	inMemory := objSize <= sealInMemory
-	if inMemory {
-		// The plaintext is read from the spool once (Seal reads its source twice), and
-		// both buffers are reused: fresh multi-megabyte buffers cost page faults.
-		plain, out := getSealBuf(rec.Size), getSealBuf(objSize)
-		defer putSealBuf(plain)
-		defer putSealBuf(out)
-		if err := readFullAtSpool(sp, *plain, rec.Size); err != nil {
-			return localErr("reading spool", err)
-		}
-		buf := bytes.NewBuffer((*out)[:0])
-		ref, err = dedup.Seal(f.keys.ConvergenceSecret, bytes.NewReader(*plain), rec.Size, buf)
-		if err != nil {
-			return localErr("sealing", err)
-		}
-		obj = bytes.NewReader(buf.Bytes())
-	} else {
-		tmp, err := os.CreateTemp(filepath.Join(f.dir, "tmp"), "seal-")
-		if err != nil {
-			return localErr("creating temporary object", err)
-		}
-		tmpName = tmp.Name()
-		defer func() {
-			tmp.Close()
-			os.Remove(tmpName)
-		}()
-		w := bufio.NewWriterSize(tmp, 256<<10)
-		ref, err = dedup.Seal(f.keys.ConvergenceSecret, spoolReader{sp, rec.Size}, rec.Size, w)
-		if err == nil {
-			err = w.Flush()
-		}
-		if err != nil {
-			return localErr("sealing", err)
-		}
-		obj = tmp
-	}
-	// The store's retry decorator cannot replay the streamed body, so a transient failure
-	// (connection reset, timeout, lost answer) retries the whole upload; a Put that landed
-	// although its answer was lost is then a dedup hit.
-	f.uploading.Add(1)
-	err = f.retryStore(ctx, "uploading content", func() error {
-		_, err := dedup.UploadWith(ctx, f.store, ref.Locator, obj, objSize,
-			dedup.UploadOptions{Verify: f.verifyMode(), Logger: f.log, Hashed: inMemory})
-		return err
-	})
-	f.uploading.Add(-1)
+	content, err := f.sealChunks(ctx, sp, rec)
 	if err != nil {
-		return eio("uploading content", err)
-	}
-	// Keep the object as a read-cache entry (it is ciphertext and it is what we stored),
-	// unless the store is a local directory that reads serve from directly.
-	if f.storePath == nil {
-		if tmpName != "" {
-			if os.Rename(tmpName, f.objPath(ref.Locator)) == nil {
-				f.touchCache()
-			}
-		} else if b, ok := obj.(*bytes.Reader); ok {
-			f.cacheBytes(ref.Locator, b)
-		}
+		return err
 	}
 
 	swapped := false
@@ -236,7 +173,7 @@ func (f *FS) sealOne(ctx context.Context, id uint64) error {
 		if err != nil || n.Spool != id {
 			return nil // deleted or superseded by a newer flush
 		}
-		n.Spool, n.HasRef, n.Ref, n.Size = 0, true, ref, rec.Size
+		n.Spool, n.HasRef, n.Ref, n.Size = 0, true, content, rec.Size
 		if err := f.putInode(tx, rec.Ino, &n); err != nil {
 			return err
 		}
@@ -260,8 +197,119 @@ func (f *FS) sealOne(ctx context.Context, id uint64) error {
 	return nil
 }
 
-// sealInMemory: objects up to this size are sealed into memory (no temp file on disk).
-var sealInMemory int64 = 32 << 20 // a var for tests
+// sealChunks turns a recorded spool (an overlay on rec.Base) into the file's new chunk
+// list (docs/format.md §11, docs/core.md): chunks of the base that the spool does not
+// touch are kept; from a touched chunk on, the content is chunked again, sealed and
+// uploaded chunk by chunk, until a new cut falls on a cut of the base whose chunk is
+// untouched (the chunker depends only on the bytes since the last cut, so from there on the
+// base's chunks are what chunking would give again), and so on to the end.
+func (f *FS) sealChunks(ctx context.Context, sp *spoolFile, rec pendingRec) (dedup.Content, error) {
+	held, err := sp.heldBlocks()
+	if err != nil {
+		return dedup.Content{}, localErr("reading spool", err)
+	}
+	base, size := rec.Base, rec.Size
+	offs := base.Offsets()
+	limit := min(rec.BaseLen, size)
+	touched := func(j int) bool { // chunk j of the base must be sealed again
+		lo, hi := offs[j], offs[j+1]
+		if hi > limit || (j == base.Len()-1 && size != offs[j+1]) {
+			return true
+		}
+		for _, h := range held { // few runs: the blocks written since the base
+			if h[0]*spoolBlock < hi && h[1]*spoolBlock > lo {
+				return true
+			}
+		}
+		return false
+	}
+	isTouched := make([]bool, base.Len())
+	for j := range isTouched {
+		isTouched[j] = touched(j)
+	}
+	var out dedup.Content
+	pos := int64(0)
+	plain := getSealBuf(dedup.ChunkMax)
+	defer putSealBuf(plain)
+	have := 0 // bytes of (*plain) loaded, starting at pos
+	rd := spoolReader{sp, size}
+	for pos < size {
+		// At a cut of the base whose chunk is untouched, keep that chunk: chunking from
+		// here would cut it the same way.
+		if j := sort.Search(len(offs), func(j int) bool { return offs[j] >= pos }); j < base.Len() && offs[j] == pos && !isTouched[j] {
+			k := j + 1
+			for k < base.Len() && !isTouched[k] {
+				k++
+			}
+			out = out.Append(base.Slice(j, k).Chunks()...)
+			pos, have = offs[k], 0
+			continue
+		}
+		// Read ahead in steps until the chunker finds the cut (most chunks end well
+		// before ChunkMax).
+		var n int
+		scanned := 0 // (*plain)[:scanned] holds no cut
+		for {
+			final := pos+int64(have) == size
+			if have > dedup.ChunkMin || final {
+				var ok bool
+				if n, ok = f.chunker.CutFrom((*plain)[:have], scanned, final); ok {
+					break
+				}
+				scanned = have
+			}
+			want := int(min(int64(have+sealReadStep), int64(dedup.ChunkMax), size-pos))
+			if err := readFullAtSpool(rd, (*plain)[have:want], pos+int64(have)); err != nil {
+				return dedup.Content{}, eio("reading spool", err)
+			}
+			have = want
+		}
+		ref, err := f.sealChunk(ctx, (*plain)[:n])
+		if err != nil {
+			return dedup.Content{}, err
+		}
+		out = out.Append(ref)
+		copy(*plain, (*plain)[n:have])
+		have -= n
+		pos += int64(n)
+	}
+	return out, nil
+}
+
+// sealReadStep is how far the sealer reads ahead of the chunker.
+const sealReadStep = 1 << 20
+
+// sealChunk seals one chunk in memory and uploads it (dedup check first).
+func (f *FS) sealChunk(ctx context.Context, chunk []byte) (dedup.Ref, error) {
+	objSize := dedup.ObjectSize(int64(len(chunk)))
+	out := getSealBuf(objSize)
+	defer putSealBuf(out)
+	buf := bytes.NewBuffer((*out)[:0])
+	ref, err := dedup.Seal(f.keys.ConvergenceSecret, bytes.NewReader(chunk), int64(len(chunk)), buf)
+	if err != nil {
+		return dedup.Ref{}, localErr("sealing", err)
+	}
+	obj := bytes.NewReader(buf.Bytes())
+	// The store's retry decorator cannot replay the streamed body, so a transient failure
+	// (connection reset, timeout, lost answer) retries the whole upload; a Put that landed
+	// although its answer was lost is then a dedup hit.
+	f.uploading.Add(1)
+	err = f.retryStore(ctx, "uploading content", func() error {
+		_, err := dedup.UploadWith(ctx, f.store, ref.Locator, obj, objSize,
+			dedup.UploadOptions{Verify: f.verifyMode(), Logger: f.log, Hashed: true})
+		return err
+	})
+	f.uploading.Add(-1)
+	if err != nil {
+		return dedup.Ref{}, eio("uploading content", err)
+	}
+	// Keep the object as a read-cache entry (it is ciphertext and it is what we stored),
+	// unless the store is a local directory that reads serve from directly.
+	if f.storePath == nil {
+		f.cacheBytes(ref.Locator, obj)
+	}
+	return ref, nil
+}
 
 // sealBufs recycles the in-memory sealing buffers (plaintext and object).
 var sealBufs sync.Pool
@@ -277,9 +325,9 @@ func getSealBuf(n int64) *[]byte {
 
 func putSealBuf(b *[]byte) { sealBufs.Put(b) }
 
-// readFullAtSpool reads the first size plaintext bytes of sp into p.
-func readFullAtSpool(sp *spoolFile, p []byte, size int64) error {
-	n, err := spoolReader{sp, size}.ReadAt(p, 0)
+// readFullAtSpool reads len(p) plaintext bytes at off.
+func readFullAtSpool(r spoolReader, p []byte, off int64) error {
+	n, err := r.ReadAt(p, off)
 	if n == len(p) {
 		return nil
 	}
@@ -296,7 +344,7 @@ func (f *FS) removeSpool(id uint64) {
 	p := f.spoolPath(id)
 	if st, err := os.Stat(p); err == nil {
 		if os.Remove(p) == nil {
-			f.spoolUsed.Add(-st.Size())
+			f.spoolUsed.Add(-diskUsage(st))
 		}
 	}
 }

@@ -8,10 +8,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 
 	"golang.org/x/crypto/hkdf"
 
 	"crypto/sha256"
+
+	"github.com/imgfs/imgfs/dedup"
 )
 
 // Spool file format (local only, never uploaded):
@@ -25,6 +28,10 @@ import (
 // block writes), which also makes a byte copy of a spool file safe to keep writing. An
 // all-zero nonce marks a hole (never written, or past a truncation): it reads as zeros.
 // The file size is not in the spool; the inode record (or the journal) holds it.
+//
+// A spool is an overlay on a base (docs/core.md): a block the spool does not hold reads as
+// the base's bytes below baseLen and zeros above. So copy-on-write copies nothing from
+// sealed content, and the sealer re-chunks only around the blocks the spool holds.
 const (
 	spoolBlock  = 64 << 10
 	spoolSlot   = 12 + spoolBlock + 16
@@ -38,6 +45,17 @@ type spoolFile struct {
 	aead cipher.AEAD
 	buf  []byte // one slot, reused; callers serialise access to a spoolFile
 	pt   []byte // one plaintext block
+
+	baseC   dedup.Content // the content below the overlay (empty: none)
+	base    io.ReaderAt   // reads baseC
+	baseCl  io.Closer
+	baseLen int64 // base bytes visible: min(base size, every truncation since)
+}
+
+// setBase puts the spool over content c (read through r, closed with the spool), of which
+// the first n bytes show.
+func (s *spoolFile) setBase(c dedup.Content, r io.ReaderAt, cl io.Closer, n int64) {
+	s.baseC, s.base, s.baseCl, s.baseLen = c, r, cl, n
 }
 
 func spoolKey(k []byte, salt []byte) []byte {
@@ -90,13 +108,30 @@ func openSpool(path string, k []byte, write bool) (*spoolFile, error) {
 	return newSpoolFile(f, spoolKey(k, hdr[8:40])), nil
 }
 
-// copySpool copies src's bytes into a new file at path (same salt, so same key).
+// copySpool copies the slots src holds into a new sparse file at path (same salt, so same
+// key); the caller gives the copy src's base.
 func copySpool(src *spoolFile, path string, k []byte) (*spoolFile, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := io.Copy(f, io.NewSectionReader(src.f, 0, 1<<62)); err != nil {
+	err = copyRange(f, src.f, 0, spoolHeader)
+	if err == nil {
+		var runs [][2]int64
+		runs, err = src.heldBlocks()
+		for _, r := range runs {
+			if err == nil {
+				err = copyRange(f, src.f, slotOff(r[0]), slotOff(r[1])-slotOff(r[0]))
+			}
+		}
+	}
+	if err == nil {
+		var st os.FileInfo
+		if st, err = src.f.Stat(); err == nil {
+			err = f.Truncate(st.Size()) // keep the slot count (a hole at the end reads as zeros)
+		}
+	}
+	if err != nil {
 		f.Close()
 		os.Remove(path)
 		return nil, err
@@ -110,7 +145,12 @@ func copySpool(src *spoolFile, path string, k []byte) (*spoolFile, error) {
 	return newSpoolFile(f, spoolKey(k, hdr[8:40])), nil
 }
 
-func (s *spoolFile) Close() error { return s.f.Close() }
+func (s *spoolFile) Close() error {
+	if s.baseCl != nil {
+		s.baseCl.Close()
+	}
+	return s.f.Close()
+}
 
 var errSpoolAuth = errors.New("spool block failed authentication")
 
@@ -128,6 +168,15 @@ func (s *spoolFile) readBlock(i int64) ([]byte, error) {
 			return nil, errSpoolAuth // torn slot
 		}
 		clear(s.pt)
+		if lo := i * spoolBlock; lo < s.baseLen {
+			m := min(spoolBlock, s.baseLen-lo)
+			if k, err := s.base.ReadAt(s.pt[:m], lo); int64(k) != m {
+				if err == nil || err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
+				return nil, fmt.Errorf("reading base content: %w", err)
+			}
+		}
 		return s.pt, nil
 	}
 	var aad [8]byte
@@ -212,6 +261,7 @@ func (s *spoolFile) writeAt(p []byte, off int64) error {
 // the tail of the last block is zeroed.
 func (s *spoolFile) truncate(size, oldSize int64) error {
 	nb := (size + spoolBlock - 1) / spoolBlock
+	s.baseLen = min(s.baseLen, size)
 	if size < oldSize && size%spoolBlock != 0 {
 		i := size / spoolBlock
 		pt, err := s.readBlock(i)
@@ -241,6 +291,69 @@ type spoolReader struct {
 }
 
 func (r spoolReader) ReadAt(p []byte, off int64) (int, error) { return r.s.readAt(p, off, r.size) }
+
+func copyRange(dst, src *os.File, off, n int64) error {
+	_, err := io.Copy(io.NewOffsetWriter(dst, off), io.NewSectionReader(src, off, n))
+	return err
+}
+
+// heldBlocks returns the runs [lo, hi) of block indexes whose slots the spool holds (were
+// written and not truncated away). Only the file's data extents (SEEK_DATA/SEEK_HOLE) are
+// looked at, so the cost follows what was written, not the file size.
+func (s *spoolFile) heldBlocks() ([][2]int64, error) {
+	st, err := s.f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	nslots := (st.Size() - spoolHeader + spoolSlot - 1) / spoolSlot
+	if nslots <= 0 {
+		return nil, nil
+	}
+	var cand [][2]int64 // candidate slot runs from the data extents
+	for off := int64(spoolHeader); off < st.Size(); {
+		d, err := s.f.Seek(off, seekData)
+		if errors.Is(err, syscall.ENXIO) {
+			break
+		}
+		if err != nil { // no SEEK_DATA here: every slot is a candidate
+			cand = [][2]int64{{0, nslots}}
+			break
+		}
+		h, err := s.f.Seek(d, seekHole)
+		if err != nil {
+			h = st.Size()
+		}
+		lo := max(d-spoolHeader, 0) / spoolSlot
+		hi := min((h-spoolHeader+spoolSlot-1)/spoolSlot, nslots)
+		if n := len(cand); n > 0 && cand[n-1][1] >= lo {
+			cand[n-1][1] = max(cand[n-1][1], hi)
+		} else if hi > lo {
+			cand = append(cand, [2]int64{lo, hi})
+		}
+		off = h
+	}
+	var out [][2]int64
+	var nonce [12]byte
+	for _, c := range cand {
+		for i := c[0]; i < c[1]; i++ {
+			if _, err := s.f.ReadAt(nonce[:], slotOff(i)); err != nil && err != io.EOF {
+				return nil, err
+			}
+			if allZero(nonce[:]) {
+				continue
+			}
+			if n := len(out); n > 0 && out[n-1][1] == i {
+				out[n-1][1] = i + 1
+			} else {
+				out = append(out, [2]int64{i, i + 1})
+			}
+		}
+	}
+	return out, nil
+}
+
+// lseek whence values for sparse files (Linux).
+const seekData, seekHole = 3, 4
 
 func allZero(b []byte) bool {
 	for _, c := range b {
