@@ -73,7 +73,9 @@ type Options struct {
 	CommitDelay    time.Duration // debounce of the background root commit; 0 = 2s
 	SealWorkers    int           // background sealers; 0 = 2
 	ReadCacheBytes int64         // local cache of sealed objects (ciphertext); 0 = 512 MiB
-	BreakLease     bool          // take over a writer lease left by a crashed mount elsewhere
+	BreakLease     bool          // no effect: there is no writer lock any more (docs/core.md, "Several devices")
+	// Device names this device in conflict copies and presence records; "" = the host name.
+	Device string
 }
 
 // Status is what `imgfs status` prints.
