@@ -92,6 +92,7 @@ type FS struct {
 	// frozen: a read-only open of a cache with work not yet in the store; its bbolt is
 	// opened read-only and nothing in the cache is touched (docs/core.md, "Several devices").
 	frozen    bool
+	onMerge   atomic.Pointer[func(Changes)]
 	closeOnce sync.Once
 }
 
@@ -259,6 +260,10 @@ func (f *FS) start(ctx context.Context) error {
 		go f.poolFiller()
 		f.kickCommit()
 		f.kickPool()
+	}
+	if f.opts.RefreshInterval >= 0 {
+		f.wg.Add(1)
+		go f.refresher()
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"sort"
 	"syscall"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -276,6 +277,7 @@ func (f *FS) mergeNewer(ctx context.Context, latest uint64) (bool, error) {
 	}
 	var conflicts []string
 	changed := false
+	var chs Changes
 	err = f.db.Update(func(tx *bolt.Tx) error {
 		if getU64(tx, mAnchorSeq) != anchor {
 			return errors.New("core: the anchor moved during a merge")
@@ -301,6 +303,7 @@ func (f *FS) mergeNewer(ctx context.Context, latest uint64) (bool, error) {
 			return allocErr
 		}
 		conflicts = res.Conflicts
+		chs = mergeChanges(res, ours, theirs, base)
 		changed, err = f.applyMerge(tx, res, base, ours, theirs)
 		return err
 	})
@@ -312,7 +315,130 @@ func (f *FS) mergeNewer(ctx context.Context, latest uint64) (bool, error) {
 	}
 	f.log.Info("core: merged another device's root into the working copy", "root", latest, "changed", changed)
 	f.kickCommit()
+	if fn := f.onMerge.Load(); fn != nil && (len(chs.Inodes) > 0 || len(chs.Entries) > 0) {
+		(*fn)(chs)
+	}
 	return changed, nil
+}
+
+// mergeChanges lists what the merge result changes against the working copy (ours).
+func mergeChanges(res *rootsync.Result, ours, theirs, base *side) Changes {
+	var ch Changes
+	enc := func(n inode) string {
+		n.Spool = 0
+		var e encoder
+		n.encode(&e, false)
+		return string(e.b)
+	}
+	oldLinks := map[Ino][]rootsync.Link{}
+	for _, d := range ours.t.Dirents {
+		oldLinks[d.Ino] = append(oldLinks[d.Ino], rootsync.Link{Parent: uint64(d.Parent), Name: d.Name})
+	}
+	for ino, o := range ours.nodes {
+		p := res.Picks[uint64(ino)]
+		switch {
+		case p == nil:
+			ch.Inodes = append(ch.Inodes, ino)
+		case p.Side == rootsync.Ours && p.From == uint64(ino):
+		default:
+			var n inode
+			switch p.Side {
+			case rootsync.Theirs:
+				n = theirs.nodes[Ino(p.From)].Node
+			case rootsync.Base:
+				n = base.nodes[Ino(p.From)].Node
+			}
+			if enc(n) != enc(o.Node) {
+				ch.Inodes = append(ch.Inodes, ino)
+			}
+		}
+	}
+	seen := map[rootsync.Link]bool{}
+	for ino, p := range res.Picks {
+		old := oldLinks[Ino(ino)]
+		for _, l := range p.Links {
+			if !slicesContains(old, l) && !seen[l] {
+				seen[l] = true
+				ch.Entries = append(ch.Entries, Entry{Parent: Ino(l.Parent), Name: l.Name})
+			}
+		}
+		for _, l := range old {
+			if !slicesContains(p.Links, l) && !seen[l] {
+				seen[l] = true
+				ch.Entries = append(ch.Entries, Entry{Parent: Ino(l.Parent), Name: l.Name})
+			}
+		}
+	}
+	for ino, old := range oldLinks {
+		if res.Picks[uint64(ino)] == nil {
+			for _, l := range old {
+				if !seen[l] {
+					seen[l] = true
+					ch.Entries = append(ch.Entries, Entry{Parent: Ino(l.Parent), Name: l.Name})
+				}
+			}
+		}
+	}
+	return ch
+}
+
+func slicesContains(ls []rootsync.Link, l rootsync.Link) bool {
+	for _, x := range ls {
+		if x == l {
+			return true
+		}
+	}
+	return false
+}
+
+// SetOnMerge sets fn to be called after roots of other devices were merged into the
+// working copy, with what changed (fs/ invalidates the kernel's caches). fn runs on the
+// merging goroutine, possibly inside a FUSE request (Fsync): it must hand work to a goroutine.
+func (f *FS) SetOnMerge(fn func(Changes)) { f.onMerge.Store(&fn) }
+
+// refresher polls for roots of other devices and merges them (live refresh).
+func (f *FS) refresher() {
+	defer f.wg.Done()
+	every := f.opts.RefreshInterval
+	if every == 0 {
+		every = 5 * time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var lastErr string
+	for {
+		select {
+		case <-f.ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := f.Refresh(f.ctx)
+		if err != nil && f.ctx.Err() == nil && err.Error() != lastErr {
+			f.log.Warn("core: merging other devices' roots failed; will retry", "err", err)
+		}
+		lastErr = ""
+		if err != nil {
+			lastErr = err.Error()
+		}
+	}
+}
+
+// Refresh merges roots that other devices wrote after this cache's anchor, if any: one
+// HEAD of the next root name when there are none. An unreachable store is not an error
+// (the device works offline and merges when the store returns).
+func (f *FS) Refresh(ctx context.Context) error {
+	if f.frozen {
+		return nil
+	}
+	if _, err := f.store.Stat(ctx, dedup.RootName(f.anchorSeq()+1)); err != nil {
+		if errors.Is(err, backend.ErrNotExist) || isTransient(err) {
+			return nil
+		}
+		return eio("polling for new roots", err)
+	}
+	f.commitMu.Lock()
+	defer f.commitMu.Unlock()
+	return f.catchUp(ctx)
 }
 
 // applyMerge writes the merge result as the working copy (inside tx) and moves the anchor.

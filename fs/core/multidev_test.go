@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -218,4 +219,31 @@ func (f *FS) Mkdir2(t *testing.T, p string) error {
 	dir, name := filepath.Split(p)
 	_, err := f.Mkdir(must(f.Resolve(dir)), name, 0o755)
 	return err
+}
+
+// Live refresh: Refresh merges another device's new root and reports what changed.
+func TestRefreshMergesAndReports(t *testing.T) {
+	e := newEnv(t)
+	e.opts.RefreshInterval = -1
+	f := e.device("a").open()
+	g := e.device("b").open()
+	var got []Changes
+	g.SetOnMerge(func(c Changes) { got = append(got, c) })
+	writeFile(t, f, "/new", []byte("n"))
+	ok(t, f.Sync(ctx()))
+	ok(t, g.Refresh(ctx()))
+	if s := string(readFile(t, g, "/new")); s != "n" {
+		t.Fatalf("/new on b: %q", s)
+	}
+	if len(got) != 1 || len(got[0].Entries) != 1 || got[0].Entries[0] != (Entry{RootIno, "new"}) {
+		t.Fatalf("changes %+v", got)
+	}
+	if !slices.Contains(got[0].Inodes, RootIno) {
+		t.Fatalf("the root directory's change is not reported: %+v", got[0])
+	}
+	// Nothing new: one poll, no merge.
+	ok(t, g.Refresh(ctx()))
+	if len(got) != 1 {
+		t.Fatalf("a refresh without a new root merged: %+v", got)
+	}
 }

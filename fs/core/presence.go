@@ -238,3 +238,27 @@ func (f *FS) GCLive(ctx context.Context) (map[string]bool, error) {
 	}
 	return live, nil
 }
+
+// DeviceStatus is one line of `imgfs status`'s devices.
+type DeviceStatus struct {
+	Presence
+	This bool // this cache's device
+}
+
+// Devices lists the vault's devices from their presence records, this one marked.
+func (f *FS) Devices(ctx context.Context) ([]DeviceStatus, error) {
+	all, err := Devices(ctx, f.store, f.keys)
+	if err != nil {
+		return nil, eio("listing presence records", err)
+	}
+	var id []byte
+	f.db.View(func(tx *bolt.Tx) error {
+		id = append([]byte(nil), tx.Bucket(bMeta).Get([]byte(mLease))...)
+		return nil
+	})
+	out := make([]DeviceStatus, len(all))
+	for i, p := range all {
+		out[i] = DeviceStatus{Presence: p, This: len(id) > 0 && bytes.Equal(p.ID, id)}
+	}
+	return out, nil
+}

@@ -1,0 +1,147 @@
+package integration
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+)
+
+// Several devices on one vault (docs/core.md, "Several devices"), with real mounts.
+
+// device returns a second mount of m's vault: its own cache, mountpoint and device name.
+func (m *Mount) device(name string, extra ...string) *Mount {
+	m.t.Helper()
+	d := &Mount{t: m.t, Bin: m.Bin, Root: m.Root, StoreURL: m.StoreURL, StoreDir: m.StoreDir, PassFile: m.PassFile,
+		env: m.env, Dir: filepath.Join(m.Root, "mnt-"+name), Cache: filepath.Join(m.Root, "cache", "dev-"+name)}
+	d.args = append(append(append([]string(nil), m.args...), "--device", name), extra...)
+	if err := os.MkdirAll(d.Dir, 0o755); err != nil {
+		m.t.Fatal(err)
+	}
+	m.t.Cleanup(d.cleanup)
+	d.Mount()
+	return d
+}
+
+// eventually polls cond every 20 ms until it holds or the deadline passes.
+func eventually(t *testing.T, what string, within time.Duration, cond func() (bool, string)) time.Duration {
+	t.Helper()
+	start := time.Now()
+	last := ""
+	for time.Since(start) < within {
+		ok, state := cond()
+		if ok {
+			return time.Since(start)
+		}
+		last = state
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within %s (last: %s)", what, within, last)
+	return 0
+}
+
+func fileIs(path string, want []byte) func() (bool, string) {
+	return func() (bool, string) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return false, err.Error()
+		}
+		return bytes.Equal(b, want), fmt.Sprintf("%d bytes", len(b))
+	}
+}
+
+// TestLiveRefresh: what one device syncs, the others (writer and read-only) show within
+// seconds, through the kernel's caches: new files, overwrites of files already read,
+// deletions.
+func TestLiveRefresh(t *testing.T) {
+	a := startVault(t, vaultOptions{MountArgs: []string{"--refresh", "200ms", "--device", "a"}})
+	b := a.device("b")
+	c := a.device("c", "--read-only")
+	const within = 15 * time.Second
+
+	v1 := []byte("version 1 from a")
+	if err := os.WriteFile(filepath.Join(a.Dir, "f"), v1, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a.Sync()
+	for _, m := range []*Mount{b, c} {
+		eventually(t, "new file on "+m.Dir, within, fileIs(filepath.Join(m.Dir, "f"), v1))
+	}
+	// An overwrite of a file the others have read (attributes and pages cached).
+	v2 := []byte("version 2 from a, longer than the first")
+	if err := os.WriteFile(filepath.Join(a.Dir, "f"), v2, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a.Sync()
+	for _, m := range []*Mount{b, c} {
+		eventually(t, "overwrite on "+m.Dir, within, fileIs(filepath.Join(m.Dir, "f"), v2))
+	}
+	// B writes: A and C see it.
+	fromB := []byte("from b")
+	if err := os.WriteFile(filepath.Join(b.Dir, "g"), fromB, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.Sync()
+	for _, m := range []*Mount{a, c} {
+		eventually(t, "b's file on "+m.Dir, within, fileIs(filepath.Join(m.Dir, "g"), fromB))
+	}
+	// A deletes f: gone everywhere.
+	if err := os.Remove(filepath.Join(a.Dir, "f")); err != nil {
+		t.Fatal(err)
+	}
+	a.Sync()
+	for _, m := range []*Mount{b, c} {
+		eventually(t, "delete on "+m.Dir, within, func() (bool, string) {
+			_, err := os.Stat(filepath.Join(m.Dir, "f"))
+			return errors.Is(err, fs.ErrNotExist), fmt.Sprint(err)
+		})
+	}
+	// All three show the same tree.
+	want := listing(t, a.Dir)
+	for _, m := range []*Mount{b, c} {
+		eventually(t, "same tree on "+m.Dir, within, func() (bool, string) {
+			got := listing(t, m.Dir)
+			return fmt.Sprint(got) == fmt.Sprint(want), fmt.Sprint(got)
+		})
+	}
+	// Sync-to-visible latency over a few files (bench/multidevice.sh measures 50).
+	var lat []time.Duration
+	for i := 0; i < 5; i++ {
+		p := fmt.Sprintf("lat%d", i)
+		data := []byte(p)
+		if err := os.WriteFile(filepath.Join(a.Dir, p), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		a.Sync()
+		lat = append(lat, eventually(t, "latency file", within, fileIs(filepath.Join(b.Dir, p), data)))
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	t.Logf("sync-to-visible with --refresh 200ms: min %s, median %s, max %s", lat[0], lat[len(lat)/2], lat[len(lat)-1])
+}
+
+// listing is every path under dir with its size, sorted.
+func listing(t *testing.T, dir string) []string {
+	var out []string
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == dir || d.Name() == ".similar" {
+			if d != nil && d.IsDir() && d.Name() == ".similar" {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		rel, _ := filepath.Rel(dir, p)
+		out = append(out, fmt.Sprintf("%s %d", rel, info.Size()))
+		return nil
+	})
+	sort.Strings(out)
+	return out
+}
