@@ -50,6 +50,13 @@ DURATION is a Go duration (90m, 36h) or a number of days (7d).`,
 				s.Close()
 				return err
 			}
+			roots := 0
+			if !dryRun {
+				if roots, err = s.fs.CollectRoots(cmd.Context(), core.DefaultKeepRoots); err != nil {
+					s.Close()
+					return err
+				}
+			}
 			host, _ := os.Hostname()
 			var prog *progress
 			rep, err := maint.GC(cmd.Context(), s.store, s.keys, maint.GCOptions{
@@ -80,6 +87,9 @@ DURATION is a Go duration (90m, 36h) or a number of days (7d).`,
 			}
 			fmt.Fprintf(out, "objects: %d; unreferenced: %d (%d newly seen); %s: %d (%d bytes); waiting for the grace period: %d\n",
 				rep.Objects, rep.Unreferenced, rep.NewlyMarked, verb, len(rep.Deleted), rep.DeletedBytes, rep.Waiting)
+			if roots > 0 {
+				fmt.Fprintf(out, "old roots deleted: %d (kept every root from the oldest device's last one)\n", roots)
+			}
 			if rep.Rescued > 0 {
 				fmt.Fprintf(out, "kept %d object(s) referenced again while gc ran\n", rep.Rescued)
 			}

@@ -332,6 +332,7 @@ func (f *FS) commitNow(ctx context.Context) error {
 	}
 	f.commitMu.Lock()
 	defer f.commitMu.Unlock()
+	defer f.notePresence(ctx)
 	for i := 0; ; i++ {
 		err := f.commitOnce(ctx)
 		if errors.Is(err, ErrConflict) && i < 10 {
@@ -597,6 +598,14 @@ func (f *FS) syncWithStore(ctx context.Context) error {
 	want := dedup.Locator{}
 	for s := latest; ; s-- {
 		r, h, err := f.loadRoot(ctx, s)
+		if errors.Is(err, backend.ErrNotExist) && s > anchorSeq && s < latest && clean {
+			// gc collected the roots between (docs/cli.md, gc: it keeps every root from the
+			// oldest presence record's anchor; a read-only cache has none). The chain cannot
+			// be checked any more; a cache with nothing of its own loads the newest root.
+			f.log.Warn("core: roots between this cache's last root and the newest were removed by gc; loading the newest root without checking the chain to it",
+				"cache_root", anchorSeq, "newest", latest)
+			return f.rebuild(ctx, latest)
+		}
 		if err != nil {
 			return err
 		}

@@ -91,9 +91,11 @@ type FS struct {
 	storePath func(name string) (string, error) // set for a local directory store
 	// frozen: a read-only open of a cache with work not yet in the store; its bbolt is
 	// opened read-only and nothing in the cache is touched (docs/core.md, "Several devices").
-	frozen    bool
-	onMerge   atomic.Pointer[func(Changes)]
-	closeOnce sync.Once
+	frozen  bool
+	onMerge atomic.Pointer[func(Changes)]
+	// presenceAnchor: the anchor in the last presence record written (presence.go)
+	presenceAnchor atomic.Uint64
+	closeOnce      sync.Once
 }
 
 func (f *FS) spoolPath(id uint64) string {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/imgfs/imgfs/dedup"
 )
 
 // Two caches of one vault (issue "many devices, one vault"; docs/core.md, "Several devices").
@@ -247,3 +249,63 @@ func TestRefreshMergesAndReports(t *testing.T) {
 		t.Fatalf("a refresh without a new root merged: %+v", got)
 	}
 }
+
+// gc's root retention: old root pointers go, but never the roots from the oldest device's
+// anchor on (it must check the chain and merge from there), and a read-only cache whose
+// roots were collected still opens.
+func TestCollectRootsKeepsDeviceAnchors(t *testing.T) {
+	e := newEnv(t)
+	e.opts.RefreshInterval = -1
+	ro := e.device("reader")
+	ro.opts.ReadOnly = true
+	b := e.device("b")
+	g := b.open()
+	for i := 0; i < 5; i++ {
+		writeFile(t, g, "/f", []byte{byte(i)})
+		ok(t, g.Sync(ctx()))
+	}
+	r := ro.open()
+	ok(t, r.Close())
+	for i := 0; i < 5; i++ {
+		writeFile(t, g, "/f", []byte{byte(i)})
+		ok(t, g.Sync(ctx()))
+	}
+	a := e.device("a")
+	f := a.open() // anchor: the current root, recorded in a's presence
+	aAnchor := f.anchorSeq()
+	ok(t, f.Close())
+	for i := 0; i < 10; i++ {
+		writeFile(t, g, "/f", []byte{byte(i)})
+		ok(t, g.Sync(ctx()))
+	}
+	newest := g.anchorSeq()
+	n, err := g.CollectRoots(ctx(), 3)
+	ok(t, err)
+	if want := int(aAnchor - 1); n != want {
+		t.Fatalf("deleted %d roots, want %d (all below a's anchor %d)", n, want, aAnchor)
+	}
+	for seq := uint64(1); seq <= newest; seq++ {
+		_, err := e.store.Stat(ctx(), rootName(seq))
+		if (err == nil) != (seq >= aAnchor) {
+			t.Fatalf("root %d: %v (a's anchor %d)", seq, err, aAnchor)
+		}
+	}
+	live, err := g.gcLive(ctx(), 3)
+	ok(t, err)
+	if !live[rootName(aAnchor)] || live[rootName(aAnchor-1)] {
+		t.Fatal("live set does not match the kept roots")
+	}
+	writeFile(t, g, "/g", []byte("g"))
+	ok(t, g.Sync(ctx()))
+	f = a.open() // checks the chain from its anchor, merges
+	if got := string(readFile(t, f, "/g")); got != "g" {
+		t.Fatal(got)
+	}
+	ok(t, f.Close())
+	r = ro.open() // its anchor's successors are gone: loads the newest root
+	if got := string(readFile(t, r, "/g")); got != "g" {
+		t.Fatal(got)
+	}
+}
+
+func rootName(seq uint64) string { return dedup.RootName(seq) }

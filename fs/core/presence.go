@@ -107,6 +107,7 @@ func (f *FS) writePresence(ctx context.Context, unsynced bool) {
 		f.log.Warn("core: presence record", "err", err)
 		return
 	}
+	f.presenceAnchor.Store(f.anchorSeq())
 	name := PresencePrefix + hex.EncodeToString(id)
 	if ow, ok := f.store.(backend.Overwriter); ok {
 		err = ow.Overwrite(ctx, name, bytes.NewReader(obj), int64(len(obj)))
@@ -119,6 +120,16 @@ func (f *FS) writePresence(ctx context.Context, unsynced bool) {
 	}
 	if err != nil {
 		f.log.Warn("core: could not write this device's presence record", "err", err)
+	}
+}
+
+// presenceEvery: a writer rewrites its presence record when its anchor moved this many roots
+// since the last one, so gc's retention (keepFrom) follows long-running mounts.
+const presenceEvery = 64
+
+func (f *FS) notePresence(ctx context.Context) {
+	if !f.ro && f.anchorSeq() >= f.presenceAnchor.Load()+presenceEvery {
+		f.writePresence(ctx, true)
 	}
 }
 
@@ -189,29 +200,58 @@ func ForgetDevice(ctx context.Context, store backend.Store, keys *keyring.Keys, 
 	return n, nil
 }
 
-// GCLive is the live set for gc with several devices: ReferencedObjects, plus every root
-// from the oldest anchor in any presence record to the newest and what they reference, so
-// a device that comes back can still merge from its anchor (docs/cli.md, gc).
+// DefaultKeepRoots is how many of the newest roots gc keeps besides every root from the
+// oldest writer device's anchor on (what a device that is behind needs to check the chain
+// from its anchor, rollback detection, and to merge from it). Older roots, and the objects
+// only they reference, go: a deleted file's content is not kept for the sake of history.
+// Read-only caches have no presence record: if their roots were collected they load the
+// newest root without the chain check (a warning).
+const DefaultKeepRoots = 1
+
+// keepFrom is the oldest root gc keeps: the oldest anchor in any presence record (or this
+// cache's), and never fewer than keep of the newest roots.
+func (f *FS) keepFrom(ctx context.Context, keep uint64) (from, newest uint64, err error) {
+	newest, _, err = f.latestRoot(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	from = f.anchorSeq()
+	all, err := Devices(ctx, f.store, f.keys)
+	if err != nil {
+		return 0, 0, eio("listing presence records", err)
+	}
+	id, _ := f.deviceID()
+	for _, p := range all {
+		if p.Anchor > 0 && !bytes.Equal(p.ID, id) { // this device's own record may be older
+			from = min(from, p.Anchor)
+		}
+	}
+	if newest >= keep {
+		from = min(from, newest-keep+1)
+	} else {
+		from = 1
+	}
+	return max(from, 1), newest, nil
+}
+
+// GCLive is the live set for gc with several devices: ReferencedObjects, plus every root gc
+// keeps (KeepRoots) and what they reference, so a device that comes back can still check
+// the chain from its anchor and merge from it (docs/cli.md, gc).
 func (f *FS) GCLive(ctx context.Context) (map[string]bool, error) {
+	return f.gcLive(ctx, DefaultKeepRoots)
+}
+
+func (f *FS) gcLive(ctx context.Context, keep uint64) (map[string]bool, error) {
 	live, err := f.ReferencedObjects(ctx)
 	if err != nil {
 		return nil, err
 	}
-	oldest := f.anchorSeq()
-	all, err := Devices(ctx, f.store, f.keys)
-	if err != nil {
-		return nil, eio("listing presence records", err)
-	}
-	for _, p := range all {
-		if p.Anchor > 0 {
-			oldest = min(oldest, p.Anchor)
-		}
-	}
-	newest, _, err := f.latestRoot(ctx)
+	from, newest, err := f.keepFrom(ctx, keep)
 	if err != nil {
 		return nil, err
 	}
-	for seq := max(oldest, 1); seq <= newest; seq++ {
+	walked := map[dedup.Locator]bool{}
+	for seq := from; seq <= newest; seq++ {
 		r, _, err := f.loadRoot(ctx, seq)
 		if errors.Is(err, backend.ErrNotExist) {
 			continue
@@ -220,13 +260,19 @@ func (f *FS) GCLive(ctx context.Context) (map[string]bool, error) {
 			return nil, err
 		}
 		live[dedup.RootName(seq)] = true
-		for _, s := range r.Shards {
-			live[dedup.MetaName(s.Loc)] = true
-		}
 		for _, a := range r.Aux {
 			live[dedup.MetaName(a.Loc)] = true
 		}
-		t, err := f.loadTree(ctx, r)
+		// Shards are shared between roots: walk each tree object once.
+		fresh := &rootRec{}
+		for _, s := range r.Shards {
+			live[dedup.MetaName(s.Loc)] = true
+			if !walked[s.Loc] {
+				walked[s.Loc] = true
+				fresh.Shards = append(fresh.Shards, s)
+			}
+		}
+		t, err := f.loadTree(ctx, fresh)
 		if err != nil {
 			return nil, err
 		}
@@ -237,6 +283,37 @@ func (f *FS) GCLive(ctx context.Context) (map[string]bool, error) {
 		}
 	}
 	return live, nil
+}
+
+// CollectRoots deletes the root pointers r/<n> older than what gc keeps (see GCLive): the
+// oldest device anchor and the newest keep roots stay. Run it before the object sweep, so
+// no root pointer is left whose objects the sweep deletes. It returns how many it deleted.
+func (f *FS) CollectRoots(ctx context.Context, keep uint64) (int, error) {
+	if keep == 0 {
+		keep = DefaultKeepRoots
+	}
+	from, _, err := f.keepFrom(ctx, keep)
+	if err != nil {
+		return 0, err
+	}
+	var old []string
+	err = f.store.List(ctx, "r/", func(i backend.Info) error {
+		if seq, err := dedup.ParseRootName(i.Name); err == nil && seq < from {
+			old = append(old, i.Name)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, eio("listing roots", err)
+	}
+	n := 0
+	for _, name := range old {
+		if err := f.store.Delete(ctx, name); err != nil && !errors.Is(err, backend.ErrNotExist) {
+			return n, eio("deleting an old root", err)
+		}
+		n++
+	}
+	return n, nil
 }
 
 // DeviceStatus is one line of `imgfs status`'s devices.
