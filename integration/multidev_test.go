@@ -8,8 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/imgfs/imgfs/backend/faulty"
+	"github.com/imgfs/imgfs/backend/s3/s3test"
 )
 
 // Several devices on one vault (docs/core.md, "Several devices"), with real mounts.
@@ -144,4 +149,60 @@ func listing(t *testing.T, dir string) []string {
 	})
 	sort.Strings(out)
 	return out
+}
+
+// TestMultiDeviceS3Bench measures, on versitygw behind the recording proxy, what an idle
+// mount costs in store requests per hour (the refresh poll) and the time from imgfs sync on
+// one device to the file being readable on another (p50, p95 over IMGFS_BENCH_FILES files,
+// default 50). A benchmark, not a test: it runs only with IMGFS_BENCH_MULTIDEV=1
+// (bench/multidevice.sh). IMGFS_BENCH_IDLE sets the idle period (default 60s),
+// IMGFS_BENCH_REFRESH the mounts' --refresh (default 5s).
+func TestMultiDeviceS3Bench(t *testing.T) {
+	if os.Getenv("IMGFS_BENCH_MULTIDEV") != "1" {
+		t.Skip("benchmark: set IMGFS_BENCH_MULTIDEV=1 (bench/multidevice.sh)")
+	}
+	idle := envDuration("IMGFS_BENCH_IDLE", time.Minute)
+	refresh := envDuration("IMGFS_BENCH_REFRESH", 5*time.Second)
+	files := 50
+	if v, err := strconv.Atoi(os.Getenv("IMGFS_BENCH_FILES")); err == nil && v > 0 {
+		files = v
+	}
+	srv := s3test.StartServer(t)
+	proxy, url := qaProxy(t, srv, faulty.ProxyConfig{})
+	a := startVault(t, vaultOptions{Store: url, Env: srv.Env(), MountArgs: []string{"--refresh", refresh.String(), "--device", "a"}})
+	b := a.device("b")
+	a.Sync()
+	b.Sync()
+	time.Sleep(3 * time.Second) // let start-up work (embedding scans, first commits) finish
+	proxy.ResetRequests()
+	time.Sleep(idle)
+	reqs := proxy.Requests()
+	kinds := map[string]int{}
+	for _, r := range reqs {
+		kinds[strings.Fields(r)[0]]++
+	}
+	perHour := float64(len(reqs)) / 2 / idle.Hours()
+	t.Logf("idle, 2 mounts, --refresh %s, %s: %d requests %v = %.0f requests/hour per mount", refresh, idle, len(reqs), kinds, perHour)
+
+	var lat []time.Duration
+	for i := 0; i < files; i++ {
+		p := fmt.Sprintf("bench%03d.bin", i)
+		data := []byte(fmt.Sprintf("bench file %d %d", i, time.Now().UnixNano()))
+		if err := os.WriteFile(filepath.Join(a.Dir, p), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		a.Sync()
+		lat = append(lat, eventually(t, "visible on b", 2*refresh+30*time.Second, fileIs(filepath.Join(b.Dir, p), data)))
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	q := func(f float64) time.Duration { return lat[min(len(lat)-1, int(f*float64(len(lat))))] }
+	t.Logf("sync on a -> readable on b, %d files, --refresh %s: p50 %s, p95 %s, max %s", files, refresh,
+		q(0.50).Round(time.Millisecond), q(0.95).Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond))
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(name)); err == nil && d > 0 {
+		return d
+	}
+	return def
 }

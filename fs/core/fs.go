@@ -236,7 +236,12 @@ func (f *FS) start(ctx context.Context) error {
 		return errnoErr(syscall.EINVAL, "cache directory %s belongs to another vault; use another --cache directory", f.dir)
 	}
 	if err := f.syncWithStore(ctx); err != nil {
-		return err
+		if !inited || !isTransient(err) || errors.Is(err, ErrRollback) {
+			return err
+		}
+		// Offline (docs/core.md, "Several devices"): the cache works on its own; the
+		// refresher merges and the committer commits when the store is back.
+		f.log.Warn("core: the store is unreachable; working offline from the cache (changes are merged and stored when it is back)", "err", err)
 	}
 	if !f.ro {
 		// A read-only open deletes nothing: stray spool files wait for the next writer.
