@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
@@ -185,7 +186,11 @@ func TestMultiDeviceS3Bench(t *testing.T) {
 	t.Logf("idle, 2 mounts, --refresh %s, %s: %d requests %v = %.0f requests/hour per mount", refresh, idle, len(reqs), kinds, perHour)
 
 	var lat []time.Duration
+	rnd := rand.New(rand.NewPCG(1, 2))
 	for i := 0; i < files; i++ {
+		// A random pause first, so syncs do not line up with b's polls (which the previous
+		// file's wait ends right after).
+		time.Sleep(time.Duration(rnd.Int64N(int64(refresh))))
 		p := fmt.Sprintf("bench%03d.bin", i)
 		data := []byte(fmt.Sprintf("bench file %d %d", i, time.Now().UnixNano()))
 		if err := os.WriteFile(filepath.Join(a.Dir, p), data, 0o644); err != nil {
@@ -205,4 +210,55 @@ func envDuration(name string, def time.Duration) time.Duration {
 		return d
 	}
 	return def
+}
+
+// TestTwoCachesKill9 is the reproduction with real mounts on one host: device A
+// writes and syncs a file, copies a bigger one in (close returned), and is killed with
+// kill -9; device B copies a file in and syncs. Then a read-only command on A's cache
+// (imgfs ls), A mounted again and synced: from a fresh cache, every file of both devices is
+// there, byte for byte.
+func TestTwoCachesKill9(t *testing.T) {
+	a := startVault(t, vaultOptions{MountArgs: []string{"--device", "a"}})
+	small := []byte("small, synced")
+	if err := os.WriteFile(filepath.Join(a.Dir, "small"), small, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a.Sync()
+	big := make([]byte, 24<<20)
+	for i := range big {
+		big[i] = byte(i*7 + i>>13)
+	}
+	if err := os.WriteFile(filepath.Join(a.Dir, "big"), big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a.Kill9()
+
+	b := a.device("b")
+	fromB := make([]byte, 3<<20)
+	for i := range fromB {
+		fromB[i] = byte(i * 13)
+	}
+	if err := os.WriteFile(filepath.Join(b.Dir, "from-b"), fromB, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.Sync()
+	b.Umount()
+
+	// A read-only command on the crashed device's cache changes nothing in it.
+	out, se, err := a.TryImgfs("ls", "--store", a.StoreURL, "--cache", a.Cache, "/")
+	if err != nil || !strings.Contains(out, "big") || !strings.Contains(se, "not in the store yet") {
+		t.Fatalf("imgfs ls on the crashed cache: %v\nstdout %s\nstderr %s", err, out, se)
+	}
+	a.Mount()
+	a.Sync()
+	a.Umount()
+
+	fresh := filepath.Join(a.Root, "export")
+	a.Imgfs(t, "export", "--store", a.StoreURL, "--cache", filepath.Join(a.Root, "cache", "fresh"), "/", fresh)
+	for name, want := range map[string][]byte{"small": small, "big": big, "from-b": fromB} {
+		got, err := os.ReadFile(filepath.Join(fresh, name))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%s from a fresh cache: %v (%d bytes, want %d)", name, err, len(got), len(want))
+		}
+	}
 }

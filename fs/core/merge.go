@@ -262,6 +262,11 @@ func (f *FS) mergeNewer(ctx context.Context, latest uint64) (bool, error) {
 		return nil
 	})
 	base, err := f.loadSide(ctx, anchor)
+	if errors.Is(err, backend.ErrNotExist) && f.localWork() == "" {
+		// gc collected the anchor's objects (a read-only cache has no presence record to
+		// keep them): with no work of its own, the working copy is the base.
+		base, err = nil, nil
+	}
 	if err != nil {
 		return false, fmt.Errorf("reading this cache's last root %d (the merge base): %w", anchor, err)
 	}
@@ -285,6 +290,9 @@ func (f *FS) mergeNewer(ctx context.Context, latest uint64) (bool, error) {
 		ours, err := f.oursSide(tx)
 		if err != nil {
 			return err
+		}
+		if base == nil {
+			base = ours
 		}
 		var allocErr error
 		res := rootsync.Merge(rootsync.Input{

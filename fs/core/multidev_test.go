@@ -12,7 +12,9 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/imgfs/imgfs/backend"
 	"github.com/imgfs/imgfs/dedup"
+	"github.com/imgfs/imgfs/dedup/maint"
 )
 
 // Two caches of one vault (issue "many devices, one vault"; docs/core.md, "Several devices").
@@ -304,6 +306,24 @@ func TestCollectRootsKeepsDeviceAnchors(t *testing.T) {
 	ok(t, f.Close())
 	r = ro.open() // its anchor's successors are gone: loads the newest root
 	if got := string(readFile(t, r, "/g")); got != "g" {
+		t.Fatal(got)
+	}
+	// A running read-only mount whose anchor's objects gc deleted still refreshes.
+	writeFile(t, g, "/f", []byte("replaced"))
+	ok(t, g.Sync(ctx()))
+	_, err = ForgetDevice(ctx(), e.store, e.keys, "a") // else a's anchor keeps the reader's
+	ok(t, err)
+	_, err = g.CollectRoots(ctx(), 1)
+	ok(t, err)
+	_, err = maint.GC(ctx(), e.store, e.keys, maint.GCOptions{Live: g.GCLive, Owner: "test"})
+	ok(t, err)
+	if _, err := r.loadSide(ctx(), r.anchorSeq()); !errors.Is(err, backend.ErrNotExist) {
+		t.Fatalf("the reader's base is still readable (%v): the test does not test anything", err)
+	}
+	writeFile(t, g, "/h", []byte("h"))
+	ok(t, g.Sync(ctx()))
+	ok(t, r.Refresh(ctx()))
+	if got := string(readFile(t, r, "/h")); got != "h" {
 		t.Fatal(got)
 	}
 }
