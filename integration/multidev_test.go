@@ -115,6 +115,13 @@ func TestLiveRefresh(t *testing.T) {
 			return fmt.Sprint(got) == fmt.Sprint(want), fmt.Sprint(got)
 		})
 	}
+	// imgfs status lists the devices from their presence records.
+	devs := fmt.Sprint(a.Status()["extra"].(map[string]any)["devices"])
+	for _, want := range []string{"a (this device)", "b (last seen", "may hold unsynced work"} {
+		if !strings.Contains(devs, want) {
+			t.Fatalf("status devices %q lacks %q", devs, want)
+		}
+	}
 	// Sync-to-visible latency over a few files (bench/multidevice.sh measures 50).
 	var lat []time.Duration
 	for i := 0; i < 5; i++ {
