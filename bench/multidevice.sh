@@ -13,7 +13,8 @@
 #    TestMultiDeviceS3Bench).
 #
 # Usage: bench/multidevice.sh [N]      (default 200)
-# Env: SEED (first seed of part 1), IDLE (idle period of part 2, default 60s), REFRESH
+# Env: SEED (first seed of part 1), S3_ITER (iterations of part 1 again on versitygw behind
+#      faulty.Proxy with 2% 503s, 1% resets, 1% lost answers; default 50, 0 skips), IDLE (idle period of part 2, default 60s), REFRESH
 #      (--refresh of the mounts, default 5s), FILES (default 50), SKIP_S3=1 skips part 2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,12 @@ echo "== randomised multi-device test, $N iterations"
 IMGFS_MULTIDEV_ITER=$N IMGFS_MULTIDEV_SEED=${SEED:-1} \
 	go test ./fs/core/ -run '^TestRandomMultiDevice$' -count=1 -timeout 6h -v 2>/dev/null |
 	grep -E '^(---|ok|FAIL|PASS)|iterations|lost|differ|converge|holds bytes' | grep -v -- '--- PASS: TestRandomMultiDevice/' || true
+if [ "${SKIP_S3:-}" != 1 ] && [ "${S3_ITER:-50}" != 0 ]; then
+	echo "== randomised multi-device test on versitygw with faults, ${S3_ITER:-50} iterations"
+	IMGFS_MULTIDEV_S3=1 IMGFS_MULTIDEV_ITER=${S3_ITER:-50} IMGFS_MULTIDEV_SEED=${SEED:-1} \
+		go test ./fs/core/ -run '^TestRandomMultiDevice$' -count=1 -timeout 6h -v 2>/dev/null |
+		grep -E '^(---|ok|FAIL|PASS)|iterations|lost|differ|converge|holds bytes' | grep -v -- '--- PASS: TestRandomMultiDevice/' || true
+fi
 if [ "${SKIP_S3:-}" != 1 ]; then
 	echo "== idle requests and sync-to-visible latency (versitygw, 2 mounts)"
 	IMGFS_BENCH_MULTIDEV=1 IMGFS_BENCH_IDLE=${IDLE:-60s} IMGFS_BENCH_REFRESH=${REFRESH:-5s} IMGFS_BENCH_FILES=${FILES:-50} \

@@ -17,6 +17,10 @@ import (
 	"time"
 
 	"github.com/imgfs/imgfs/backend"
+	"github.com/imgfs/imgfs/backend/faulty"
+	"github.com/imgfs/imgfs/backend/retry"
+	"github.com/imgfs/imgfs/backend/s3"
+	"github.com/imgfs/imgfs/backend/s3/s3test"
 	"github.com/imgfs/imgfs/dedup/maint"
 )
 
@@ -32,6 +36,8 @@ import (
 //   - every file's bytes are exactly a version some device wrote;
 //   - all devices, and a fresh cache, show the same tree.
 //
+// IMGFS_MULTIDEV_S3=1 runs it on versitygw behind faulty.Proxy (2% 503s, 1% resets, 1% lost
+// answers until the devices settle; store errors of single operations are then allowed).
 // IMGFS_MULTIDEV_ITER sets the number of iterations (default 3; bench/multidevice.sh runs
 // 200), IMGFS_MULTIDEV_SEED the first seed (default 1: make test runs seeds 1-3; the
 // goroutine schedule still varies between runs).
@@ -146,13 +152,41 @@ type mdRun struct {
 	live     map[[32]byte]bool   // acknowledged and not superseded
 	counts   mdCounts
 	nextVer  int
+	faulty   bool // the store injects faults: single store operations may fail
+}
+
+// storeErr fails the test on a store error unless the device is offline or faults are on.
+func (r *mdRun) storeErr(d *mdDevice, what string, err error) {
+	if err == nil {
+		return
+	}
+	if d.store.down.Load() || r.faulty {
+		r.counts[what+"-failed"]++
+		return
+	}
+	r.t.Fatalf("%s: %s: %v", d.name, what, err)
 }
 
 func runMultiDevice(t *testing.T, seed uint64, steps int) mdCounts {
 	base := newEnv(t)
+	var proxy *faulty.Proxy
+	if os.Getenv("IMGFS_MULTIDEV_S3") == "1" {
+		srv := s3test.StartServer(t)
+		srv.Open(t, "multidev") // creates the bucket
+		var err error
+		proxy, err = faulty.StartProxy(srv.Endpoint, faulty.ProxyConfig{Fail: 0.02, Reset: 0.01, LostAck: 0.01, Seed: seed})
+		ok(t, err)
+		t.Cleanup(func() { proxy.Close() })
+		cfg := srv.Config("multidev")
+		cfg.Endpoint = proxy.Addr
+		st, err := s3.New(context.Background(), cfg)
+		ok(t, err)
+		t.Cleanup(func() { st.Close() })
+		base.store = retry.New(st, retry.Options{})
+	}
 	base.opts.RefreshInterval = -1
 	base.opts.CommitDelay = time.Hour // commits only by Sync (and Close), so runs are reproducible
-	r := &mdRun{t: t, rnd: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+	r := &mdRun{t: t, faulty: proxy != nil, rnd: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		versions: map[[32]byte]string{}, live: map[[32]byte]bool{}, counts: mdCounts{}}
 	for _, n := range []string{"laptop", "desktop", "tablet"} {
 		d := base.device(n)
@@ -171,6 +205,10 @@ func runMultiDevice(t *testing.T, seed uint64, steps int) mdCounts {
 		}
 		r.step(d)
 	}
+	if proxy != nil {
+		proxy.Configure(faulty.ProxyConfig{})
+	}
+	r.faulty = false
 	r.settle()
 	return r.counts
 }
@@ -180,8 +218,8 @@ func (r *mdRun) openDev(d *mdDevice) {
 	opts.CacheDir = d.env.cache
 	f, err := Open(context.Background(), d.env.store, d.env.keys, opts)
 	if err != nil {
-		if d.store.down.Load() {
-			r.counts["open-offline-refused"]++
+		if d.store.down.Load() || r.faulty {
+			r.counts["open-refused"]++
 			return // a cache that never saw the store cannot open offline
 		}
 		r.t.Fatalf("%s: open: %v", d.name, err)
@@ -313,13 +351,10 @@ func (r *mdRun) step(d *mdDevice) {
 		r.rmTree(f, p, files)
 		r.counts["rmdir-tree"]++
 	case op < 80: // sync
-		err := f.Sync(context.Background())
-		if err != nil && !d.store.down.Load() {
-			r.t.Fatalf("%s: sync: %v", d.name, err)
-		}
+		r.storeErr(d, "sync", f.Sync(context.Background()))
 		r.counts["sync"]++
 	case op < 86:
-		ok(r.t, f.Refresh(context.Background()))
+		r.storeErr(d, "refresh", f.Refresh(context.Background()))
 		r.counts["refresh"]++
 	case op < 90: // kill -9, sometimes followed by a read-only open of the crashed cache
 		f.crash()
@@ -329,9 +364,7 @@ func (r *mdRun) step(d *mdDevice) {
 			r.readOnlyLook(d)
 		}
 	case op < 93:
-		if err := f.Close(); err != nil && !d.store.down.Load() {
-			r.t.Fatalf("%s: close: %v", d.name, err)
-		}
+		r.storeErr(d, "close", f.Close())
 		d.f = nil
 		r.counts["close"]++
 	case op < 97: // offline period starts or ends (for this device only)
@@ -373,7 +406,7 @@ func (r *mdRun) readOnlyLook(d *mdDevice) {
 	opts.CacheDir, opts.ReadOnly = d.env.cache, true
 	g, err := Open(context.Background(), d.env.store, d.env.keys, opts)
 	if err != nil {
-		if d.store.down.Load() {
+		if d.store.down.Load() || r.faulty {
 			return
 		}
 		r.t.Fatalf("%s: read-only open: %v", d.name, err)
@@ -396,17 +429,25 @@ func (r *mdRun) gc(d *mdDevice) {
 	}
 	ctx := context.Background()
 	others, err := d.f.OtherUnsyncedDevices(ctx)
-	ok(r.t, err)
+	if r.storeErr(d, "gc", err); err != nil {
+		return
+	}
 	if len(others) > 0 {
 		r.counts["gc-refused"]++
 		return
 	}
-	ok(r.t, d.f.Sync(ctx))
-	_, err = d.f.CollectRoots(ctx, DefaultKeepRoots)
-	ok(r.t, err)
-	_, err = maint.GC(ctx, d.env.store, d.env.keys, maint.GCOptions{Live: d.f.GCLive, Owner: d.name})
-	ok(r.t, err)
-	r.counts["gc"]++
+	if err := d.f.Sync(ctx); err != nil {
+		r.storeErr(d, "gc", err)
+		return
+	}
+	if _, err = d.f.CollectRoots(ctx, DefaultKeepRoots); err != nil {
+		r.storeErr(d, "gc", err)
+		return
+	}
+	_, err = maint.GC(ctx, d.env.store, d.env.keys, maint.GCOptions{Live: d.f.GCLive, Owner: d.name, BreakLock: true}) // one gc at a time here
+	if r.storeErr(d, "gc", err); err == nil {
+		r.counts["gc"]++
+	}
 }
 
 // settle brings every device online and syncs until all show the same tree, then checks.
