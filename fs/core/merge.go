@@ -414,13 +414,13 @@ func (f *FS) refresher() {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	var lastErr string
-	for {
+	for tick := 1; ; tick++ {
 		select {
 		case <-f.ctx.Done():
 			return
 		case <-t.C:
 		}
-		err := f.Refresh(f.ctx)
+		err := f.refresh(f.ctx, f.ro && tick%12 == 0)
 		if err != nil && f.ctx.Err() == nil && err.Error() != lastErr {
 			f.log.Warn("core: merging other devices' roots failed; will retry", "err", err)
 		}
@@ -434,15 +434,40 @@ func (f *FS) refresher() {
 // Refresh merges roots that other devices wrote after this cache's anchor, if any: one
 // HEAD of the next root name when there are none. An unreachable store is not an error
 // (the device works offline and merges when the store returns).
-func (f *FS) Refresh(ctx context.Context) error {
+func (f *FS) Refresh(ctx context.Context) error { return f.refresh(ctx, f.ro) }
+
+// refresh is Refresh; checkAnchor also looks for this cache's own anchor root when there is
+// nothing newer: a read-only cache has no presence record, so gc may collect its anchor and
+// the next root name with it (docs/cli.md, gc). The refresher does that every 12th poll of a
+// read-only mount (one more HEAD a minute at 5 s).
+func (f *FS) refresh(ctx context.Context, checkAnchor bool) error {
 	if f.frozen {
 		return nil
 	}
-	if _, err := f.store.Stat(ctx, dedup.RootName(f.anchorSeq()+1)); err != nil {
-		if errors.Is(err, backend.ErrNotExist) || isTransient(err) {
+	anchor := f.anchorSeq()
+	if _, err := f.store.Stat(ctx, dedup.RootName(anchor+1)); err != nil {
+		if isTransient(err) {
 			return nil
 		}
-		return eio("polling for new roots", err)
+		if !errors.Is(err, backend.ErrNotExist) {
+			return eio("polling for new roots", err)
+		}
+		if !checkAnchor || anchor == 0 {
+			return nil
+		}
+		if _, err := f.store.Stat(ctx, dedup.RootName(anchor)); !errors.Is(err, backend.ErrNotExist) {
+			return nil
+		}
+		newest, found, err := f.latestRoot(ctx)
+		if err != nil || !found || newest <= anchor {
+			return err
+		}
+		f.log.Warn("core: gc removed the roots after this cache's last root; merging the newest without checking the chain to it",
+			"cache_root", anchor, "newest", newest)
+		f.commitMu.Lock()
+		defer f.commitMu.Unlock()
+		_, err = f.mergeNewer(ctx, newest)
+		return err
 	}
 	f.commitMu.Lock()
 	defer f.commitMu.Unlock()
