@@ -23,12 +23,12 @@ N=${1:-200}
 echo "== randomised multi-device test, $N iterations"
 IMGFS_MULTIDEV_ITER=$N IMGFS_MULTIDEV_SEED=${SEED:-1} \
 	go test ./fs/core/ -run '^TestRandomMultiDevice$' -count=1 -timeout 6h -v 2>/dev/null |
-	grep -E '^(---|ok|FAIL|PASS)|iterations|lost|differ|converge|holds bytes' | grep -v -- '--- PASS: TestRandomMultiDevice/' || true
+	grep -E '^(---|ok|FAIL|PASS)|iterations passed|lost|differ|converge|holds bytes' | grep -v -- '--- PASS: TestRandomMultiDevice/' || true
 if [ "${SKIP_S3:-}" != 1 ] && [ "${S3_ITER:-50}" != 0 ]; then
 	echo "== randomised multi-device test on versitygw with faults, ${S3_ITER:-50} iterations"
 	IMGFS_MULTIDEV_S3=1 IMGFS_MULTIDEV_ITER=${S3_ITER:-50} IMGFS_MULTIDEV_SEED=${SEED:-1} \
 		go test ./fs/core/ -run '^TestRandomMultiDevice$' -count=1 -timeout 6h -v 2>/dev/null |
-		grep -E '^(---|ok|FAIL|PASS)|iterations|lost|differ|converge|holds bytes' | grep -v -- '--- PASS: TestRandomMultiDevice/' || true
+		grep -E '^(---|ok|FAIL|PASS)|iterations passed|lost|differ|converge|holds bytes' | grep -v -- '--- PASS: TestRandomMultiDevice/' || true
 fi
 if [ "${SKIP_S3:-}" != 1 ]; then
 	echo "== idle requests and sync-to-visible latency (versitygw, 2 mounts)"

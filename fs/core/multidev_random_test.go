@@ -51,16 +51,18 @@ func TestRandomMultiDevice(t *testing.T) {
 		seed = v
 	}
 	var total mdCounts
+	done := 0
 	for i := 0; i < iters; i++ {
 		s := seed + uint64(i)
 		var c mdCounts
 		ok := t.Run(fmt.Sprintf("seed-%d", s), func(t *testing.T) { c = runMultiDevice(t, s, 90) })
-		total.add(c)
 		if !ok {
 			break
 		}
+		total.add(c)
+		done++
 	}
-	t.Logf("iterations %d: %s", iters, total)
+	t.Logf("iterations passed %d of %d: %s", done, iters, total)
 }
 
 type mdCounts map[string]int
