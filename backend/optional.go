@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"errors"
 	"io"
 )
 
@@ -23,3 +24,14 @@ type SHA256Stater interface {
 type Overwriter interface {
 	Overwrite(ctx context.Context, name string, r io.Reader, size int64) error
 }
+
+// IfMatchPutter replaces an object only if its current ETag is etag (an S3 PUT with
+// If-Match). A mismatch gives ErrPrecondition. Stores without ETags do not implement it
+// (decorators return errors.ErrUnsupported then). Only the store probe (backend/probe) uses
+// it: a store that ignores If-Match may ignore If-None-Match too.
+type IfMatchPutter interface {
+	PutIfMatch(ctx context.Context, name string, r io.Reader, size int64, etag string) error
+}
+
+// ErrPrecondition: a conditional write's condition did not hold (HTTP 412).
+var ErrPrecondition = errors.New("precondition failed")

@@ -69,6 +69,7 @@ type FS struct {
 
 	mu    sync.Mutex
 	nodes map[core.Ino]*Node
+	srv   *fusefs.Server // set by Mount: kernel cache invalidation (refresh.go)
 }
 
 // New returns the adapter; Mount uses it. Exposed for tests that serve on their own conn.
@@ -180,6 +181,8 @@ func Mount(dir string, c *core.FS, opts Options) (*Mounted, error) {
 		cfg.Debug = func(msg interface{}) { f.log.Debug("fuse", "msg", fmt.Sprint(msg)) }
 	}
 	srv := fusefs.New(conn, cfg)
+	f.srv = srv
+	c.SetOnMerge(f.invalidate)
 	if s, ok := opts.Similar.(ServerSetter); ok {
 		s.SetServer(srv)
 	}

@@ -29,6 +29,11 @@ type ProxyConfig struct {
 	// RecordHeads keeps the request line and headers of every request (Heads), for leak
 	// scans of what reaches the wire besides the bodies (SECURITY.md T1, T2).
 	RecordHeads bool
+	// StripConditions removes If-None-Match and If-Match from PUTs, as a store that ignores
+	// conditional writes would (the store probe's negative control). The headers are signed,
+	// so Resign must sign the request again (with the client's credentials).
+	StripConditions bool
+	Resign          func(*http.Request) *http.Request
 }
 
 // Action is what the proxy did to one request.
@@ -242,6 +247,16 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, act Action) {
 	}
 	if r.ContentLength == 0 {
 		out.Body = nil
+	}
+	p.mu.Lock()
+	strip, resign := p.cfg.StripConditions, p.cfg.Resign
+	p.mu.Unlock()
+	if strip && r.Method == http.MethodPut && (out.Header.Get("If-None-Match") != "" || out.Header.Get("If-Match") != "") {
+		out.Header.Del("If-None-Match")
+		out.Header.Del("If-Match")
+		if resign != nil {
+			out = resign(out)
+		}
 	}
 	resp, err := p.tr.RoundTrip(out)
 	if err != nil {

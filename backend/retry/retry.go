@@ -171,6 +171,16 @@ func (s *Store) Overwrite(ctx context.Context, name string, r io.Reader, size in
 	return s.put(ctx, "overwrite", name, r, size, ow.Overwrite)
 }
 
+// PutIfMatch forwards to the inner store once (no retry: the store probe wants the store's
+// own answer); errors.ErrUnsupported when the inner store has no ETags.
+func (s *Store) PutIfMatch(ctx context.Context, name string, r io.Reader, size int64, etag string) error {
+	im, ok := s.inner.(backend.IfMatchPutter)
+	if !ok {
+		return errors.ErrUnsupported
+	}
+	return im.PutIfMatch(ctx, name, r, size, etag)
+}
+
 func (s *Store) put(ctx context.Context, opName, name string, r io.Reader, size int64, fn func(context.Context, string, io.Reader, int64) error) error {
 	if s.puts != nil {
 		select {

@@ -231,6 +231,26 @@ func (s *Store) Overwrite(ctx context.Context, name string, r io.Reader, size in
 	return s.put(ctx, "overwrite", name, r, size, false)
 }
 
+// PutIfMatch replaces the object only if its ETag is etag (If-Match); 412 gives
+// backend.ErrPrecondition. Used by the store probe (backend/probe).
+func (s *Store) PutIfMatch(ctx context.Context, name string, r io.Reader, size int64, etag string) error {
+	if err := backend.ValidName(name); err != nil {
+		return err
+	}
+	body, sum, done, err := hashBody(r, size)
+	if err != nil {
+		return err
+	}
+	defer done()
+	opts := putOptions(sum[:])
+	opts.SetMatchETag(etag)
+	_, err = s.core.PutObject(ctx, s.bucket, s.Key(name), body, size, "", hex.EncodeToString(sum[:]), opts)
+	if er := minio.ToErrorResponse(err); err != nil && (er.StatusCode == http.StatusPreconditionFailed || er.Code == "PreconditionFailed") {
+		return fmt.Errorf("s3 put-if-match %s: %w", name, backend.ErrPrecondition)
+	}
+	return classify("put-if-match", name, err)
+}
+
 func (s *Store) put(ctx context.Context, op, name string, r io.Reader, size int64, createOnly bool) error {
 	if err := backend.ValidName(name); err != nil {
 		return err

@@ -78,6 +78,9 @@ func runInit(cmd *cobra.Command, mode, secretFile string) error {
 	} else if ok {
 		return fmt.Errorf("%w (use it with the other commands, or pick another --store)", keyring.ErrVaultExists)
 	}
+	if err := requireSafeStore(ctx, store, cmd.ErrOrStderr()); err != nil {
+		return err
+	}
 	if mode == keyring.ModeGlobal {
 		fmt.Fprintln(cmd.ErrOrStderr(), "imgfs: warning: --convergence global uses a public convergence secret: anyone with access to the store can confirm whether this vault holds a given file (confirmation attack) and guess low-entropy files; use it only if cross-user deduplication is worth that")
 	}

@@ -161,7 +161,7 @@ func init() {
 	f.StringVar(&mountFlags.cache, "cache", "", "local state directory (default $XDG_CACHE_HOME/imgfs/<hash of store URL>)")
 	f.BoolVarP(&mountFlags.foreground, "foreground", "f", false, "stay in the foreground (logs on stderr)")
 	f.BoolVar(&mountFlags.readOnly, "read-only", false, "mount read-only (may run beside a writer mount of the same store)")
-	f.BoolVar(&mountFlags.breakLease, "break-lease", false, "take over the writer lease of a mount that crashed on another machine")
+	f.BoolVar(&mountFlags.breakLease, "break-lease", false, "no effect: there is no writer lock any more (kept for old scripts)")
 	f.IntVar(&mountFlags.readyFD, "ready-fd", 0, "internal: write readiness to this fd")
 	f.BoolVar(&mountFlags.debugFUSE, "debug-fuse", false, "log every FUSE request")
 	f.StringVar(&mountFlags.cpuProfile, "cpuprofile", "", "write a CPU profile of the daemon to this file (until unmount)")

@@ -332,8 +332,16 @@ func (f *FS) commitNow(ctx context.Context) error {
 	}
 	f.commitMu.Lock()
 	defer f.commitMu.Unlock()
+	defer f.notePresence(ctx)
 	for i := 0; ; i++ {
 		err := f.commitOnce(ctx)
+		if errors.Is(err, ErrConflict) && i < 10 {
+			// Another device wrote the next root first: merge it, then commit on top.
+			if merr := f.catchUp(ctx); merr != nil {
+				return merr
+			}
+			continue
+		}
 		if !errors.Is(err, errOwnRoot) {
 			return err
 		}
@@ -401,7 +409,7 @@ func (f *FS) commitOnce(ctx context.Context) error {
 	if err != nil || nothingNew {
 		return asErrno(err)
 	}
-	root := &rootRec{Seq: seq, Prev: prev, Time: time.Now().UnixNano(), Shards: keepShards, Aux: keepAux}
+	root := &rootRec{Seq: seq, Prev: prev, Time: time.Now().UnixNano(), Shards: keepShards, Aux: keepAux, Device: f.device()}
 	newShards := map[uint64]*dedup.Locator{}
 	for sh, t := range shards {
 		newShards[sh] = nil
@@ -577,7 +585,8 @@ func (f *FS) syncWithStore(ctx context.Context) error {
 		if clean {
 			return f.rebuild(ctx, latest)
 		}
-		return f.adoptNewer(ctx, latest)
+		_, err := f.mergeNewer(ctx, latest)
+		return err
 	}
 	if !found {
 		return rollback("the store has no root, this cache saw root %d", anchorSeq)
@@ -589,6 +598,14 @@ func (f *FS) syncWithStore(ctx context.Context) error {
 	want := dedup.Locator{}
 	for s := latest; ; s-- {
 		r, h, err := f.loadRoot(ctx, s)
+		if errors.Is(err, backend.ErrNotExist) && s > anchorSeq && s < latest && clean {
+			// gc collected the roots between (docs/cli.md, gc: it keeps every root from the
+			// oldest presence record's anchor; a read-only cache has none). The chain cannot
+			// be checked any more; a cache with nothing of its own loads the newest root.
+			f.log.Warn("core: roots between this cache's last root and the newest were removed by gc; loading the newest root without checking the chain to it",
+				"cache_root", anchorSeq, "newest", latest)
+			return f.rebuild(ctx, latest)
+		}
 		if err != nil {
 			return err
 		}
@@ -609,23 +626,21 @@ func (f *FS) syncWithStore(ctx context.Context) error {
 	if clean {
 		return f.rebuild(ctx, latest)
 	}
-	return f.adoptNewer(ctx, latest)
+	_, err = f.mergeNewer(ctx, latest)
+	return err
 }
 
-// adoptNewer keeps local uncommitted changes on top of a newer root written elsewhere: the
-// next commit follows that root (and replaces its tree).
-func (f *FS) adoptNewer(ctx context.Context, latest uint64) error {
-	_, h, err := f.loadRoot(ctx, latest)
+// catchUp merges the roots other devices wrote after the anchor (checking their chain).
+func (f *FS) catchUp(ctx context.Context) error {
+	newest, err := f.nextRoots(ctx)
 	if err != nil {
 		return err
 	}
-	f.log.Warn("core: the store has a newer root from another writer and this cache has uncommitted changes; keeping the local changes", "root", latest)
-	return asErrno(f.db.Update(func(tx *bolt.Tx) error {
-		if err := putU64(tx, mAnchorSeq, latest); err != nil {
-			return err
-		}
-		return tx.Bucket(bMeta).Put([]byte(mAnchorHash), h[:])
-	}))
+	if newest == 0 {
+		return nil
+	}
+	_, err = f.mergeNewer(ctx, newest)
+	return err
 }
 
 func (f *FS) initEmpty() error {
@@ -639,8 +654,10 @@ func (f *FS) initEmpty() error {
 		if err := putU64(tx, mNextIno, uint64(RootIno)); err != nil {
 			return err
 		}
-		if err := putU64(tx, mChg, getU64(tx, mCommitted)+1); err != nil { // write r/1 soon
-			return err
+		if !f.ro {
+			if err := putU64(tx, mChg, getU64(tx, mCommitted)+1); err != nil { // write r/1 soon
+				return err
+			}
 		}
 		return tx.Bucket(bMeta).Put([]byte(mInit), []byte{1})
 	}))
@@ -692,10 +709,10 @@ func (f *FS) rebuild(ctx context.Context, seq uint64) error {
 		for _, k := range del {
 			m.Delete(k)
 		}
-		next := t.NextIno
+		var inos []Ino
 		for i := range t.Inodes {
 			ti := &t.Inodes[i]
-			next = max(next, uint64(ti.Ino))
+			inos = append(inos, ti.Ino)
 			if err := f.putInode(tx, ti.Ino, &ti.Node); err != nil {
 				return err
 			}
@@ -734,7 +751,7 @@ func (f *FS) rebuild(ctx context.Context, seq uint64) error {
 				return err
 			}
 		}
-		if err := putU64(tx, mNextIno, next); err != nil {
+		if err := ownCounter(tx, inos); err != nil {
 			return err
 		}
 		if err := putU64(tx, mAnchorSeq, seq); err != nil {

@@ -73,7 +73,24 @@ type Options struct {
 	CommitDelay    time.Duration // debounce of the background root commit; 0 = 2s
 	SealWorkers    int           // background sealers; 0 = 2
 	ReadCacheBytes int64         // local cache of sealed objects (ciphertext); 0 = 512 MiB
-	BreakLease     bool          // take over a writer lease left by a crashed mount elsewhere
+	BreakLease     bool          // no effect: there is no writer lock any more (docs/core.md, "Several devices")
+	// Device names this device in conflict copies and presence records; "" = the host name.
+	Device string
+	// RefreshInterval: how often a mount polls for the next root of other devices (one
+	// HEAD of r/<anchor+1>); 0 = 5s, negative = never (docs/core.md, "Several devices").
+	RefreshInterval time.Duration
+}
+
+// Changes is what a merge of other devices' roots changed in the working copy.
+type Changes struct {
+	Inodes  []Ino   // inodes whose record changed or that went away
+	Entries []Entry // directory entries added or removed
+}
+
+// Entry is one directory entry name.
+type Entry struct {
+	Parent Ino
+	Name   string
 }
 
 // Status is what `imgfs status` prints.

@@ -89,9 +89,13 @@ type FS struct {
 	fetching map[dedup.Locator]chan struct{}
 
 	storePath func(name string) (string, error) // set for a local directory store
-	leaseName string
-	leaseID   []byte
-	closeOnce sync.Once
+	// frozen: a read-only open of a cache with work not yet in the store; its bbolt is
+	// opened read-only and nothing in the cache is touched (docs/core.md, "Several devices").
+	frozen  bool
+	onMerge atomic.Pointer[func(Changes)]
+	// presenceAnchor: the anchor in the last presence record written (presence.go)
+	presenceAnchor atomic.Uint64
+	closeOnce      sync.Once
 
 	// chunker cuts file content into chunks (format v2, docs/format.md §11)
 	chunker *dedup.Chunker
@@ -125,7 +129,7 @@ func Open(ctx context.Context, store backend.Store, keys *keyring.Keys, opts Opt
 		lc: newLocalCrypto(keys.LocalKey), open: map[Ino]*openFile{}, queued: map[uint64]bool{},
 		sealing: map[uint64]chan struct{}{}, sealKick: make(chan struct{}, 1), commitKick: make(chan struct{}, 1),
 		pool: make(chan pooled, poolSize), poolKick: make(chan struct{}, 1),
-		fetching: map[dedup.Locator]chan struct{}{}, leaseName: "locks/writer"}
+		fetching: map[dedup.Locator]chan struct{}{}}
 	if f.log == nil {
 		f.log = slog.Default()
 	}
@@ -162,8 +166,63 @@ func Open(ctx context.Context, store backend.Store, keys *keyring.Keys, opts Opt
 	return f, nil
 }
 
+// localWork says what work of its own a cache holds that is not in the store yet ("": none).
+func (f *FS) localWork() string {
+	why := ""
+	f.db.View(func(tx *bolt.Tx) error {
+		switch {
+		case tx.Bucket(bMeta).Get([]byte(mInit)) == nil:
+		case tx.Bucket(bPending).Stats().KeyN > 0:
+			why = fmt.Sprintf("%d file version(s) not yet stored", tx.Bucket(bPending).Stats().KeyN)
+		case getU64(tx, mChg) != getU64(tx, mCommitted) &&
+			(getU64(tx, mAnchorSeq) != 0 || tx.Bucket(bInodes).Stats().KeyN > 1): // not just an empty new tree
+			why = "changes not yet in a root"
+		case tx.Bucket(bOrphans).Stats().KeyN > 0:
+			why = "files deleted while open, not yet cleaned up"
+		}
+		return nil
+	})
+	return why
+}
+
+// freeze reopens the cache's bbolt read-only for a read-only open of a cache with local
+// work: the cache is shown as it is (its own unsynced files included; newer roots of other
+// devices are not merged) and nothing in it changes.
+func (f *FS) freeze(why string) error {
+	f.log.Warn("core: this cache holds work that is not in the store yet; the read-only open shows the cache as it is and changes nothing in it (mount it as a writer, or run a writer command, to store it and see newer changes)",
+		"cache", f.dir, "work", why)
+	path := f.db.Path()
+	if err := f.db.Close(); err != nil {
+		return localErr("local state", err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		return localErr("opening local state read-only", err)
+	}
+	f.db, f.frozen = db, true
+	f.ctx, f.cancel = context.WithCancel(context.Background())
+	return nil
+}
+
 func (f *FS) start(ctx context.Context) error {
-	otherVault := false
+	otherVault, inited := false, false
+	f.db.View(func(tx *bolt.Tx) error {
+		if m := tx.Bucket(bMeta); m != nil {
+			v := m.Get([]byte(mVault))
+			otherVault = v != nil && string(v) != string(f.keys.VaultID[:])
+			inited = m.Get([]byte(mInit)) != nil
+		}
+		return nil
+	})
+	if otherVault {
+		return errnoErr(syscall.EINVAL, "cache directory %s belongs to another vault; use another --cache directory", f.dir)
+	}
+	if f.ro && inited {
+		// Before any write: a read-only open must not touch a cache with work of its own.
+		if why := f.localWork(); why != "" {
+			return f.freeze(why)
+		}
+	}
 	err := f.db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bMeta, bInodes, bDirents, bXattrs, bPending, bOrphans, bAux} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -183,29 +242,29 @@ func (f *FS) start(ctx context.Context) error {
 	if otherVault {
 		return errnoErr(syscall.EINVAL, "cache directory %s belongs to another vault; use another --cache directory", f.dir)
 	}
-	if !f.ro {
-		// Lease first: no other writer may change the store while we load from it.
-		if err := f.takeLease(ctx); err != nil {
+	if err := f.syncWithStore(ctx); err != nil {
+		if !inited || !isTransient(err) || errors.Is(err, ErrRollback) {
 			return err
 		}
+		// Offline (docs/core.md, "Several devices"): the cache works on its own; the
+		// refresher merges and the committer commits when the store is back.
+		f.log.Warn("core: the store is unreachable; working offline from the cache (changes are merged and stored when it is back)", "err", err)
 	}
-	if err := f.syncWithStore(ctx); err != nil {
-		f.releaseLease()
-		return err
-	}
-	if err := f.recover(); err != nil {
-		f.releaseLease()
-		return err
+	if !f.ro {
+		// A read-only open deletes nothing: stray spool files wait for the next writer.
+		if err := f.recover(); err != nil {
+			return err
+		}
 	}
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 	if !f.ro && f.anchorSeq() == 0 {
 		// A new vault: write r/1 now, so a second client never starts another one.
 		if err := f.commitNow(ctx); err != nil {
-			f.releaseLease()
 			return err
 		}
 	}
 	if !f.ro {
+		f.writePresence(ctx, true)
 		for i := 0; i < f.opts.SealWorkers; i++ {
 			f.wg.Add(1)
 			go f.sealWorker()
@@ -215,6 +274,10 @@ func (f *FS) start(ctx context.Context) error {
 		go f.poolFiller()
 		f.kickCommit()
 		f.kickPool()
+	}
+	if f.opts.RefreshInterval >= 0 {
+		f.wg.Add(1)
+		go f.refresher()
 	}
 	return nil
 }
@@ -236,7 +299,9 @@ func (f *FS) Close() error {
 				errs = append(errs, err)
 			}
 		}
-		f.cancel()
+		if f.cancel != nil {
+			f.cancel()
+		}
 		f.wg.Wait()
 		f.drainPool()
 		f.mu.Lock()
@@ -252,7 +317,9 @@ func (f *FS) Close() error {
 			cancel()
 		}
 		if !f.ro {
-			f.releaseLease()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			f.writePresence(ctx, f.localWork() != "")
+			cancel()
 		}
 		f.mu.Lock()
 		if err := f.commitLocked(); err != nil {
@@ -271,7 +338,7 @@ func (f *FS) Close() error {
 }
 
 // crash simulates kill -9 for tests: background work stops, nothing is flushed or
-// committed, the lease stays, and the db is closed without any further write.
+// committed, and the db is closed without any further write.
 func (f *FS) crash() {
 	f.closeOnce.Do(func() {
 		f.cancel()

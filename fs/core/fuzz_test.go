@@ -105,7 +105,7 @@ func FuzzDecodeRootAuxLease(f *testing.F) {
 	l[3] = 1
 	f.Add(encodeRoot(&rootRec{Seq: 3, Prev: l, Time: 7, Shards: []shardRef{{0, l}, {5, l}}, Aux: []auxRef{{"emb", l}}}))
 	f.Add(encodeAux(&auxTable{Table: "emb", Entries: [][2][]byte{{[]byte("k"), []byte("v")}}}))
-	f.Add(encodeLease(leaseRec{ID: make([]byte, 16), Host: "h", Pid: 9, Time: 1}))
+	f.Add(encodePresence(Presence{ID: make([]byte, 16), Device: "h", Pid: 9, Time: 1, Anchor: 3, Unsynced: true}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if r, err := decodeRoot(b); err == nil {
 			if r2, err := decodeRoot(encodeRoot(r)); err != nil || !reflect.DeepEqual(r, r2) {
@@ -117,9 +117,9 @@ func FuzzDecodeRootAuxLease(f *testing.F) {
 				t.Fatal("aux does not round-trip")
 			}
 		}
-		if l, err := decodeLease(b); err == nil {
-			if _, err := decodeLease(encodeLease(l)); err != nil {
-				t.Fatal("lease does not round-trip")
+		if l, err := decodePresence(b); err == nil {
+			if _, err := decodePresence(encodePresence(l)); err != nil {
+				t.Fatal("presence does not round-trip")
 			}
 		}
 		decodeDirent(b)

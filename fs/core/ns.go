@@ -170,11 +170,10 @@ func (f *FS) newChild(tx *bolt.Tx, parent Ino, name string, n *inode) (Ino, erro
 	} else if ok {
 		return 0, errnoErr(syscall.EEXIST, "%q exists", name)
 	}
-	id, err := f.nextID(tx, mNextIno)
+	ino, err := f.allocIno(tx)
 	if err != nil {
 		return 0, err
 	}
-	ino := Ino(id)
 	now := nowNs()
 	n.Atime, n.Mtime, n.Ctime = now, now, now
 	n.Parent, n.Name = parent, name

@@ -15,8 +15,9 @@ import (
 //	                   nXattrs { name value } }
 //	        nDirents { parent name ino }
 //	aux  (kind "aux"):  "IMGFSAX1" table nEntries { key value }
-//	root (SealRoot):    "IMGFSRT2" seq prevHash(32) unixNanos nShards { shard treeLoc(32) }
-//	                               nAux { table loc(32) }
+//	root (SealRoot):    "IMGFSRT3" seq prevHash(32) unixNanos nShards { shard treeLoc(32) }
+//	                               nAux { table loc(32) } device
+//	                    ("IMGFSRT2" roots, without device, are still read)
 //
 // The namespace is sharded by inode number (shard = ino / shardSize): a tree object holds
 // the inodes of one shard, their xattrs, and the directory entries that point at them (so
@@ -26,7 +27,9 @@ import (
 const (
 	treeMagic = "IMGFSTR1"
 	auxMagic  = "IMGFSAX1"
-	rootMagic = "IMGFSRT2"
+	rootMagic = "IMGFSRT3"
+	// rootMagicV2: roots written before they named their device.
+	rootMagicV2 = "IMGFSRT2"
 )
 
 const shardSize = 1024
@@ -152,6 +155,7 @@ type rootRec struct {
 	Time   int64
 	Shards []shardRef // tree objects, one per inode range (shard = ino / shardSize)
 	Aux    []auxRef
+	Device string // the device that wrote it (conflict copy names, imgfs status)
 }
 
 type shardRef struct {
@@ -180,12 +184,14 @@ func encodeRoot(r *rootRec) []byte {
 		e.str(a.Table)
 		e.fixed(a.Loc[:])
 	}
+	e.str(r.Device)
 	return e.b
 }
 
 func decodeRoot(b []byte) (*rootRec, error) {
 	d := decoder{b: b}
-	if string(d.fixed(len(rootMagic))) != rootMagic {
+	magic := string(d.fixed(len(rootMagic)))
+	if magic != rootMagic && magic != rootMagicV2 {
 		return nil, errBadTree
 	}
 	r := &rootRec{Seq: d.u()}
@@ -202,6 +208,9 @@ func decodeRoot(b []byte) (*rootRec, error) {
 		a := auxRef{Table: d.str(64)}
 		copy(a.Loc[:], d.fixed(32))
 		r.Aux = append(r.Aux, a)
+	}
+	if magic == rootMagic {
+		r.Device = d.str(maxNameLen)
 	}
 	if err := d.end(); err != nil {
 		return nil, errBadTree

@@ -1,0 +1,331 @@
+package core
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/imgfs/imgfs/backend"
+	"github.com/imgfs/imgfs/dedup"
+	"github.com/imgfs/imgfs/dedup/maint"
+)
+
+// Two caches of one vault (issue "many devices, one vault"; docs/core.md, "Several devices").
+
+// device returns an env for another cache on the same store and keys.
+func (e *env) device(name string) *env {
+	d := *e
+	d.cache = filepath.Join(e.t.TempDir(), name)
+	d.opts.Device = name
+	return &d
+}
+
+// fileSums hashes every file in the cache directory below dir (spool, state).
+func fileSums(t *testing.T, dir string) map[string][32]byte {
+	t.Helper()
+	out := map[string][32]byte{}
+	ok(t, filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if err != nil || info.IsDir() || strings.Contains(p, string(filepath.Separator)+"obj"+string(filepath.Separator)) {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		out[p] = sha256.Sum256(b)
+		return nil
+	}))
+	return out
+}
+
+// Case ro: a read-only open of a crashed device's cache, after another device committed,
+// must not drop that cache's pending work (it used to rebuild and delete the spool).
+func TestReadOnlyOpenKeepsPendingWork(t *testing.T) {
+	e := newEnv(t)
+	fs := &failStore{Store: e.store}
+	e.store = fs
+	a := e.device("a")
+	f := a.open()
+	small := randBytes(10_000)
+	writeFile(t, f, "/small", small)
+	ok(t, f.Sync(ctx()))
+	fs.fail.Store(true) // A's big file stays in its spool
+	big := randBytes(3 << 20)
+	writeFile(t, f, "/big", big)
+	f.crash()
+	fs.fail.Store(false)
+
+	b := e.device("b")
+	g := b.open()
+	bfile := randBytes(300_000)
+	writeFile(t, g, "/b", bfile)
+	ok(t, g.Sync(ctx()))
+	ok(t, g.Close())
+
+	before := fileSums(t, a.cache)
+	ro := *a
+	ro.opts.ReadOnly = true
+	h := ro.open()
+	if got := readFile(t, h, "/big"); !bytes.Equal(got, big) {
+		t.Fatal("read-only open: /big differs")
+	}
+	ok(t, h.Close())
+	after := fileSums(t, a.cache)
+	for p, s := range before {
+		if after[p] != s {
+			t.Errorf("read-only open changed %s", p)
+		}
+	}
+	if len(after) != len(before) {
+		t.Errorf("read-only open changed the cache's file set: %d -> %d files", len(before), len(after))
+	}
+
+	f = a.open()
+	ok(t, f.Sync(ctx()))
+	ok(t, f.Close())
+	fresh := e.device("fresh")
+	k := fresh.open()
+	for p, want := range map[string][]byte{"/small": small, "/big": big, "/b": bfile} {
+		if got := readFile(t, k, p); !bytes.Equal(got, want) {
+			t.Errorf("fresh cache: %s differs (%d bytes, want %d)", p, len(got), len(want))
+		}
+	}
+}
+
+// Case rw: a writer with local changes that finds newer roots merges them instead of
+// reverting them.
+func TestWriterMergesNewerRoot(t *testing.T) {
+	e := newEnv(t)
+	fs := &failStore{Store: e.store}
+	e.store = fs
+	a := e.device("a")
+	f := a.open()
+	writeFile(t, f, "/small", []byte("small"))
+	ok(t, f.Sync(ctx()))
+	fs.fail.Store(true)
+	big := randBytes(1 << 20)
+	writeFile(t, f, "/big", big)
+	f.crash()
+	fs.fail.Store(false)
+
+	g := e.device("b").open()
+	writeFile(t, g, "/b", []byte("from b"))
+	ok(t, g.Sync(ctx()))
+	ok(t, g.Close())
+
+	f = a.open()
+	ok(t, f.Sync(ctx()))
+	ok(t, f.Close())
+	k := e.device("fresh").open()
+	if got := string(readFile(t, k, "/b")); got != "from b" {
+		t.Fatalf("/b: %q", got)
+	}
+	if got := readFile(t, k, "/big"); !bytes.Equal(got, big) {
+		t.Fatal("/big differs")
+	}
+	if got := string(readFile(t, k, "/small")); got != "small" {
+		t.Fatalf("/small: %q", got)
+	}
+}
+
+func names(t *testing.T, f *FS, dir string) []string {
+	t.Helper()
+	ents, err := f.ReadDir(must(f.Resolve(dir)))
+	ok(t, err)
+	var out []string
+	for _, e := range ents {
+		out = append(out, e.Name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Two writers open at once: the second commit conflicts, merges and commits on top.
+func TestConcurrentWritersMerge(t *testing.T) {
+	e := newEnv(t)
+	f := e.device("laptop").open()
+	ok(t, f.Mkdir2(t, "/shared"))
+	writeFile(t, f, "/shared/base.txt", []byte("base"))
+	writeFile(t, f, "/gone-on-a", []byte("x"))
+	writeFile(t, f, "/edit-vs-delete", []byte("v1"))
+	writeFile(t, f, "/renamed", []byte("r"))
+	ok(t, f.Sync(ctx()))
+	g := e.device("desktop").open()
+	if got := string(readFile(t, g, "/shared/base.txt")); got != "base" {
+		t.Fatal(got)
+	}
+	// Both change things at the same time.
+	writeFile(t, f, "/shared/a.txt", []byte("from a"))
+	writeFile(t, g, "/shared/b.txt", []byte("from b"))
+	writeFile(t, f, "/shared/base.txt", []byte("a's version"))
+	writeFile(t, g, "/shared/base.txt", []byte("b's version, later"))
+	ok(t, f.Remove(RootIno, "edit-vs-delete", false))
+	writeFile(t, g, "/edit-vs-delete", []byte("v2 from b"))
+	ok(t, g.Remove(RootIno, "gone-on-a", false))
+	ok(t, f.Rename(RootIno, "renamed", RootIno, "renamed-by-a"))
+	ok(t, g.Rename(RootIno, "renamed", RootIno, "renamed-by-b"))
+	ok(t, f.Mkdir2(t, "/new"))
+	writeFile(t, f, "/new/fa", []byte("fa"))
+	ok(t, g.Mkdir2(t, "/new"))
+	writeFile(t, g, "/new/fb", []byte("fb"))
+	ok(t, f.Sync(ctx()))
+	ok(t, g.Sync(ctx())) // conflicts with f's root: merges it
+	ok(t, f.Sync(ctx()))
+	ok(t, f.Close())
+	ok(t, g.Close())
+
+	k := e.device("fresh").open()
+	if got := names(t, k, "/shared"); strings.Join(got, ",") != "a.txt,b.txt,base (conflict laptop "+conflictStamp(t, k)+").txt,base.txt" {
+		t.Fatalf("/shared: %q", got)
+	}
+	if got := string(readFile(t, k, "/shared/base.txt")); got != "b's version, later" {
+		t.Fatalf("base.txt: %q", got)
+	}
+	if got := string(readFile(t, k, "/edit-vs-delete")); got != "v2 from b" {
+		t.Fatalf("edit-vs-delete: %q", got)
+	}
+	if _, err := k.Resolve("/gone-on-a"); !errors.Is(err, syscall.ENOENT) {
+		t.Fatalf("gone-on-a: %v", err)
+	}
+	var rn []string
+	for _, n := range names(t, k, "/") {
+		if strings.HasPrefix(n, "renamed") {
+			rn = append(rn, n)
+		}
+	}
+	if len(rn) != 1 {
+		t.Fatalf("renamed on both: %q", rn)
+	}
+	if got := names(t, k, "/new"); strings.Join(got, ",") != "fa,fb" {
+		t.Fatalf("/new: %q", got)
+	}
+}
+
+// conflictStamp is the time part of the one conflict copy in /shared.
+func conflictStamp(t *testing.T, f *FS) string {
+	for _, n := range names(t, f, "/shared") {
+		if i := strings.Index(n, "(conflict laptop "); i >= 0 {
+			return strings.TrimSuffix(n[i+len("(conflict laptop "):], ").txt")
+		}
+	}
+	return "missing"
+}
+
+// Mkdir2 is Mkdir by path for tests.
+func (f *FS) Mkdir2(t *testing.T, p string) error {
+	dir, name := filepath.Split(p)
+	_, err := f.Mkdir(must(f.Resolve(dir)), name, 0o755)
+	return err
+}
+
+// Live refresh: Refresh merges another device's new root and reports what changed.
+func TestRefreshMergesAndReports(t *testing.T) {
+	e := newEnv(t)
+	e.opts.RefreshInterval = -1
+	f := e.device("a").open()
+	g := e.device("b").open()
+	var got []Changes
+	g.SetOnMerge(func(c Changes) { got = append(got, c) })
+	writeFile(t, f, "/new", []byte("n"))
+	ok(t, f.Sync(ctx()))
+	ok(t, g.Refresh(ctx()))
+	if s := string(readFile(t, g, "/new")); s != "n" {
+		t.Fatalf("/new on b: %q", s)
+	}
+	if len(got) != 1 || len(got[0].Entries) != 1 || got[0].Entries[0] != (Entry{RootIno, "new"}) {
+		t.Fatalf("changes %+v", got)
+	}
+	if !slices.Contains(got[0].Inodes, RootIno) {
+		t.Fatalf("the root directory's change is not reported: %+v", got[0])
+	}
+	// Nothing new: one poll, no merge.
+	ok(t, g.Refresh(ctx()))
+	if len(got) != 1 {
+		t.Fatalf("a refresh without a new root merged: %+v", got)
+	}
+}
+
+// gc's root retention: old root pointers go, but never the roots from the oldest device's
+// anchor on (it must check the chain and merge from there), and a read-only cache whose
+// roots were collected still opens.
+func TestCollectRootsKeepsDeviceAnchors(t *testing.T) {
+	e := newEnv(t)
+	e.opts.RefreshInterval = -1
+	ro := e.device("reader")
+	ro.opts.ReadOnly = true
+	b := e.device("b")
+	g := b.open()
+	for i := 0; i < 5; i++ {
+		writeFile(t, g, "/f", []byte{byte(i)})
+		ok(t, g.Sync(ctx()))
+	}
+	r := ro.open()
+	ok(t, r.Close())
+	for i := 0; i < 5; i++ {
+		writeFile(t, g, "/f", []byte{byte(i)})
+		ok(t, g.Sync(ctx()))
+	}
+	a := e.device("a")
+	f := a.open() // anchor: the current root, recorded in a's presence
+	aAnchor := f.anchorSeq()
+	ok(t, f.Close())
+	for i := 0; i < 10; i++ {
+		writeFile(t, g, "/f", []byte{byte(i)})
+		ok(t, g.Sync(ctx()))
+	}
+	newest := g.anchorSeq()
+	n, err := g.CollectRoots(ctx(), 3)
+	ok(t, err)
+	if want := int(aAnchor - 1); n != want {
+		t.Fatalf("deleted %d roots, want %d (all below a's anchor %d)", n, want, aAnchor)
+	}
+	for seq := uint64(1); seq <= newest; seq++ {
+		_, err := e.store.Stat(ctx(), rootName(seq))
+		if (err == nil) != (seq >= aAnchor) {
+			t.Fatalf("root %d: %v (a's anchor %d)", seq, err, aAnchor)
+		}
+	}
+	live, err := g.gcLive(ctx(), 3)
+	ok(t, err)
+	if !live[rootName(aAnchor)] || live[rootName(aAnchor-1)] {
+		t.Fatal("live set does not match the kept roots")
+	}
+	writeFile(t, g, "/g", []byte("g"))
+	ok(t, g.Sync(ctx()))
+	f = a.open() // checks the chain from its anchor, merges
+	if got := string(readFile(t, f, "/g")); got != "g" {
+		t.Fatal(got)
+	}
+	ok(t, f.Close())
+	r = ro.open() // its anchor's successors are gone: loads the newest root
+	if got := string(readFile(t, r, "/g")); got != "g" {
+		t.Fatal(got)
+	}
+	// A running read-only mount whose anchor's objects gc deleted still refreshes.
+	writeFile(t, g, "/f", []byte("replaced"))
+	ok(t, g.Sync(ctx()))
+	_, err = ForgetDevice(ctx(), e.store, e.keys, "a") // else a's anchor keeps the reader's
+	ok(t, err)
+	_, err = g.CollectRoots(ctx(), 1)
+	ok(t, err)
+	_, err = maint.GC(ctx(), e.store, e.keys, maint.GCOptions{Live: g.GCLive, Owner: "test"})
+	ok(t, err)
+	if _, err := r.loadSide(ctx(), r.anchorSeq()); !errors.Is(err, backend.ErrNotExist) {
+		t.Fatalf("the reader's base is still readable (%v): the test does not test anything", err)
+	}
+	writeFile(t, g, "/h", []byte("h"))
+	ok(t, g.Sync(ctx()))
+	ok(t, r.Refresh(ctx()))
+	if got := string(readFile(t, r, "/h")); got != "h" {
+		t.Fatal(got)
+	}
+}
+
+func rootName(seq uint64) string { return dedup.RootName(seq) }
