@@ -49,6 +49,7 @@ import (
 	"github.com/imgfs/imgfs/backend/s3/s3test"
 	"github.com/imgfs/imgfs/dedup/keyring"
 	"github.com/imgfs/imgfs/dedup/leakscan"
+	"github.com/imgfs/imgfs/fs/control"
 )
 
 var (
@@ -281,6 +282,18 @@ func (m *Mount) Imgfs(t testing.TB, args ...string) string {
 // MountArgs are the arguments Mount passes before the mountpoint.
 func (m *Mount) MountArgs() []string {
 	return append(append([]string{"mount"}, m.args...), "--cache", m.Cache)
+}
+
+// ControlSocket is the path of the mount's control socket (docs: fs/control).
+func (m *Mount) ControlSocket() string {
+	rt := ""
+	for _, kv := range m.env {
+		if v, ok := strings.CutPrefix(kv, "IMGFS_RUNTIME_DIR="); ok {
+			rt = v
+		}
+	}
+	sum := sha256.Sum256([]byte(control.CanonicalMountpoint(m.Dir)))
+	return filepath.Join(rt, hex.EncodeToString(sum[:])[:16]+".sock")
 }
 
 // Mount runs imgfs mount (which returns once the mount is ready).

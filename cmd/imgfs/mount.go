@@ -292,16 +292,15 @@ func checkMountpoint(arg string) (string, error) {
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		return "", errors.New("/dev/fuse is missing: load the fuse kernel module (modprobe fuse) or, in a container, pass --device /dev/fuse")
 	}
-	if fstype, ok := mountedAt(mp); ok {
-		if fstype == "fuse.imgfs" {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			err := control.CallContext(ctx, mp, "status", nil, nil)
-			cancel()
-			if errors.Is(err, control.ErrNoDaemon) {
-				return "", fmt.Errorf("%s is a dead imgfs mount (its daemon is gone); clear it with imgfs umount %s, then mount again", mp, mp)
-			}
-			return "", withCode(exitBusy, fmt.Errorf("%s is already an imgfs mount; unmount it first with imgfs umount %s", mp, mp))
-		}
+	state, fstype, err := probeMount(context.Background(), mp)
+	switch {
+	case err != nil:
+		return "", err
+	case state == deadMount:
+		return "", fmt.Errorf("%s is a dead imgfs mount (its daemon is gone); clear it with imgfs umount %s, then mount again", mp, mp)
+	case state == liveMount:
+		return "", withCode(exitBusy, fmt.Errorf("%s is already an imgfs mount; unmount it first with imgfs umount %s", mp, mp))
+	case state == otherMount:
 		return "", fmt.Errorf("%s is already a mount point (%s); pick an empty directory", mp, fstype)
 	}
 	fi, err := os.Stat(mp)
@@ -325,46 +324,6 @@ func checkMountpoint(arg string) (string, error) {
 		return "", fmt.Errorf("mountpoint %s is not empty; imgfs mounts only on an empty directory", mp)
 	}
 	return mp, nil
-}
-
-// mountedAt reports whether mp is a mount point, and its file system type, from
-// /proc/self/mountinfo.
-func mountedAt(mp string) (string, bool) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return "", false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 10 || mountinfoUnescape(f[4]) != mp {
-			continue
-		}
-		for i := 6; i < len(f)-1; i++ {
-			if f[i] == "-" {
-				return f[i+1], true
-			}
-		}
-		return "", true
-	}
-	return "", false
-}
-
-func mountinfoUnescape(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // resolveCacheDir is --cache, else the default for the store URL ("-ro" for read-only mounts).
@@ -904,20 +863,26 @@ func runUmount(cmd *cobra.Command, args []string) error {
 	}
 	var r umountReply
 	err = control.CallContext(cmd.Context(), mp, "umount", nil, &r)
-	if errors.Is(err, control.ErrNoDaemon) {
-		fstype, ok := mountedAt(mp)
-		if !ok {
+	var re *control.RemoteError
+	if err != nil && !errors.As(err, &re) {
+		// No answer: the daemon may be gone (killed). What the kernel says decides.
+		state, fstype, perr := probeMount(cmd.Context(), mp)
+		switch {
+		case perr != nil:
+			return perr
+		case state == notMounted && errors.Is(err, control.ErrNoDaemon):
 			return fmt.Errorf("%s is not mounted", mp)
-		}
-		if fstype != "fuse.imgfs" {
+		case state == notMounted:
+			return nil // the daemon unmounted and exited before it could answer
+		case state == otherMount:
 			return fmt.Errorf("%s is not an imgfs mount (%s)", mp, fstype)
+		case state == deadMount:
+			if err := imgfs.Unmount(mp); err != nil {
+				return withCode(exitBusy, err)
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "imgfs: %s had no running daemon (it was killed?); cleared the mount. Pending work resumes at the next mount.\n", mp)
+			return nil
 		}
-		// The daemon is gone (killed): clear the dead mount.
-		if err := imgfs.Unmount(mp); err != nil {
-			return withCode(exitBusy, err)
-		}
-		fmt.Fprintf(cmd.ErrOrStderr(), "imgfs: %s had no running daemon (it was killed?); cleared the mount. Pending work resumes at the next mount.\n", mp)
-		return nil
 	}
 	if err != nil {
 		return ctlErr(mp, err)
