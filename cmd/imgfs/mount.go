@@ -6,8 +6,9 @@ package main
 // local store when there is none, then re-executes itself as `imgfs mount -f --ready-fd 3
 // --passphrase-file /proc/self/fd/4 ...` in a new session with its output in
 // <cache>/mount.log, hands it the passphrase through a pipe (never argv or the environment),
-// and waits for one line on the readiness pipe: "ready", or "error <exit code> <message>".
-// It exits 0 once the mount is usable, or with the daemon's error and exit code.
+// and waits on the readiness pipe for "ready" or "error <exit code> <message>", after zero or
+// more "note <text>" lines that it prints on the terminal (e.g. the near-duplicate index is
+// off, and why). It exits 0 once the mount is usable, or with the daemon's error and exit code.
 //
 // The daemon serves FUSE and a control socket (fs/control). `imgfs umount`, SIGINT and
 // SIGTERM flush pending work (core Sync), unmount, sync what arrived meanwhile and close the
@@ -61,9 +62,18 @@ type mountEnv struct {
 	Control *control.Server
 
 	mu      sync.Mutex
+	notices []string
 	status  []func() map[string]any
 	syncs   []func(ctx context.Context) error
 	closers []func() error
+}
+
+// Notice is a line for the user of imgfs mount, printed on the terminal once the mount is
+// ready (a feature that is off, and the command that turns it on).
+func (e *mountEnv) Notice(msg string) {
+	e.mu.Lock()
+	e.notices = append(e.notices, msg)
+	e.mu.Unlock()
 }
 
 // AddStatus adds fields to `imgfs status` (printed after the core's, sorted by key).
@@ -448,8 +458,15 @@ func spawnDaemon(cmd *cobra.Command, mp string) error {
 		cargs = append(cargs, "--"+f.Name+"="+f.Value.String())
 	})
 	cargs = append(cargs, "--", mp)
+	env, err := absPathEnv(envWithout(os.Environ(), "IMGFS_PASSPHRASE", "IMGFS_PASSPHRASE_FILE"))
+	if err != nil {
+		readyW.Close()
+		passR.Close()
+		passW.Close()
+		return err
+	}
 	child := exec.Command(self, cargs...)
-	child.Env = envWithout(os.Environ(), "IMGFS_PASSPHRASE", "IMGFS_PASSPHRASE_FILE")
+	child.Env = env // the daemon runs in "/": paths in it are absolute
 	child.Stdin = devnull
 	child.Stdout = logf
 	child.Stderr = logf
@@ -474,13 +491,25 @@ func spawnDaemon(cmd *cobra.Command, mp string) error {
 	}
 
 	type result struct {
-		line string
-		err  error
+		line  string
+		notes []string
+		err   error
 	}
 	lineCh := make(chan result, 1)
 	go func() {
-		l, err := bufio.NewReader(readyR).ReadString('\n')
-		lineCh <- result{strings.TrimSpace(l), err}
+		var r result
+		br := bufio.NewReader(readyR)
+		for {
+			l, err := br.ReadString('\n')
+			l = strings.TrimSpace(l)
+			if note, ok := strings.CutPrefix(l, "note "); ok && err == nil {
+				r.notes = append(r.notes, note)
+				continue
+			}
+			r.line, r.err = l, err
+			lineCh <- r
+			return
+		}
 	}()
 	var r result
 	select {
@@ -489,6 +518,9 @@ func spawnDaemon(cmd *cobra.Command, mp string) error {
 		child.Process.Signal(syscall.SIGTERM)
 		child.Wait()
 		return ctx.Err()
+	}
+	for _, n := range r.notes {
+		fmt.Fprintln(cmd.ErrOrStderr(), "imgfs: "+n)
 	}
 	switch {
 	case r.line == "ready":
@@ -542,10 +574,12 @@ type daemon struct {
 	unmountMu sync.Mutex
 }
 
-// readiness reports to the starter (when there is one) exactly once.
+// readiness reports to the starter (when there is one) exactly once: the notices, one
+// "note <text>" line each, then "ready" or "error <code> <message>".
 type readiness struct {
-	f    *os.File
-	once sync.Once
+	f     *os.File
+	once  sync.Once
+	notes []string
 }
 
 func (r *readiness) report(err error) {
@@ -553,6 +587,9 @@ func (r *readiness) report(err error) {
 		return
 	}
 	r.once.Do(func() {
+		for _, n := range r.notes {
+			fmt.Fprintln(r.f, "note "+oneLine(n))
+		}
 		if err == nil {
 			fmt.Fprintln(r.f, "ready")
 		} else {
@@ -694,6 +731,16 @@ func serveMount(cmd *cobra.Command, mp string) (err error) {
 		close(d.served)
 	}()
 	log.Info("imgfs: mounted", "mountpoint", mp, "store", displayStore(url), "cache", cache, "read_only", d.ro, "pid", os.Getpid())
+	env.mu.Lock()
+	notes := append([]string(nil), env.notices...)
+	env.mu.Unlock()
+	if rd != nil {
+		rd.notes = notes
+	} else {
+		for _, n := range notes {
+			fmt.Fprintln(os.Stderr, "imgfs: "+n)
+		}
+	}
 	rd.report(nil)
 
 	close(startDone)
