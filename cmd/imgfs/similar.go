@@ -30,6 +30,7 @@ var similarFlags struct {
 	json      bool
 	all       bool
 	reindex   bool
+	failed    bool
 }
 
 // mountSimilarThreshold is `imgfs mount --similarity-threshold`.
@@ -39,7 +40,7 @@ var mountSimilarThreshold float64
 var mountNoSimilar bool
 
 var similarCmd = &cobra.Command{
-	Use:   "similar [--threshold T] [--top K] [--json] PATH... | --all [--json] [MOUNTPOINT] | --reindex MOUNTPOINT",
+	Use:   "similar [--threshold T] [--top K] [--json] PATH... | --all [--json] [MOUNTPOINT] | --failed [--json] [MOUNTPOINT] | --reindex MOUNTPOINT",
 	Short: "Print the near-duplicates of photos in a mount, with scores",
 	Long: `Prints, for each PATH (a file inside an imgfs mount), the other photos of the vault that are
 the same picture, edited: best match first, with the cosine similarity of their embeddings
@@ -49,6 +50,9 @@ the same photo, lightly edited) or "similar" (at or above the threshold).
 --all prints every near-duplicate pair of the vault mounted at MOUNTPOINT (default: the mount
 holding the current directory). --reindex recomputes every embedding (after a model change;
 a changed model is also picked up automatically at mount) and shows a progress bar.
+--failed lists the files that should be images but could not be embedded (a corrupt or
+truncated image, an image too large to decode, a .jpg that is not an image), with the reason;
+imgfs status counts them.
 
 The default threshold is the mount's (imgfs mount --similarity-threshold, default 0.93,
 calibrated in docs/similar.md). The same matches appear as symlinks under
@@ -70,6 +74,7 @@ func init() {
 	f.BoolVar(&similarFlags.json, "json", false, "print JSON")
 	f.BoolVar(&similarFlags.all, "all", false, "print every near-duplicate pair of the mount")
 	f.BoolVar(&similarFlags.reindex, "reindex", false, "recompute every embedding of the mount (progress bar)")
+	f.BoolVar(&similarFlags.failed, "failed", false, "list the files of the mount that could not be embedded, and why")
 	rootCmd.AddCommand(similarCmd)
 
 	mf := mountCmd.Flags()
@@ -84,6 +89,7 @@ var similarIndexer *similar.Indexer
 
 func similarBeforeOpen(env *mountEnv) error {
 	if mountNoSimilar {
+		similarIndexOff(env, errors.New("--no-similar"), true)
 		return nil
 	}
 	if mountSimilarThreshold <= 0 || mountSimilarThreshold > 1 {
@@ -91,7 +97,7 @@ func similarBeforeOpen(env *mountEnv) error {
 	}
 	emb, err := similar.LoadDefaultModel()
 	if err != nil {
-		env.Log.Warn("similar: near-duplicate index disabled (no .similar/): " + err.Error())
+		similarIndexOff(env, err, false)
 		return nil
 	}
 	x, err := similar.New(similar.Config{Embedder: emb, Threshold: float32(mountSimilarThreshold), Logger: env.Log,
@@ -114,6 +120,7 @@ func similarAfterOpen(env *mountEnv) error {
 	}
 	env.FSOpts.Similar = x
 	x.Register(env.Control)
+	similarIndexOn(env, x)
 	env.AddStatus(func() map[string]any {
 		st := x.Stats()
 		return map[string]any{"similar_embeddings": st.Embeddings, "similar_backlog": st.Backlog,
@@ -196,6 +203,8 @@ func runSimilar(cmd *cobra.Command, args []string) error {
 	}
 	ctx := cmd.Context()
 	switch {
+	case similarFlags.failed:
+		return runSimilarFailed(cmd, args)
 	case similarFlags.reindex:
 		if len(args) != 1 {
 			return usageErrorf("--reindex takes one MOUNTPOINT")
