@@ -45,6 +45,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
+
 	"github.com/imgfs/imgfs/backend/local"
 	"github.com/imgfs/imgfs/backend/s3/s3test"
 	"github.com/imgfs/imgfs/dedup/keyring"
@@ -505,19 +507,11 @@ func waitGone(pid int, d time.Duration) {
 	}
 }
 
-// isMountpoint reports whether dir is a mount point (from /proc/self/mountinfo).
+// isMountpoint reports whether dir is a mount point (the mount table, through
+// moby/sys/mountinfo, which reads /proc/self/mountinfo and unescapes its paths).
 func isMountpoint(dir string) bool {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && strings.ReplaceAll(f[4], `\040`, " ") == dir {
-			return true
-		}
-	}
-	return false
+	ms, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(dir))
+	return err == nil && len(ms) > 0
 }
 
 // sh runs a shell command line in dir (with a timeout) and fails the test on error.

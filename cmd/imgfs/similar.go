@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
@@ -131,26 +132,16 @@ func similarAfterOpen(env *mountEnv) error {
 	return nil
 }
 
-// findMount returns the imgfs mountpoint holding abs (from /proc/self/mountinfo).
+// findMount returns the imgfs mountpoint holding abs (the mount table, through
+// moby/sys/mountinfo).
 func findMount(abs string) (string, error) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	ms, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("fuse.imgfs"))
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("reading the mount table: %w", err)
 	}
 	best := ""
-	for _, l := range strings.Split(string(b), "\n") {
-		f := strings.Fields(l)
-		sep := -1
-		for i, x := range f {
-			if x == "-" {
-				sep = i
-				break
-			}
-		}
-		if len(f) < 5 || sep < 0 || sep+1 >= len(f) || f[sep+1] != "fuse.imgfs" {
-			continue
-		}
-		mp := unescapeMountinfoPath(f[4])
+	for _, m := range ms {
+		mp := m.Mountpoint
 		if (abs == mp || strings.HasPrefix(abs, strings.TrimSuffix(mp, "/")+"/")) && len(mp) > len(best) {
 			best = mp
 		}
@@ -159,24 +150,6 @@ func findMount(abs string) (string, error) {
 		return "", fmt.Errorf("%s is not inside an imgfs mount", abs)
 	}
 	return best, nil
-}
-
-func unescapeMountinfoPath(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // absPath makes p absolute, resolving symlinks of its directory (not of p itself, which
