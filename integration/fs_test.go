@@ -485,12 +485,18 @@ func TestKill9DeadMount(t *testing.T) {
 	if err == nil || !strings.Contains(se, "dead imgfs mount") {
 		t.Fatalf("mount over a dead mount: %v, %q", err, se)
 	}
+	if _, se, err := m.TryImgfs("status", m.Dir); err == nil || !strings.Contains(se, "dead imgfs mount") {
+		t.Fatalf("imgfs status of a dead mount: %v, %q", err, se)
+	}
 	// A killed daemon's control socket can still accept for a moment (its other threads are
 	// exiting) and then reset the connection. The kernel's FUSE connection decides, not that.
 	stopImpostor := resettingSocket(t, m.ControlSocket())
 	_, se, err = m.TryImgfs(append(m.MountArgs(), m.Dir)...)
 	if err == nil || !strings.Contains(se, "dead imgfs mount") {
 		t.Fatalf("mount over a dead mount whose control socket resets: %v, %q", err, se)
+	}
+	if _, se, err := m.TryImgfs("status", m.Dir); err == nil || !strings.Contains(se, "dead imgfs mount") {
+		t.Fatalf("imgfs status of a dead mount whose control socket resets: %v, %q", err, se)
 	}
 	if _, se, err := m.TryImgfs("umount", m.Dir); err != nil {
 		t.Fatalf("imgfs umount of a dead mount: %v %s", err, se)

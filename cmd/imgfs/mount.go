@@ -238,12 +238,21 @@ stays mounted. A mount whose daemon died is cleared with fusermount3 -u.`,
 
 // ctlErr turns a control-socket error into one line for the user.
 func ctlErr(mp string, err error) error {
+	var re *control.RemoteError
+	if errors.As(err, &re) {
+		if strings.Contains(re.Msg, "busy") {
+			return withCode(exitBusy, err)
+		}
+		return err
+	}
+	// No answer: a daemon that was killed leaves a dead mount (mountstate.go).
+	if abs, aerr := filepath.Abs(mp); aerr == nil && !errors.Is(err, context.Canceled) {
+		if fstype, ok, _ := fsTypeAt(abs); ok && fstype == "fuse.imgfs" && fuseConnDead(context.Background(), abs) {
+			return fmt.Errorf("%s is a dead imgfs mount (its daemon is gone); clear it with imgfs umount %s, then mount again", mp, mp)
+		}
+	}
 	if errors.Is(err, control.ErrNoDaemon) {
 		return fmt.Errorf("%s is not an imgfs mount (no daemon answers on its control socket); mount it with imgfs mount %s", mp, mp)
-	}
-	var re *control.RemoteError
-	if errors.As(err, &re) && strings.Contains(re.Msg, "busy") {
-		return withCode(exitBusy, err)
 	}
 	return err
 }
