@@ -248,7 +248,7 @@ func ctlErr(mp string, err error) error {
 	// No answer: a daemon that was killed leaves a dead mount (mountstate.go).
 	if abs, aerr := filepath.Abs(mp); aerr == nil && !errors.Is(err, context.Canceled) {
 		if fstype, ok, _ := fsTypeAt(abs); ok && fstype == "fuse.imgfs" && fuseConnDead(context.Background(), abs) {
-			return fmt.Errorf("%s is a dead imgfs mount (its daemon is gone); clear it with imgfs umount %s, then mount again", mp, mp)
+			return deadMountErr(mp)
 		}
 	}
 	if errors.Is(err, control.ErrNoDaemon) {
@@ -316,7 +316,7 @@ func checkMountpoint(arg string) (string, error) {
 	case err != nil:
 		return "", err
 	case state == deadMount:
-		return "", fmt.Errorf("%s is a dead imgfs mount (its daemon is gone); clear it with imgfs umount %s, then mount again", mp, mp)
+		return "", deadMountErr(mp)
 	case state == liveMount:
 		return "", withCode(exitBusy, fmt.Errorf("%s is already an imgfs mount; unmount it first with imgfs umount %s", mp, mp))
 	case state == otherMount:

@@ -32,6 +32,11 @@ const (
 	deadMount             // an imgfs mount whose daemon is gone (the kernel says ENOTCONN)
 )
 
+// deadMountErr says what to do about a dead mount.
+func deadMountErr(mp string) error {
+	return fmt.Errorf("%s is a dead imgfs mount (its daemon is gone); clear it with imgfs umount %s, then mount again", mp, mp)
+}
+
 // statfsWait bounds how long a probe waits for a daemon that neither answers its control
 // socket nor the kernel (hung, or very busy): such a mount counts as live.
 const statfsWait = 20 * time.Second
