@@ -152,14 +152,15 @@ func TestSimilarFailed(t *testing.T) {
 		"album/random.jpg": "not an image the decoder reads",
 		"album/huge.png":   "too many pixels: 60000x60000",
 	}
+	embedded := 1 // good.jpg
 	check := func(when string) {
 		t.Helper()
 		ex := statusExtra(t, m)
 		if n, _ := ex["similar_not_embedded"].(float64); int(n) != len(want) {
 			t.Fatalf("%s: imgfs status similar_not_embedded = %v, want %d", when, ex["similar_not_embedded"], len(want))
 		}
-		if n, _ := ex["similar_embeddings"].(float64); n != 1 {
-			t.Fatalf("%s: %v embeddings, want 1 (good.jpg)", when, ex["similar_embeddings"])
+		if n, _ := ex["similar_embeddings"].(float64); int(n) != embedded {
+			t.Fatalf("%s: %v embeddings, want %d", when, ex["similar_embeddings"], embedded)
 		}
 		var got []struct{ Path, Reason string }
 		if err := json.Unmarshal([]byte(m.Imgfs(t, "similar", "--failed", "--json", m.Dir)), &got); err != nil {
@@ -182,6 +183,24 @@ func TestSimilarFailed(t *testing.T) {
 	check("after sync")
 	m.Remount() // the reasons are kept in the vault, not recomputed
 	check("after a remount")
+	// imgfs sync also commits what the indexer wrote after the files were committed: a
+	// mount with an empty cache after kill -9 (no flush at unmount; a second machine, so
+	// --break-lease) loads the new embedding and failure, with nothing left to embed.
+	convert(t, "-size", "640x480", "-seed", "8", "plasma:fractal", "-quality", "90", filepath.Join(m.Dir, "album/good2.jpg"))
+	if err := os.WriteFile(filepath.Join(m.Dir, "album/trunc2.jpg"), jpg[:len(jpg)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want["album/trunc2.jpg"] = "corrupt or truncated"
+	embedded++
+	m.Sync()
+	m.Kill9()
+	m.Cache = m.newCacheDir()
+	m.Imgfs(t, append(m.MountArgs(), "--break-lease", m.Dir)...)
+	m.mounted = true
+	if b, _ := statusExtra(t, m)["similar_backlog"].(float64); b != 0 {
+		t.Fatalf("after imgfs sync, kill -9 and a mount with an empty cache: %v files to embed again", b)
+	}
+	check("after kill -9 and a mount with an empty cache")
 	if err := os.Remove(filepath.Join(m.Dir, "album/trunc.jpg")); err != nil {
 		t.Fatal(err)
 	}

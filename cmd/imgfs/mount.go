@@ -828,7 +828,7 @@ func (d *daemon) status() mountStatus {
 	return st
 }
 
-// sync waits until nothing is pending (core, then the hooks' waits).
+// sync waits until nothing is pending (core, then the hooks' waits, then core again).
 func (d *daemon) sync(ctx context.Context) error {
 	if d.ro {
 		return nil
@@ -844,7 +844,12 @@ func (d *daemon) sync(ctx context.Context) error {
 			return err
 		}
 	}
-	return nil
+	if len(fns) == 0 {
+		return nil
+	}
+	// What the hooks wrote while they worked (the near-duplicate index's aux tables) is
+	// committed too: nothing is left for a background commit (a no-op when nothing changed).
+	return d.core.Sync(ctx)
 }
 
 // unmount flushes pending work, then unmounts (busy: error, the mount keeps serving). A
