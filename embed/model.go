@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 
 	"gorgonia.org/tensor"
@@ -52,7 +53,8 @@ type FeatureMap struct {
 }
 
 // LocateModel finds a model file: $IMGFS_MODEL if set, else <name>.imgfsmodel in ./models,
-// next to the executable, or in models/ next to the executable.
+// next to the executable, in models/ next to it or one level up, then in the installed
+// locations InstalledModelDirs (docs/embed.md). The error lists every place it looked.
 func LocateModel(name string) (string, error) {
 	if p := os.Getenv("IMGFS_MODEL"); p != "" {
 		if _, err := os.Stat(p); err != nil {
@@ -62,16 +64,48 @@ func LocateModel(name string) (string, error) {
 	}
 	file := name + ".imgfsmodel"
 	cands := []string{filepath.Join("models", file)}
+	if wd, err := os.Getwd(); err == nil {
+		cands[0] = filepath.Join(wd, "models", file) // the error names it absolutely
+	}
 	if exe, err := os.Executable(); err == nil {
 		d := filepath.Dir(exe)
 		cands = append(cands, filepath.Join(d, file), filepath.Join(d, "models", file), filepath.Join(d, "..", "models", file))
+	}
+	for _, d := range InstalledModelDirs() {
+		cands = append(cands, filepath.Join(d, file))
 	}
 	for _, c := range cands {
 		if _, err := os.Stat(c); err == nil {
 			return c, nil
 		}
 	}
-	return "", fmt.Errorf("embed: model file %s not found (set IMGFS_MODEL or run scripts/fetch-model.sh)", file)
+	return "", fmt.Errorf("embed: %w: %s (looked in %s)", ErrNoModel, file, strings.Join(cands, ", "))
+}
+
+// ErrNoModel: no model file in any place LocateModel looks.
+var ErrNoModel = errors.New("model file not found")
+
+// InstalledModelDirs are where an installed model lives: $XDG_DATA_HOME/imgfs/models
+// (default ~/.local/share/imgfs/models, where scripts/fetch-model.sh installs it), then
+// imgfs/models in each of $XDG_DATA_DIRS (default /usr/local/share, /usr/share) for a
+// system-wide install. Relative XDG paths are ignored, as the XDG spec says.
+func InstalledModelDirs() []string {
+	var dirs []string
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" && filepath.IsAbs(d) {
+		dirs = append(dirs, filepath.Join(d, "imgfs", "models"))
+	} else if home, err := os.UserHomeDir(); err == nil && home != "" {
+		dirs = append(dirs, filepath.Join(home, ".local", "share", "imgfs", "models"))
+	}
+	sys := os.Getenv("XDG_DATA_DIRS")
+	if sys == "" {
+		sys = "/usr/local/share:/usr/share"
+	}
+	for _, d := range strings.Split(sys, ":") {
+		if filepath.IsAbs(d) {
+			dirs = append(dirs, filepath.Join(d, "imgfs", "models"))
+		}
+	}
+	return dirs
 }
 
 // Load reads and validates a .imgfsmodel file.

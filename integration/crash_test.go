@@ -25,6 +25,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/moby/sys/mountinfo"
 )
 
 var (
@@ -145,25 +147,14 @@ type qaMount struct {
 	log   string
 }
 
-// qaIsMounted reports whether mnt is a mount point and its fs type.
+// qaIsMounted reports whether mnt is a mount point and its fs type (the last, visible mount
+// when several are stacked).
 func qaIsMounted(mnt string) (bool, string) {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
+	ms, err := mountinfo.GetMounts(func(i *mountinfo.Info) (skip, stop bool) { return i.Mountpoint != mnt, false })
+	if err != nil || len(ms) == 0 {
 		return false, ""
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 5 || f[4] != mnt {
-			continue
-		}
-		for i, x := range f {
-			if x == "-" && i+1 < len(f) {
-				return true, f[i+1]
-			}
-		}
-		return true, ""
-	}
-	return false, ""
+	return true, ms[len(ms)-1].FSType
 }
 
 func qaLazyUnmount(mnt string) {

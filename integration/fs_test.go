@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math/rand"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -487,9 +488,23 @@ func TestKill9DeadMount(t *testing.T) {
 	if err == nil || !strings.Contains(se, "dead imgfs mount") {
 		t.Fatalf("mount over a dead mount: %v, %q", err, se)
 	}
+	if _, se, err := m.TryImgfs("status", m.Dir); err == nil || !strings.Contains(se, "dead imgfs mount") {
+		t.Fatalf("imgfs status of a dead mount: %v, %q", err, se)
+	}
+	// A killed daemon's control socket can still accept for a moment (its other threads are
+	// exiting) and then reset the connection. The kernel's FUSE connection decides, not that.
+	stopImpostor := resettingSocket(t, m.ControlSocket())
+	_, se, err = m.TryImgfs(append(m.MountArgs(), m.Dir)...)
+	if err == nil || !strings.Contains(se, "dead imgfs mount") {
+		t.Fatalf("mount over a dead mount whose control socket resets: %v, %q", err, se)
+	}
+	if _, se, err := m.TryImgfs("status", m.Dir); err == nil || !strings.Contains(se, "dead imgfs mount") {
+		t.Fatalf("imgfs status of a dead mount whose control socket resets: %v, %q", err, se)
+	}
 	if _, se, err := m.TryImgfs("umount", m.Dir); err != nil {
 		t.Fatalf("imgfs umount of a dead mount: %v %s", err, se)
 	}
+	stopImpostor()
 	if isMountpoint(m.Dir) {
 		t.Fatal("dead mount still there after imgfs umount")
 	}
@@ -499,4 +514,27 @@ func TestKill9DeadMount(t *testing.T) {
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("close-acknowledged file after kill -9: %v, %d of %d bytes", err, len(got), len(data))
 	}
+}
+
+// resettingSocket listens on path and closes every connection unanswered, as a daemon that
+// is being killed does; the returned func stops it and removes the socket.
+func resettingSocket(t *testing.T, path string) func() {
+	t.Helper()
+	os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return func() { ln.Close(); <-done; os.Remove(path) }
 }

@@ -45,10 +45,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
+
 	"github.com/imgfs/imgfs/backend/local"
 	"github.com/imgfs/imgfs/backend/s3/s3test"
 	"github.com/imgfs/imgfs/dedup/keyring"
 	"github.com/imgfs/imgfs/dedup/leakscan"
+	"github.com/imgfs/imgfs/fs/control"
 )
 
 var (
@@ -283,6 +286,18 @@ func (m *Mount) MountArgs() []string {
 	return append(append([]string{"mount"}, m.args...), "--cache", m.Cache)
 }
 
+// ControlSocket is the path of the mount's control socket (docs: fs/control).
+func (m *Mount) ControlSocket() string {
+	rt := ""
+	for _, kv := range m.env {
+		if v, ok := strings.CutPrefix(kv, "IMGFS_RUNTIME_DIR="); ok {
+			rt = v
+		}
+	}
+	sum := sha256.Sum256([]byte(control.CanonicalMountpoint(m.Dir)))
+	return filepath.Join(rt, hex.EncodeToString(sum[:])[:16]+".sock")
+}
+
 // Mount runs imgfs mount (which returns once the mount is ready).
 func (m *Mount) Mount() {
 	m.t.Helper()
@@ -492,19 +507,11 @@ func waitGone(pid int, d time.Duration) {
 	}
 }
 
-// isMountpoint reports whether dir is a mount point (from /proc/self/mountinfo).
+// isMountpoint reports whether dir is a mount point (the mount table, through
+// moby/sys/mountinfo, which reads /proc/self/mountinfo and unescapes its paths).
 func isMountpoint(dir string) bool {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && strings.ReplaceAll(f[4], `\040`, " ") == dir {
-			return true
-		}
-	}
-	return false
+	ms, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(dir))
+	return err == nil && len(ms) > 0
 }
 
 // sh runs a shell command line in dir (with a timeout) and fails the test on error.

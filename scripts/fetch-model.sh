@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Fetches the pretrained MobileNetV2 that imgfs embeds images with and converts it to
-# models/mobilenet_v2.imgfsmodel (format: embed/format.go, docs/embed.md).
+# Fetches the pretrained MobileNetV2 that imgfs embeds images with, converts it to
+# models/mobilenet_v2.imgfsmodel (format: embed/format.go, docs/embed.md), and installs a copy
+# in $XDG_DATA_HOME/imgfs/models (default ~/.local/share/imgfs/models), where an imgfs binary
+# run from anywhere finds it (embed.InstalledModelDirs).
 #
 # Source: the npm package nsfwjs (MIT), which bundles a Keras MobileNetV2 (ImageNet-trained
 # backbone, uint8-quantised weights) as a TensorFlow.js layers model. Only the npm registry
@@ -18,8 +20,28 @@ out="$models/$MODEL.imgfsmodel"
 stamp="$models/.$MODEL.source"
 want="nsfwjs@$NSFWJS_VERSION sha256:$NSFWJS_SHA256 converter:$(cd "$root" && cat embed/tfjs/*.go embed/format.go embed/cmd/convert-model/*.go | sha256sum | cut -c1-16)"
 
+# install_model copies the model to the user's installed location when it differs there.
+install_model() {
+  local data=${XDG_DATA_HOME:-}
+  if [[ "$data" != /* ]]; then # a relative XDG_DATA_HOME is ignored, as the XDG spec says
+    if [[ -z "${HOME:-}" ]]; then
+      echo "fetch-model: HOME is not set: not installing the model (set IMGFS_MODEL=$out)" >&2
+      return 0
+    fi
+    data="$HOME/.local/share"
+  fi
+  local dest="$data/imgfs/models"
+  if ! cmp -s "$out" "$dest/$MODEL.imgfsmodel"; then
+    mkdir -p "$dest"
+    cp "$out" "$dest/.$MODEL.imgfsmodel.tmp"
+    mv -f "$dest/.$MODEL.imgfsmodel.tmp" "$dest/$MODEL.imgfsmodel"
+    echo "fetch-model: installed $dest/$MODEL.imgfsmodel"
+  fi
+}
+
 if [[ -f "$out" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
   echo "fetch-model: $out is up to date"
+  install_model
   exit 0
 fi
 
@@ -47,3 +69,4 @@ tar -xzf "$tgz" -C "$tmp" "package/dist/models/$MODEL"
   -output out_relu -o "$out")
 echo "$want" > "$stamp"
 echo "fetch-model: wrote $out"
+install_model

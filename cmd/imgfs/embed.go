@@ -23,8 +23,9 @@ func init() {
 		Use:   "embed [--json] [--model FILE] FILE...",
 		Short: "Print the near-duplicate embedding and perceptual hashes of image files (and the time each took)",
 		Long: "Decodes each image, runs the pretrained CNN and prints its embedding vector.\n" +
-			"The model file is found via --model, $IMGFS_MODEL, ./models or next to the binary;\n" +
-			"create it with scripts/fetch-model.sh. --json prints one JSON object per line.",
+			"The model file is found via --model, $IMGFS_MODEL, ./models, next to the binary, or in\n" +
+			"$XDG_DATA_HOME/imgfs/models (~/.local/share/imgfs/models); scripts/fetch-model.sh\n" +
+			"(make setup) creates and installs it. --json prints one JSON object per line.",
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if modelPath == "" {
@@ -42,7 +43,7 @@ func init() {
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object per file")
-	cmd.Flags().StringVar(&modelPath, "model", "", "model file (default: $IMGFS_MODEL, ./models/"+embed.DefaultModelName+".imgfsmodel)")
+	cmd.Flags().StringVar(&modelPath, "model", "", "model file (default: $IMGFS_MODEL, ./models/"+embed.DefaultModelName+".imgfsmodel, ~/.local/share/imgfs/models/...)")
 	cmd.Flags().IntVar(&workers, "workers", runtime.GOMAXPROCS(0), "files embedded in parallel")
 	rootCmd.AddCommand(cmd)
 }

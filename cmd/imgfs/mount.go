@@ -6,8 +6,9 @@ package main
 // local store when there is none, then re-executes itself as `imgfs mount -f --ready-fd 3
 // --passphrase-file /proc/self/fd/4 ...` in a new session with its output in
 // <cache>/mount.log, hands it the passphrase through a pipe (never argv or the environment),
-// and waits for one line on the readiness pipe: "ready", or "error <exit code> <message>".
-// It exits 0 once the mount is usable, or with the daemon's error and exit code.
+// and waits on the readiness pipe for "ready" or "error <exit code> <message>", after zero or
+// more "note <text>" lines that it prints on the terminal (e.g. the near-duplicate index is
+// off, and why). It exits 0 once the mount is usable, or with the daemon's error and exit code.
 //
 // The daemon serves FUSE and a control socket (fs/control). `imgfs umount`, SIGINT and
 // SIGTERM flush pending work (core Sync), unmount, sync what arrived meanwhile and close the
@@ -61,9 +62,18 @@ type mountEnv struct {
 	Control *control.Server
 
 	mu      sync.Mutex
+	notices []string
 	status  []func() map[string]any
 	syncs   []func(ctx context.Context) error
 	closers []func() error
+}
+
+// Notice is a line for the user of imgfs mount, printed on the terminal once the mount is
+// ready (a feature that is off, and the command that turns it on).
+func (e *mountEnv) Notice(msg string) {
+	e.mu.Lock()
+	e.notices = append(e.notices, msg)
+	e.mu.Unlock()
 }
 
 // AddStatus adds fields to `imgfs status` (printed after the core's, sorted by key).
@@ -228,12 +238,21 @@ stays mounted. A mount whose daemon died is cleared with fusermount3 -u.`,
 
 // ctlErr turns a control-socket error into one line for the user.
 func ctlErr(mp string, err error) error {
+	var re *control.RemoteError
+	if errors.As(err, &re) {
+		if strings.Contains(re.Msg, "busy") {
+			return withCode(exitBusy, err)
+		}
+		return err
+	}
+	// No answer: a daemon that was killed leaves a dead mount (mountstate.go).
+	if abs, aerr := filepath.Abs(mp); aerr == nil && !errors.Is(err, context.Canceled) {
+		if fstype, ok, _ := fsTypeAt(abs); ok && fstype == "fuse.imgfs" && fuseConnDead(context.Background(), abs) {
+			return deadMountErr(mp)
+		}
+	}
 	if errors.Is(err, control.ErrNoDaemon) {
 		return fmt.Errorf("%s is not an imgfs mount (no daemon answers on its control socket); mount it with imgfs mount %s", mp, mp)
-	}
-	var re *control.RemoteError
-	if errors.As(err, &re) && strings.Contains(re.Msg, "busy") {
-		return withCode(exitBusy, err)
 	}
 	return err
 }
@@ -292,16 +311,15 @@ func checkMountpoint(arg string) (string, error) {
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		return "", errors.New("/dev/fuse is missing: load the fuse kernel module (modprobe fuse) or, in a container, pass --device /dev/fuse")
 	}
-	if fstype, ok := mountedAt(mp); ok {
-		if fstype == "fuse.imgfs" {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			err := control.CallContext(ctx, mp, "status", nil, nil)
-			cancel()
-			if errors.Is(err, control.ErrNoDaemon) {
-				return "", fmt.Errorf("%s is a dead imgfs mount (its daemon is gone); clear it with imgfs umount %s, then mount again", mp, mp)
-			}
-			return "", withCode(exitBusy, fmt.Errorf("%s is already an imgfs mount; unmount it first with imgfs umount %s", mp, mp))
-		}
+	state, fstype, err := probeMount(context.Background(), mp)
+	switch {
+	case err != nil:
+		return "", err
+	case state == deadMount:
+		return "", deadMountErr(mp)
+	case state == liveMount:
+		return "", withCode(exitBusy, fmt.Errorf("%s is already an imgfs mount; unmount it first with imgfs umount %s", mp, mp))
+	case state == otherMount:
 		return "", fmt.Errorf("%s is already a mount point (%s); pick an empty directory", mp, fstype)
 	}
 	fi, err := os.Stat(mp)
@@ -325,46 +343,6 @@ func checkMountpoint(arg string) (string, error) {
 		return "", fmt.Errorf("mountpoint %s is not empty; imgfs mounts only on an empty directory", mp)
 	}
 	return mp, nil
-}
-
-// mountedAt reports whether mp is a mount point, and its file system type, from
-// /proc/self/mountinfo.
-func mountedAt(mp string) (string, bool) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return "", false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 10 || mountinfoUnescape(f[4]) != mp {
-			continue
-		}
-		for i := 6; i < len(f)-1; i++ {
-			if f[i] == "-" {
-				return f[i+1], true
-			}
-		}
-		return "", true
-	}
-	return "", false
-}
-
-func mountinfoUnescape(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // resolveCacheDir is --cache, else the default for the store URL ("-ro" for read-only mounts).
@@ -489,8 +467,15 @@ func spawnDaemon(cmd *cobra.Command, mp string) error {
 		cargs = append(cargs, "--"+f.Name+"="+f.Value.String())
 	})
 	cargs = append(cargs, "--", mp)
+	env, err := absPathEnv(envWithout(os.Environ(), "IMGFS_PASSPHRASE", "IMGFS_PASSPHRASE_FILE"))
+	if err != nil {
+		readyW.Close()
+		passR.Close()
+		passW.Close()
+		return err
+	}
 	child := exec.Command(self, cargs...)
-	child.Env = envWithout(os.Environ(), "IMGFS_PASSPHRASE", "IMGFS_PASSPHRASE_FILE")
+	child.Env = env // the daemon runs in "/": paths in it are absolute
 	child.Stdin = devnull
 	child.Stdout = logf
 	child.Stderr = logf
@@ -515,13 +500,25 @@ func spawnDaemon(cmd *cobra.Command, mp string) error {
 	}
 
 	type result struct {
-		line string
-		err  error
+		line  string
+		notes []string
+		err   error
 	}
 	lineCh := make(chan result, 1)
 	go func() {
-		l, err := bufio.NewReader(readyR).ReadString('\n')
-		lineCh <- result{strings.TrimSpace(l), err}
+		var r result
+		br := bufio.NewReader(readyR)
+		for {
+			l, err := br.ReadString('\n')
+			l = strings.TrimSpace(l)
+			if note, ok := strings.CutPrefix(l, "note "); ok && err == nil {
+				r.notes = append(r.notes, note)
+				continue
+			}
+			r.line, r.err = l, err
+			lineCh <- r
+			return
+		}
 	}()
 	var r result
 	select {
@@ -530,6 +527,9 @@ func spawnDaemon(cmd *cobra.Command, mp string) error {
 		child.Process.Signal(syscall.SIGTERM)
 		child.Wait()
 		return ctx.Err()
+	}
+	for _, n := range r.notes {
+		fmt.Fprintln(cmd.ErrOrStderr(), "imgfs: "+n)
 	}
 	switch {
 	case r.line == "ready":
@@ -583,10 +583,12 @@ type daemon struct {
 	unmountMu sync.Mutex
 }
 
-// readiness reports to the starter (when there is one) exactly once.
+// readiness reports to the starter (when there is one) exactly once: the notices, one
+// "note <text>" line each, then "ready" or "error <code> <message>".
 type readiness struct {
-	f    *os.File
-	once sync.Once
+	f     *os.File
+	once  sync.Once
+	notes []string
 }
 
 func (r *readiness) report(err error) {
@@ -594,6 +596,9 @@ func (r *readiness) report(err error) {
 		return
 	}
 	r.once.Do(func() {
+		for _, n := range r.notes {
+			fmt.Fprintln(r.f, "note "+oneLine(n))
+		}
 		if err == nil {
 			fmt.Fprintln(r.f, "ready")
 		} else {
@@ -735,6 +740,16 @@ func serveMount(cmd *cobra.Command, mp string) (err error) {
 		close(d.served)
 	}()
 	log.Info("imgfs: mounted", "mountpoint", mp, "store", displayStore(url), "cache", cache, "read_only", d.ro, "pid", os.Getpid())
+	env.mu.Lock()
+	notes := append([]string(nil), env.notices...)
+	env.mu.Unlock()
+	if rd != nil {
+		rd.notes = notes
+	} else {
+		for _, n := range notes {
+			fmt.Fprintln(os.Stderr, "imgfs: "+n)
+		}
+	}
 	rd.report(nil)
 
 	close(startDone)
@@ -813,7 +828,7 @@ func (d *daemon) status() mountStatus {
 	return st
 }
 
-// sync waits until nothing is pending (core, then the hooks' waits).
+// sync waits until nothing is pending (core, then the hooks' waits, then core again).
 func (d *daemon) sync(ctx context.Context) error {
 	if d.ro {
 		return nil
@@ -829,7 +844,12 @@ func (d *daemon) sync(ctx context.Context) error {
 			return err
 		}
 	}
-	return nil
+	if len(fns) == 0 {
+		return nil
+	}
+	// What the hooks wrote while they worked (the near-duplicate index's aux tables) is
+	// committed too: nothing is left for a background commit (a no-op when nothing changed).
+	return d.core.Sync(ctx)
 }
 
 // unmount flushes pending work, then unmounts (busy: error, the mount keeps serving). A
@@ -904,20 +924,26 @@ func runUmount(cmd *cobra.Command, args []string) error {
 	}
 	var r umountReply
 	err = control.CallContext(cmd.Context(), mp, "umount", nil, &r)
-	if errors.Is(err, control.ErrNoDaemon) {
-		fstype, ok := mountedAt(mp)
-		if !ok {
+	var re *control.RemoteError
+	if err != nil && !errors.As(err, &re) {
+		// No answer: the daemon may be gone (killed). What the kernel says decides.
+		state, fstype, perr := probeMount(cmd.Context(), mp)
+		switch {
+		case perr != nil:
+			return perr
+		case state == notMounted && errors.Is(err, control.ErrNoDaemon):
 			return fmt.Errorf("%s is not mounted", mp)
-		}
-		if fstype != "fuse.imgfs" {
+		case state == notMounted:
+			return nil // the daemon unmounted and exited before it could answer
+		case state == otherMount:
 			return fmt.Errorf("%s is not an imgfs mount (%s)", mp, fstype)
+		case state == deadMount:
+			if err := imgfs.Unmount(mp); err != nil {
+				return withCode(exitBusy, err)
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "imgfs: %s had no running daemon (it was killed?); cleared the mount. Pending work resumes at the next mount.\n", mp)
+			return nil
 		}
-		// The daemon is gone (killed): clear the dead mount.
-		if err := imgfs.Unmount(mp); err != nil {
-			return withCode(exitBusy, err)
-		}
-		fmt.Fprintf(cmd.ErrOrStderr(), "imgfs: %s had no running daemon (it was killed?); cleared the mount. Pending work resumes at the next mount.\n", mp)
-		return nil
 	}
 	if err != nil {
 		return ctlErr(mp, err)

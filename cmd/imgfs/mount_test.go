@@ -1,22 +1,30 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 )
 
-func TestMountinfoUnescape(t *testing.T) {
-	for in, want := range map[string]string{
-		`/tmp/a\040b`:   "/tmp/a b",
-		`/tmp/tab\011x`: "/tmp/tab\tx",
-		`/plain`:        "/plain",
-		`/back\134sl`:   `/back\sl`,
-	} {
-		if got := mountinfoUnescape(in); got != want {
-			t.Errorf("mountinfoUnescape(%q) = %q, want %q", in, got, want)
-		}
+// TestProbeMount: the mount table is read through moby/sys/mountinfo, with symlinks in the
+// parent resolved (the dead and live imgfs cases are in integration's TestKill9DeadMount).
+func TestProbeMount(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	if st, _, err := probeMount(ctx, dir); err != nil || st != notMounted {
+		t.Fatalf("temp dir: %v %v", st, err)
+	}
+	if st, fstype, err := probeMount(ctx, "/proc"); err != nil || st != otherMount || fstype != "proc" {
+		t.Fatalf("/proc: %v %q %v", st, fstype, err)
+	}
+	link := filepath.Join(dir, "root")
+	if err := os.Symlink("/", link); err != nil {
+		t.Fatal(err)
+	}
+	if st, fstype, err := probeMount(ctx, filepath.Join(link, "proc")); err != nil || st != otherMount || fstype != "proc" {
+		t.Fatalf("/proc through a symlinked parent: %v %q %v", st, fstype, err)
 	}
 }
 

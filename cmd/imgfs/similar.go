@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
@@ -33,6 +34,7 @@ var similarFlags struct {
 	mark      bool
 	unmark    bool
 	marks     bool
+	failed    bool
 }
 
 // mountSimilarThreshold is `imgfs mount --similarity-threshold`.
@@ -42,7 +44,7 @@ var mountSimilarThreshold float64
 var mountNoSimilar bool
 
 var similarCmd = &cobra.Command{
-	Use:   "similar [--threshold T] [--top K] [--json] PATH... | --all [--json] [MOUNTPOINT] | --reindex MOUNTPOINT | --mark A B | --unmark PATH... | --marks [MOUNTPOINT]",
+	Use:   "similar [--threshold T] [--top K] [--json] PATH... | --all [--json] [MOUNTPOINT] | --failed [--json] [MOUNTPOINT] | --reindex MOUNTPOINT | --mark A B | --unmark PATH... | --marks [MOUNTPOINT]",
 	Short: "Print the near-duplicates of photos in a mount, with scores",
 	Long: `Prints, for each PATH (a file inside an imgfs mount), the other photos of the vault that are
 the same picture, edited: best match first, with the cosine similarity of their embeddings
@@ -52,6 +54,9 @@ the same photo, lightly edited) or "similar" (at or above the threshold).
 --all prints every near-duplicate pair of the vault mounted at MOUNTPOINT (default: the mount
 holding the current directory). --reindex recomputes every embedding (after a model change;
 a changed model is also picked up automatically at mount) and shows a progress bar.
+--failed lists the files that should be images but could not be embedded (a corrupt or
+truncated image, an image too large to decode, a .jpg that is not an image), with the reason;
+imgfs status counts them.
 
 --mark A B records that A and B are not near-duplicates (as "not a duplicate" in imgfs
 review): .similar/, imgfs similar and imgfs review stop showing that pair. Marks are kept in
@@ -85,6 +90,7 @@ func init() {
 	f.BoolVar(&similarFlags.mark, "mark", false, "mark the two PATHs as not near-duplicates")
 	f.BoolVar(&similarFlags.unmark, "unmark", false, "remove the not-a-duplicate marks of PATHs")
 	f.BoolVar(&similarFlags.marks, "marks", false, "list the not-a-duplicate marks of a mount")
+	f.BoolVar(&similarFlags.failed, "failed", false, "list the files of the mount that could not be embedded, and why")
 	rootCmd.AddCommand(similarCmd)
 
 	mf := mountCmd.Flags()
@@ -99,6 +105,7 @@ var similarIndexer *similar.Indexer
 
 func similarBeforeOpen(env *mountEnv) error {
 	if mountNoSimilar {
+		similarIndexOff(env, errors.New("--no-similar"), true)
 		return nil
 	}
 	if mountSimilarThreshold < 0 || mountSimilarThreshold > 1 {
@@ -106,7 +113,7 @@ func similarBeforeOpen(env *mountEnv) error {
 	}
 	emb, err := similar.LoadDefaultModel()
 	if err != nil {
-		env.Log.Warn("similar: near-duplicate index disabled (no .similar/): " + err.Error())
+		similarIndexOff(env, err, false)
 		return nil
 	}
 	x, err := similar.New(similar.Config{Embedder: emb, Threshold: float32(mountSimilarThreshold), Logger: env.Log,
@@ -129,6 +136,7 @@ func similarAfterOpen(env *mountEnv) error {
 	}
 	env.FSOpts.Similar = x
 	x.Register(env.Control)
+	similarIndexOn(env, x)
 	env.AddStatus(func() map[string]any {
 		st := x.Stats()
 		return map[string]any{"similar_embeddings": st.Embeddings, "similar_backlog": st.Backlog,
@@ -139,26 +147,16 @@ func similarAfterOpen(env *mountEnv) error {
 	return nil
 }
 
-// findMount returns the imgfs mountpoint holding abs (from /proc/self/mountinfo).
+// findMount returns the imgfs mountpoint holding abs (the mount table, through
+// moby/sys/mountinfo).
 func findMount(abs string) (string, error) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	ms, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("fuse.imgfs"))
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("reading the mount table: %w", err)
 	}
 	best := ""
-	for _, l := range strings.Split(string(b), "\n") {
-		f := strings.Fields(l)
-		sep := -1
-		for i, x := range f {
-			if x == "-" {
-				sep = i
-				break
-			}
-		}
-		if len(f) < 5 || sep < 0 || sep+1 >= len(f) || f[sep+1] != "fuse.imgfs" {
-			continue
-		}
-		mp := unescapeMountinfoPath(f[4])
+	for _, m := range ms {
+		mp := m.Mountpoint
 		if (abs == mp || strings.HasPrefix(abs, strings.TrimSuffix(mp, "/")+"/")) && len(mp) > len(best) {
 			best = mp
 		}
@@ -167,24 +165,6 @@ func findMount(abs string) (string, error) {
 		return "", fmt.Errorf("%s is not inside an imgfs mount", abs)
 	}
 	return best, nil
-}
-
-func unescapeMountinfoPath(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // absPath makes p absolute, resolving symlinks of its directory (not of p itself, which
@@ -213,6 +193,8 @@ func runSimilar(cmd *cobra.Command, args []string) error {
 	switch {
 	case similarFlags.mark || similarFlags.unmark || similarFlags.marks:
 		return runMarks(cmd, args)
+	case similarFlags.failed:
+		return runSimilarFailed(cmd, args)
 	case similarFlags.reindex:
 		if len(args) != 1 {
 			return usageErrorf("--reindex takes one MOUNTPOINT")

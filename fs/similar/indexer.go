@@ -124,6 +124,7 @@ type Indexer struct {
 
 	treeState
 	marksState
+	failureState
 }
 
 type qitem struct {
@@ -251,6 +252,9 @@ func (x *Indexer) Start(v Vault) error {
 		return nil
 	}); err != nil {
 		return fmt.Errorf("similar: load: %w", err)
+	}
+	if err := x.loadFailures(v); err != nil {
+		return fmt.Errorf("similar: load failures: %w", err)
 	}
 	live := map[index.ID]bool{}
 	inoID := map[core.Ino]index.ID{}
@@ -472,6 +476,7 @@ func (x *Indexer) process(it qitem) {
 		var nie notImageError
 		if errors.As(err, &nie) {
 			x.log.Info("similar: not an image, skipped", "ino", it.ino, "reason", nie.msg)
+			x.noteNotImage(it.ino, cid, nie.msg, nie.image)
 			v.PutAux(TableNoImage, cid[:], []byte(x.emb.ID()))
 			x.mu.Lock()
 			x.noImage[id] = true
@@ -482,6 +487,7 @@ func (x *Indexer) process(it qitem) {
 		// A read error: logged once; the file is retried at the next mount (Start queues
 		// every file with neither an embedding nor a not-an-image mark).
 		x.log.Warn("similar: cannot read file, skipped until the next mount", "ino", it.ino, "err", err)
+		x.noteReadError(it.ino, err)
 		return
 	}
 	// The content may have changed while we read it: only store what we read.
@@ -544,7 +550,10 @@ func (x *Indexer) removeInoLocked(id index.ID, ino core.Ino) {
 	}
 }
 
-type notImageError struct{ msg string }
+type notImageError struct {
+	msg   string
+	image bool // the content starts like an image format
+}
 
 func (e notImageError) Error() string { return "not an image: " + e.msg }
 
@@ -556,7 +565,7 @@ func (x *Indexer) embedIno(ino core.Ino) (vec, mirror []float32, err error) {
 	}
 	defer r.Close()
 	if size > MaxFileSize {
-		return nil, nil, notImageError{fmt.Sprintf("%d bytes is over the %d-byte limit", size, MaxFileSize)}
+		return nil, nil, notImageError{msg: fmt.Sprintf("%d bytes is over the %d-byte limit", size, MaxFileSize)}
 	}
 	var head [16]byte
 	n, err := r.ReadAt(head[:], 0)
@@ -564,7 +573,7 @@ func (x *Indexer) embedIno(ino core.Ino) (vec, mirror []float32, err error) {
 		return nil, nil, err
 	}
 	if !looksLikeImage(head[:n]) {
-		return nil, nil, notImageError{"unknown format"}
+		return nil, nil, notImageError{msg: reasonUnknownFormat}
 	}
 	er := &errReader{r: io.NewSectionReader(r, 0, size)}
 	if me, ok := x.emb.(MirrorEmbedder); ok {
@@ -576,7 +585,7 @@ func (x *Indexer) embedIno(ino core.Ino) (vec, mirror []float32, err error) {
 		return nil, nil, er.err // a read error, not the image's fault
 	}
 	if err != nil {
-		return nil, nil, notImageError{err.Error()}
+		return nil, nil, notImageError{msg: err.Error(), image: true}
 	}
 	return vec, mirror, nil
 }

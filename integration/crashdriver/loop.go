@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/moby/sys/mountinfo"
 )
 
 // loopConfig drives the T39 crash loop: mount, write, kill -9, lazy unmount, remount, verify.
@@ -63,30 +65,14 @@ func (l *loop) env() []string {
 	return append(os.Environ(), "IMGFS_PASSPHRASE_FILE="+l.pass)
 }
 
-// isMounted reports whether mnt is a mount point in /proc/self/mountinfo, and its fs type.
+// isMounted reports whether mnt is a mount point, and its fs type (the last, visible mount
+// when several are stacked).
 func isMounted(mnt string) (bool, string) {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
+	ms, err := mountinfo.GetMounts(func(i *mountinfo.Info) (skip, stop bool) { return i.Mountpoint != mnt, false })
+	if err != nil || len(ms) == 0 {
 		return false, ""
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 5 || unescapeMount(f[4]) != mnt {
-			continue
-		}
-		for i, x := range f {
-			if x == "-" && i+1 < len(f) {
-				return true, f[i+1]
-			}
-		}
-		return true, ""
-	}
-	return false, ""
-}
-
-func unescapeMount(s string) string {
-	r := strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`)
-	return r.Replace(s)
+	return true, ms[len(ms)-1].FSType
 }
 
 func tail(path string, n int) string {
