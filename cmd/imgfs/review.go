@@ -34,11 +34,7 @@ Thumbnails are made in memory from the mount and never written to disk. See docs
   imgfs review --no-browser ~/photos   # then open the printed URL`,
 		Args: rangeArgs(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p := "."
-			if len(args) == 1 {
-				p = args[0]
-			}
-			mp, err := findMount(absPath(p))
+			mp, err := mountOfArgs(args)
 			if err != nil {
 				return err
 			}

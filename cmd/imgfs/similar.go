@@ -147,6 +147,16 @@ func similarAfterOpen(env *mountEnv) error {
 	return nil
 }
 
+// mountOfArgs returns the imgfs mount holding the optional MOUNTPOINT argument (default: the
+// current directory).
+func mountOfArgs(args []string) (string, error) {
+	p := "."
+	if len(args) == 1 {
+		p = args[0]
+	}
+	return findMount(absPath(p))
+}
+
 // findMount returns the imgfs mountpoint holding abs (the mount table, through
 // moby/sys/mountinfo).
 func findMount(abs string) (string, error) {
@@ -204,11 +214,7 @@ func runSimilar(cmd *cobra.Command, args []string) error {
 		if len(args) > 1 {
 			return usageErrorf("--all takes at most one MOUNTPOINT")
 		}
-		p := "."
-		if len(args) == 1 {
-			p = args[0]
-		}
-		mp, err := findMount(absPath(p))
+		mp, err := mountOfArgs(args)
 		if err != nil {
 			return err
 		}

@@ -28,11 +28,7 @@ func runMarks(cmd *cobra.Command, args []string) error {
 		if len(args) > 1 {
 			return usageErrorf("--marks takes at most one MOUNTPOINT")
 		}
-		p := "."
-		if len(args) == 1 {
-			p = args[0]
-		}
-		mp, err := findMount(absPath(p))
+		mp, err := mountOfArgs(args)
 		if err != nil {
 			return err
 		}

@@ -58,11 +58,7 @@ func runSimilarFailed(cmd *cobra.Command, args []string) error {
 	if len(args) > 1 {
 		return usageErrorf("--failed takes at most one MOUNTPOINT")
 	}
-	p := "."
-	if len(args) == 1 {
-		p = args[0]
-	}
-	mp, err := findMount(absPath(p))
+	mp, err := mountOfArgs(args)
 	if err != nil {
 		return err
 	}
