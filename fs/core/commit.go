@@ -409,7 +409,7 @@ func (f *FS) commitOnce(ctx context.Context) error {
 	if err != nil || nothingNew {
 		return asErrno(err)
 	}
-	root := &rootRec{Seq: seq, Prev: prev, Time: time.Now().UnixNano(), Shards: keepShards, Aux: keepAux, Device: f.device()}
+	root := &rootRec{Seq: seq, Prev: prev, Time: time.Now().UnixNano(), Shards: keepShards, Aux: keepAux, Device: f.device(), Writer: f.writerID}
 	newShards := map[uint64]*dedup.Locator{}
 	for sh, t := range shards {
 		newShards[sh] = nil
@@ -582,6 +582,9 @@ func (f *FS) syncWithStore(ctx context.Context) error {
 		if !found {
 			return nil
 		}
+		if anchorSeq, err = f.adoptOwnRoots(ctx, 0, latest); err != nil || latest == anchorSeq {
+			return err
+		}
 		if clean {
 			return f.rebuild(ctx, latest)
 		}
@@ -620,14 +623,47 @@ func (f *FS) syncWithStore(ctx context.Context) error {
 		}
 		want = r.Prev
 	}
-	if latest == anchorSeq {
-		return nil
+	if anchorSeq, err = f.adoptOwnRoots(ctx, anchorSeq, latest); err != nil || latest == anchorSeq {
+		return err
 	}
 	if clean {
 		return f.rebuild(ctx, latest)
 	}
 	_, err = f.mergeNewer(ctx, latest)
 	return err
+}
+
+// adoptOwnRoots moves the anchor over the roots after it that this cache wrote itself: a
+// kill -9 after a root's Put but before the batch holding the anchor update was committed
+// leaves them unknown to the db. The working copy already holds everything they hold (a
+// root is built from committed state) and their shards stay marked dirty, so this is the
+// lost-answer case of putRoot across a restart; merging with them would make conflict
+// copies of the device's own files. It returns the new anchor.
+func (f *FS) adoptOwnRoots(ctx context.Context, anchor, latest uint64) (uint64, error) {
+	for len(f.writerID) > 0 && anchor < latest {
+		r, h, err := f.loadRoot(ctx, anchor+1)
+		if errors.Is(err, backend.ErrNotExist) {
+			break // collected by gc: not one to continue after
+		}
+		if err != nil {
+			return anchor, err
+		}
+		if !bytes.Equal(r.Writer, f.writerID) {
+			break
+		}
+		err = f.db.Update(func(tx *bolt.Tx) error {
+			if err := putU64(tx, mAnchorSeq, anchor+1); err != nil {
+				return err
+			}
+			return tx.Bucket(bMeta).Put([]byte(mAnchorHash), h[:])
+		})
+		if err != nil {
+			return anchor, localErr("moving the anchor", err)
+		}
+		anchor++
+		f.log.Warn("core: a root this cache wrote before it stopped was not recorded in its db; continuing after it", "root", anchor)
+	}
+	return anchor, nil
 }
 
 // catchUp merges the roots other devices wrote after the anchor (checking their chain).

@@ -95,7 +95,9 @@ type FS struct {
 	onMerge atomic.Pointer[func(Changes)]
 	// presenceAnchor: the anchor in the last presence record written (presence.go)
 	presenceAnchor atomic.Uint64
-	closeOnce      sync.Once
+	// writerID: this cache's presence id, recorded in the roots it writes (rootRec.Writer)
+	writerID  []byte
+	closeOnce sync.Once
 
 	// chunker cuts file content into chunks (format v2, docs/format.md §11)
 	chunker *dedup.Chunker
@@ -241,6 +243,11 @@ func (f *FS) start(ctx context.Context) error {
 	}
 	if otherVault {
 		return errnoErr(syscall.EINVAL, "cache directory %s belongs to another vault; use another --cache directory", f.dir)
+	}
+	if !f.ro {
+		if f.writerID, err = f.deviceID(); err != nil {
+			return err
+		}
 	}
 	if err := f.syncWithStore(ctx); err != nil {
 		if !inited || !isTransient(err) || errors.Is(err, ErrRollback) {

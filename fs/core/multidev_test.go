@@ -15,6 +15,7 @@ import (
 	"github.com/imgfs/imgfs/backend"
 	"github.com/imgfs/imgfs/dedup"
 	"github.com/imgfs/imgfs/dedup/maint"
+	bolt "go.etcd.io/bbolt"
 )
 
 // Two caches of one vault (issue "many devices, one vault"; docs/core.md, "Several devices").
@@ -329,3 +330,49 @@ func TestCollectRootsKeepsDeviceAnchors(t *testing.T) {
 }
 
 func rootName(seq uint64) string { return dedup.RootName(seq) }
+
+// TestOwnRootAfterKill: kill -9 after a root's Put but before the batch with the anchor
+// update reached the db. The next open continues after that root (it is this cache's own)
+// instead of merging with it, which made conflict copies of the device's own files
+// (TestCrashKill9 found it: "trunc-0/t0 (conflict ...)").
+func TestOwnRootAfterKill(t *testing.T) {
+	e := newEnv(t)
+	f := e.open()
+	writeFile(t, f, "/a", []byte("one"))
+	ok(t, f.Sync(ctx()))
+	var seq, committed uint64
+	var hash []byte
+	f.db.View(func(tx *bolt.Tx) error {
+		seq, committed = getU64(tx, mAnchorSeq), getU64(tx, mCommitted)
+		hash = append([]byte(nil), tx.Bucket(bMeta).Get([]byte(mAnchorHash))...)
+		return nil
+	})
+	writeFile(t, f, "/a", []byte("two"))
+	ok(t, f.Sync(ctx()))                   // root seq+1 holds "two"
+	writeFile(t, f, "/a", []byte("three")) // close-acknowledged, not in a root
+	f.crash()
+
+	// The anchor update of root seq+1 never reached the db.
+	db, err := bolt.Open(filepath.Join(e.cache, "state.db"), 0o600, nil)
+	ok(t, err)
+	ok(t, db.Update(func(tx *bolt.Tx) error {
+		ok(t, putU64(tx, mAnchorSeq, seq))
+		ok(t, putU64(tx, mCommitted, committed))
+		return tx.Bucket(bMeta).Put([]byte(mAnchorHash), hash)
+	}))
+	ok(t, db.Close())
+
+	f = e.open()
+	if got := listTree(t, f); len(got) != 1 || !strings.HasPrefix(got[0], "/a ") {
+		t.Fatalf("tree after reopen: %q, want only /a", got)
+	}
+	if got := readFile(t, f, "/a"); string(got) != "three" {
+		t.Fatalf("/a = %q, want the close-acknowledged \"three\"", got)
+	}
+	ok(t, f.Sync(ctx()))
+	f.Close()
+	e.cache = t.TempDir() // a fresh cache sees the same
+	if got := readFile(t, e.open(), "/a"); string(got) != "three" {
+		t.Fatalf("fresh cache: /a = %q, want \"three\"", got)
+	}
+}

@@ -85,8 +85,6 @@ func (f *FS) deviceID() ([]byte, error) {
 	return id, asErrno(err)
 }
 
-// writePresence replaces this device's presence record (best effort: a failure is logged;
-// presence feeds status only).
 func b2u(b bool) byte {
 	if b {
 		return 1
@@ -94,6 +92,8 @@ func b2u(b bool) byte {
 	return 0
 }
 
+// writePresence replaces this device's presence record (best effort: a failure is logged;
+// presence feeds status only).
 func (f *FS) writePresence(ctx context.Context, unsynced bool) {
 	id, err := f.deviceID()
 	if err != nil {

@@ -156,6 +156,10 @@ type rootRec struct {
 	Shards []shardRef // tree objects, one per inode range (shard = ino / shardSize)
 	Aux    []auxRef
 	Device string // the device that wrote it (conflict copy names, imgfs status)
+	// Writer is the writing cache's random id (its presence id): a cache that finds roots it
+	// wrote itself after its anchor (killed before the anchor update reached its db)
+	// continues after them instead of merging with itself (syncWithStore).
+	Writer []byte
 }
 
 type shardRef struct {
@@ -185,6 +189,7 @@ func encodeRoot(r *rootRec) []byte {
 		e.fixed(a.Loc[:])
 	}
 	e.str(r.Device)
+	e.bytes(r.Writer)
 	return e.b
 }
 
@@ -211,6 +216,7 @@ func decodeRoot(b []byte) (*rootRec, error) {
 	}
 	if magic == rootMagic {
 		r.Device = d.str(maxNameLen)
+		r.Writer = d.bytes(64)
 	}
 	if err := d.end(); err != nil {
 		return nil, errBadTree
