@@ -216,7 +216,9 @@ func decodeRoot(b []byte) (*rootRec, error) {
 	}
 	if magic == rootMagic {
 		r.Device = d.str(maxNameLen)
-		r.Writer = d.bytes(64)
+		if w := d.bytes(64); len(w) > 0 { // nil when absent, as in an IMGFSRT2 root
+			r.Writer = w
+		}
 	}
 	if err := d.end(); err != nil {
 		return nil, errBadTree
