@@ -16,8 +16,8 @@ command -v npm >/dev/null || need+=(npm)
 [ -f /usr/include/jpeglib.h ] || need+=(libjpeg62-turbo-dev)
 command -v gcc >/dev/null || need+=(gcc)
 command -v script >/dev/null || need+=(bsdutils) # script(1): terminal prompt tests
-# Headless Chromium: integration/review_test.go drives the imgfs review page in it.
-command -v chromium >/dev/null || need+=(chromium)
+# Headless Chromium: integration/review_test.go drives the imgfs review page in it (tests only).
+[ "${IMGFS_SETUP_MINIMAL:-}" = 1 ] || command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
 	SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
 	$SUDO apt-get update -qq
