@@ -140,13 +140,9 @@ func (f *FS) snapshot(tx *bolt.Tx) (dirty map[uint64]*tree, keep []shardRef, err
 	}
 	// Directory entries live in the shard of the inode they name.
 	err = tx.Bucket(bDirents).ForEach(func(k, v []byte) error {
-		p, err := f.lc.open("dirents", k, v)
+		de, err := f.openDirent(k, v)
 		if err != nil {
-			return errnoErr(syscall.EIO, "directory entry: %v", err)
-		}
-		de, err := decodeDirent(p)
-		if err != nil {
-			return errnoErr(syscall.EIO, "directory entry: %v", err)
+			return err
 		}
 		if t := dirty[uint64(de.Ino)/shardSize]; t != nil && !omit[de.Ino] {
 			t.Dirents = append(t.Dirents, treeDirent{Parent: Ino(be64u(k[:8])), Name: de.Name, Ino: de.Ino})

@@ -493,18 +493,27 @@ func (f *FS) delDirent(tx *bolt.Tx, parent Ino, name string, child Ino) error {
 	return tx.Bucket(bDirents).Delete(f.lc.direntKey(parent, name))
 }
 
+// openDirent decrypts and decodes the directory entry stored at key k.
+func (f *FS) openDirent(k, v []byte) (dirent, error) {
+	p, err := f.lc.open("dirents", k, v)
+	if err != nil {
+		return dirent{}, errnoErr(syscall.EIO, "directory entry: %v", err)
+	}
+	de, err := decodeDirent(p)
+	if err != nil {
+		return dirent{}, errnoErr(syscall.EIO, "directory entry: %v", err)
+	}
+	return de, nil
+}
+
 // forDirents calls fn for every entry of directory parent.
 func (f *FS) forDirents(tx *bolt.Tx, parent Ino, fn func(dirent) error) error {
 	c := tx.Bucket(bDirents).Cursor()
 	pre := be64(uint64(parent))
 	for k, v := c.Seek(pre); k != nil && len(k) >= 8 && string(k[:8]) == string(pre); k, v = c.Next() {
-		p, err := f.lc.open("dirents", k, v)
+		de, err := f.openDirent(k, v)
 		if err != nil {
-			return errnoErr(syscall.EIO, "directory entry: %v", err)
-		}
-		de, err := decodeDirent(p)
-		if err != nil {
-			return errnoErr(syscall.EIO, "directory entry: %v", err)
+			return err
 		}
 		if err := fn(de); err != nil {
 			return err

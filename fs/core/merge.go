@@ -207,13 +207,9 @@ func (f *FS) oursSide(tx *bolt.Tx) (*side, error) {
 		s.nodes[s.t.Inodes[i].Ino] = &s.t.Inodes[i]
 	}
 	err = tx.Bucket(bDirents).ForEach(func(k, v []byte) error {
-		p, err := f.lc.open("dirents", k, v)
+		de, err := f.openDirent(k, v)
 		if err != nil {
-			return errnoErr(syscall.EIO, "directory entry: %v", err)
-		}
-		de, err := decodeDirent(p)
-		if err != nil {
-			return errnoErr(syscall.EIO, "directory entry: %v", err)
+			return err
 		}
 		s.t.Dirents = append(s.t.Dirents, treeDirent{Parent: Ino(be64u(k[:8])), Name: de.Name, Ino: de.Ino})
 		return nil

@@ -119,28 +119,10 @@ func (f *FS) sealOne(ctx context.Context, id uint64) error {
 		close(ch)
 	}()
 
-	var rec pendingRec
-	var have bool
-	err := f.view(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bPending).Get(be64(id))
-		if v == nil {
-			return nil
-		}
-		var err error
-		rec, err = decodePending(v)
-		have = err == nil
-		return err
-	})
-	if err != nil {
-		return asErrno(err)
-	}
-	if !have {
-		return nil // done or superseded
-	}
-	sp, _, err := f.openRecorded(id)
+	sp, rec, err := f.openRecorded(id)
 	if errors.Is(err, os.ErrNotExist) {
-		// A newer flush of the file superseded this spool (and deleted it) after we read
-		// the record: nothing to do if the record is gone now.
+		// The record is gone (done, or superseded by a newer flush), or a newer flush
+		// deleted this spool after we read it: nothing to do if the record is gone now.
 		gone := false
 		f.view(func(tx *bolt.Tx) error {
 			gone = tx.Bucket(bPending).Get(be64(id)) == nil
