@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/imgfs/imgfs/backend/local"
 	"github.com/imgfs/imgfs/dedup/keyring"
@@ -172,4 +173,27 @@ func oneErrorLine(t *testing.T, r result) string {
 		t.Fatalf("stderr is not one line \"imgfs: ...\": %q", r.stderr)
 	}
 	return lines[0]
+}
+
+// importedVault makes a vault (passphrase "pw") holding one imported file, /a.bin (from
+// e.dir/src), and
+// opens and unlocks its store in this process (closed at cleanup). It returns the
+// passphrase's environment for commands, the store and the keys.
+func (e *env) importedVault() ([]string, *local.Store, *keyring.Keys) {
+	e.t.Helper()
+	src := filepath.Join(e.dir, "src")
+	writeFile(e.t, filepath.Join(src, "a.bin"), randBytes(1000), 0o644, time.Now())
+	e.initVault("pw")
+	pw := e.withPass("pw")
+	e.must(pw, "import", "--store", e.store, src, "/")
+	store, err := local.Open(e.store)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { store.Close() })
+	keys, err := keyring.Unlock(context.Background(), store, []byte("pw"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return pw, store, keys
 }

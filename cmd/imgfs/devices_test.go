@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/imgfs/imgfs/backend"
-	"github.com/imgfs/imgfs/backend/local"
-	"github.com/imgfs/imgfs/dedup/keyring"
 	"github.com/imgfs/imgfs/fs/core"
 )
 
@@ -37,21 +35,8 @@ func (s *rootsDown) Put(ctx context.Context, name string, r io.Reader, size int6
 // clean from a fresh cache with the device's file in it.
 func TestGCKeepsWorkOfDeviceAway(t *testing.T) {
 	e := newEnv(t)
-	src := filepath.Join(e.dir, "src")
-	writeFile(t, filepath.Join(src, "a.bin"), randBytes(1000), 0o644, time.Now())
-	e.initVault("pw")
-	pw := e.withPass("pw")
-	e.must(pw, "import", "--store", e.store, src, "/")
-
-	inner, err := local.Open(e.store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer inner.Close()
-	keys, err := keyring.Unlock(context.Background(), inner, []byte("pw"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	pw, inner, keys := e.importedVault()
+	src := filepath.Join(e.dir, "src") // importedVault's source tree
 	store := &rootsDown{Store: inner}
 	opts := core.Options{CacheDir: filepath.Join(e.dir, "laptop-cache"), Device: "laptop", RefreshInterval: -1}
 	laptop, err := core.Open(context.Background(), store, keys, opts)

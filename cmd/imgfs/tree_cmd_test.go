@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/imgfs/imgfs/backend/local"
-	"github.com/imgfs/imgfs/dedup/keyring"
 	"github.com/imgfs/imgfs/fs/core"
 )
 
@@ -375,22 +373,9 @@ func TestGCGraceAndLive(t *testing.T) {
 // (exit 7) and deletes nothing; import runs beside the writer (several writers merge).
 func TestGCRefusesBesideWriter(t *testing.T) {
 	e := newEnv(t)
-	src := filepath.Join(e.dir, "src")
-	writeFile(t, filepath.Join(src, "a.bin"), randBytes(1000), 0o644, time.Now())
-	e.initVault("pw")
-	pw := e.withPass("pw")
-	e.must(pw, "import", "--store", e.store, src, "/")
-
 	// A writer in this process: core opened read-write on the same store, its own cache.
-	store, err := local.Open(e.store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	keys, err := keyring.Unlock(context.Background(), store, []byte("pw"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	pw, store, keys := e.importedVault()
+	src := filepath.Join(e.dir, "src") // importedVault's source tree
 	w, err := core.Open(context.Background(), store, keys, core.Options{CacheDir: filepath.Join(e.dir, "writer-cache")})
 	if err != nil {
 		t.Fatal(err)
