@@ -21,6 +21,12 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 
 func start(t *testing.T, v *fakeVault, e *fakeEmbedder) *Indexer {
 	t.Helper()
+	return startWith(t, v, e)
+}
+
+// startWith starts an indexer over v with embedder e and waits for its graph.
+func startWith(t *testing.T, v *fakeVault, e Embedder) *Indexer {
+	t.Helper()
 	x, err := New(Config{Embedder: e, Logger: quiet(), Workers: 2, Threshold: fakeThreshold})
 	if err != nil {
 		t.Fatal(err)

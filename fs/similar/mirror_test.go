@@ -45,20 +45,6 @@ func (p plainOnly) EmbedReader(r io.Reader) ([]float32, error) {
 	return v, err
 }
 
-func startWith(t *testing.T, v *fakeVault, e Embedder) *Indexer {
-	t.Helper()
-	x, err := New(Config{Embedder: e, Logger: quiet(), Workers: 2, Threshold: fakeThreshold})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := x.Start(v); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(x.Close)
-	<-x.GraphReady()
-	return x
-}
-
 // TestMirrorMatch: a mirrored copy is found whichever copy arrives first, in the graph built
 // at the next mount, and by a query below the mount's threshold; the plain embedder (no
 // mirror vector) does not find it, so the test can fail.
