@@ -28,7 +28,9 @@ import (
 	"github.com/imgfs/imgfs/backend/storeurl"
 	"github.com/imgfs/imgfs/dedup"
 	"github.com/imgfs/imgfs/dedup/keyring"
+	"github.com/imgfs/imgfs/fs/control"
 	"github.com/imgfs/imgfs/fs/core"
+	"github.com/imgfs/imgfs/fs/vault"
 )
 
 // Exit codes (docs/cli.md).
@@ -117,7 +119,7 @@ func exitCode(err error) int {
 		return exitVault
 	case errors.Is(err, dedup.ErrCorrupt), errors.Is(err, core.ErrRollback):
 		return exitIntegrity
-	case errors.Is(err, errBusy), errors.Is(err, core.ErrLeaseHeld), errors.Is(err, syscall.EBUSY):
+	case errors.Is(err, errBusy), errors.Is(err, core.ErrLeaseHeld), errors.Is(err, syscall.EBUSY), errors.Is(err, control.ErrInUse):
 		return exitBusy
 	case isUnreachable(err):
 		return exitUnreachable
@@ -311,27 +313,22 @@ func kdfParams() (keyring.KDFParams, error) {
 // unlockVault reads the passphrase and unlocks the vault in store. A wrong passphrase gives
 // keyring.ErrWrongPassphrase (one generic message, exit code 3) and nothing else.
 func unlockVault(ctx context.Context, cmd *cobra.Command, store backend.Store) (*keyring.Keys, error) {
-	// Check for the vault first, so a missing vault is not answered with a passphrase prompt.
-	ok, err := keyring.Exists(ctx, store)
-	if err != nil {
-		return nil, err
+	return vault.UnlockKeys(ctx, store, existingVaultPassphrase(cmd))
+}
+
+// existingVaultPassphrase reads the passphrase of the store's vault; a store without a vault
+// is an error (checked first, so a missing vault is not answered with a passphrase prompt).
+func existingVaultPassphrase(cmd *cobra.Command) func(context.Context, backend.Store) ([]byte, error) {
+	return func(ctx context.Context, store backend.Store) ([]byte, error) {
+		ok, err := keyring.Exists(ctx, store)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, fmt.Errorf("%w: run imgfs init first, or check --store", keyring.ErrNoVault)
+		}
+		return readPassphrase(cmd, false)
 	}
-	if !ok {
-		return nil, fmt.Errorf("%w: run imgfs init first, or check --store", keyring.ErrNoVault)
-	}
-	pass, err := readPassphrase(cmd, false)
-	if err != nil {
-		return nil, err
-	}
-	defer clear(pass)
-	keys, err := keyring.Unlock(ctx, store, pass)
-	if errors.Is(err, keyring.ErrWrongPassphrase) {
-		return nil, keyring.ErrWrongPassphrase
-	}
-	if err != nil {
-		return nil, err
-	}
-	return keys, nil
 }
 
 // defaultStorePath is the local default store directory: $XDG_DATA_HOME/imgfs/store.
@@ -407,6 +404,7 @@ type session struct {
 	keys  *keyring.Keys
 	fs    *core.FS
 	url   string
+	v     *vault.Vault
 }
 
 // cacheFlagHelp documents --cache for the commands that open the namespace.
@@ -418,43 +416,28 @@ const cacheFlagHelp = "local state directory (default $XDG_CACHE_HOME/imgfs/<has
 func openSession(cmd *cobra.Command, cacheDir string, readOnly bool) (*session, error) {
 	ctx := cmd.Context()
 	url := storeURLFor()
-	store, err := openStore(ctx, url)
-	if err != nil {
-		return nil, err
-	}
-	keys, err := unlockVault(ctx, cmd, store)
-	if err != nil {
-		store.Close()
-		return nil, err
-	}
 	if cacheDir == "" {
+		var err error
 		if cacheDir, err = cacheDirFor(url); err != nil {
-			keys.Wipe()
-			store.Close()
 			return nil, err
 		}
 	}
-	fsys, err := core.Open(ctx, store, keys, core.Options{CacheDir: cacheDir, ReadOnly: readOnly, Logger: cliLogger()})
+	v, err := vault.Unlock(ctx, vault.Config{URL: url, OpenStore: openStore, Passphrase: existingVaultPassphrase(cmd)})
 	if err != nil {
-		keys.Wipe()
-		store.Close()
+		return nil, err
+	}
+	if err := v.Open(ctx, core.Options{CacheDir: cacheDir, ReadOnly: readOnly, Logger: cliLogger()}); err != nil {
+		v.Close()
 		if errors.Is(err, syscall.EBUSY) {
 			return nil, withCode(exitBusy, fmt.Errorf("%w; unmount the vault first (imgfs umount), or give this command another --cache", err))
 		}
 		return nil, err
 	}
-	return &session{store: store, keys: keys, fs: fsys, url: url}, nil
+	return &session{store: v.Store, keys: v.Keys, fs: v.FS, url: url, v: v}, nil
 }
 
 // Close closes the namespace (committing pending work of a writer session) and the store.
-func (s *session) Close() error {
-	err := s.fs.Close()
-	s.keys.Wipe()
-	if cerr := s.store.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
+func (s *session) Close() error { return s.v.Close() }
 
 // cliLogger: core's log lines go to stderr at warning level and above
 // (IMGFS_LOG=debug|info|warn|error changes the level).

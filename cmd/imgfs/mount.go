@@ -1,37 +1,20 @@
 package main
 
-// imgfs mount / umount / status / sync.
-//
-// `imgfs mount MOUNTPOINT` (without -f) reads the passphrase, creates a vault on the default
-// local store when there is none, then re-executes itself as `imgfs mount -f --ready-fd 3
-// --passphrase-file /proc/self/fd/4 ...` in a new session with its output in
-// <cache>/mount.log, hands it the passphrase through a pipe (never argv or the environment),
-// and waits on the readiness pipe for "ready" or "error <exit code> <message>", after zero or
-// more "note <text>" lines that it prints on the terminal (e.g. the near-duplicate index is
-// off, and why). It exits 0 once the mount is usable, or with the daemon's error and exit code.
-//
-// The daemon serves FUSE and a control socket (fs/control). `imgfs umount`, SIGINT and
-// SIGTERM flush pending work (core Sync), unmount, sync what arrived meanwhile and close the
-// core; a busy mount is reported and keeps serving. A second SIGINT/SIGTERM detaches the
-// mount lazily and exits 1.
+// imgfs mount / umount / status / sync: the flags and the output. The daemon that serves a
+// mount, and the starter that runs it in the background, are fs/daemon.
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
-	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -42,96 +25,9 @@ import (
 	"github.com/imgfs/imgfs/dedup/keyring"
 	imgfs "github.com/imgfs/imgfs/fs"
 	"github.com/imgfs/imgfs/fs/control"
-	"github.com/imgfs/imgfs/fs/core"
+	"github.com/imgfs/imgfs/fs/daemon"
+	"github.com/imgfs/imgfs/fs/vault"
 )
-
-// mountEnv is what a mount hook sees; features such as the near-duplicate index attach to a
-// mount through registerMountHook from an init() in their own file.
-type mountEnv struct {
-	Cmd        *cobra.Command
-	Mountpoint string
-	StoreURL   string
-	Store      backend.Store
-	Log        *slog.Logger
-	// CoreOpts may be changed in BeforeOpen (e.g. OnSealed).
-	CoreOpts *core.Options
-	// Core, FSOpts and Control are set before AfterOpen; FSOpts may be changed there (Similar)
-	// and ops registered on Control.
-	Core    *core.FS
-	FSOpts  *imgfs.Options
-	Control *control.Server
-
-	mu      sync.Mutex
-	notices []string
-	status  []func() map[string]any
-	syncs   []func(ctx context.Context) error
-	closers []func() error
-}
-
-// Notice is a line for the user of imgfs mount, printed on the terminal once the mount is
-// ready (a feature that is off, and the command that turns it on).
-func (e *mountEnv) Notice(msg string) {
-	e.mu.Lock()
-	e.notices = append(e.notices, msg)
-	e.mu.Unlock()
-}
-
-// AddStatus adds fields to `imgfs status` (printed after the core's, sorted by key).
-func (e *mountEnv) AddStatus(fn func() map[string]any) {
-	e.mu.Lock()
-	e.status = append(e.status, fn)
-	e.mu.Unlock()
-}
-
-// AddSync adds a wait to `imgfs sync` (and to unmount), run after the core's Sync.
-func (e *mountEnv) AddSync(fn func(ctx context.Context) error) {
-	e.mu.Lock()
-	e.syncs = append(e.syncs, fn)
-	e.mu.Unlock()
-}
-
-// OnClose runs fn after the unmount, before the core is closed (reverse order of adding).
-func (e *mountEnv) OnClose(fn func() error) {
-	e.mu.Lock()
-	e.closers = append(e.closers, fn)
-	e.mu.Unlock()
-}
-
-type mountHook struct {
-	Name       string
-	BeforeOpen func(*mountEnv) error // before core.Open: adjust CoreOpts
-	AfterOpen  func(*mountEnv) error // after core.Open, before the FUSE mount
-}
-
-var mountHooks []mountHook
-
-// registerMountHook is called from init() functions.
-func registerMountHook(h mountHook) { mountHooks = append(mountHooks, h) }
-
-// mountStatus is the answer of the "status" control op.
-type mountStatus struct {
-	Mountpoint     string         `json:"mountpoint"`
-	Store          string         `json:"store"`
-	CacheDir       string         `json:"cache_dir"`
-	PID            int            `json:"pid"`
-	ReadOnly       bool           `json:"read_only"`
-	Files          int64          `json:"files"`
-	Dirs           int64          `json:"dirs"`
-	LogicalBytes   int64          `json:"logical_bytes"`
-	StoredBytes    int64          `json:"stored_bytes"`
-	ContentObjects int64          `json:"content_objects"`
-	DedupRatio     float64        `json:"dedup_ratio"`
-	PendingSeals   int64          `json:"pending_seals"`
-	PendingUploads int64          `json:"pending_uploads"`
-	PendingCommit  bool           `json:"pending_commit"`
-	Extra          map[string]any `json:"extra,omitempty"`
-}
-
-// umountReply is the answer of the "umount" control op.
-type umountReply struct {
-	PID      int      `json:"pid"`
-	Warnings []string `json:"warnings,omitempty"`
-}
 
 var mountFlags struct {
 	cache      string
@@ -142,6 +38,12 @@ var mountFlags struct {
 	debugFUSE  bool
 	cpuProfile string
 	spoolLimit string
+	// near-duplicate index
+	similarThreshold float64
+	noSimilar        bool
+	// several devices
+	refresh time.Duration
+	device  string
 }
 
 var mountCmd = &cobra.Command{
@@ -176,6 +78,12 @@ func init() {
 	f.BoolVar(&mountFlags.debugFUSE, "debug-fuse", false, "log every FUSE request")
 	f.StringVar(&mountFlags.cpuProfile, "cpuprofile", "", "write a CPU profile of the daemon to this file (until unmount)")
 	f.StringVar(&mountFlags.spoolLimit, "spool-limit", "0", "most local disk the spool of not yet stored writes may use, e.g. 20GiB (0 = the disk's free space); writes past it fail with ENOSPC")
+	f.Float64Var(&mountFlags.similarThreshold, "similarity-threshold", 0,
+		"cosine similarity at or above which photos are near-duplicates in .similar/ (default: by library size, 0.93 to 0.96; docs/similar.md)")
+	f.BoolVar(&mountFlags.noSimilar, "no-similar", false, "do not index images or show .similar/")
+	f.DurationVar(&mountFlags.refresh, "refresh", 5*time.Second,
+		"how often to look for other devices' changes (one HEAD request each; 5s = 720 requests/hour); 0 = never")
+	f.StringVar(&mountFlags.device, "device", "", "this device's name in conflict copies and imgfs status (default: the host name)")
 	f.MarkHidden("ready-fd")
 	f.MarkHidden("cpuprofile")
 	f.MarkHidden("debug-fuse")
@@ -198,7 +106,7 @@ stays mounted. A mount whose daemon died is cleared with fusermount3 -u.`,
 		Short: "Show files, bytes, stored bytes, dedup ratio and pending work of a mount",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var st mountStatus
+			var st daemon.Status
 			if err := control.CallContext(cmd.Context(), args[0], "status", nil, &st); err != nil {
 				return ctlErr(args[0], err)
 			}
@@ -221,7 +129,7 @@ stays mounted. A mount whose daemon died is cleared with fusermount3 -u.`,
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			start := time.Now()
-			var st mountStatus
+			var st daemon.Status
 			if err := control.CallContext(cmd.Context(), args[0], "sync", nil, &st); err != nil {
 				return ctlErr(args[0], err)
 			}
@@ -270,7 +178,7 @@ func humanBytes(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
-func printStatus(w io.Writer, st mountStatus) {
+func printStatus(w io.Writer, st daemon.Status) {
 	yn := map[bool]string{true: "yes", false: "no"}
 	rows := [][2]string{
 		{"mountpoint", st.Mountpoint},
@@ -397,20 +305,26 @@ func vaultPassphrase(ctx context.Context, cmd *cobra.Command, store backend.Stor
 }
 
 func runMount(cmd *cobra.Command, args []string) error {
-	if _, err := parseSize(mountFlags.spoolLimit); err != nil {
+	spoolLimit, err := parseSize(mountFlags.spoolLimit)
+	if err != nil {
 		return usageErrorf("--spool-limit %q: %v", mountFlags.spoolLimit, err)
+	}
+	if th := mountFlags.similarThreshold; !mountFlags.noSimilar && (th < 0 || th > 1) {
+		return usageErrorf("--similarity-threshold %v: want a value in (0, 1] (0: by library size)", th)
 	}
 	mp, err := checkMountpoint(args[0])
 	if err != nil {
 		return err
 	}
 	if mountFlags.foreground {
-		return serveMount(cmd, mp)
+		return serveMount(cmd, mp, spoolLimit)
 	}
 	return spawnDaemon(cmd, mp)
 }
 
-// spawnDaemon re-executes imgfs with -f in a new session and waits for readiness.
+// spawnDaemon reads the passphrase (creating a vault on the default store when there is
+// none), then starts the daemon in the background with the same flags and waits until it
+// reports (fs/daemon, spawn.go).
 func spawnDaemon(cmd *cobra.Command, mp string) error {
 	ctx := cmd.Context()
 	url := storeURLFor()
@@ -428,375 +342,66 @@ func spawnDaemon(cmd *cobra.Command, mp string) error {
 		return err
 	}
 	defer clear(pass)
-
-	if err := os.MkdirAll(cache, 0o700); err != nil {
-		return fmt.Errorf("cache directory %s: %w", cache, err)
-	}
-	logPath := filepath.Join(cache, "mount.log")
-	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		return fmt.Errorf("daemon log %s: %w", logPath, err)
-	}
-	defer logf.Close()
-	devnull, err := os.Open(os.DevNull)
-	if err != nil {
-		return err
-	}
-	defer devnull.Close()
-	readyR, readyW, err := os.Pipe()
-	if err != nil {
-		return err
-	}
-	defer readyR.Close()
-	passR, passW, err := os.Pipe()
-	if err != nil {
-		readyW.Close()
-		return err
-	}
-
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	cargs := []string{"mount", "-f", "--ready-fd=3", "--passphrase-file=/proc/self/fd/4", "--cache=" + cache}
+	args := []string{"mount", "-f", "--ready-fd=" + strconv.Itoa(daemon.ReadyFD),
+		"--passphrase-file=/proc/self/fd/" + strconv.Itoa(daemon.PassphraseFD), "--cache=" + cache}
 	cmd.Flags().Visit(func(f *pflag.Flag) {
 		switch f.Name {
 		case "foreground", "ready-fd", "passphrase-file", "cache":
 			return
 		}
-		cargs = append(cargs, "--"+f.Name+"="+f.Value.String())
+		args = append(args, "--"+f.Name+"="+f.Value.String())
 	})
-	cargs = append(cargs, "--", mp)
-	env, err := absPathEnv(envWithout(os.Environ(), "IMGFS_PASSPHRASE", "IMGFS_PASSPHRASE_FILE"))
+	args = append(args, "--", mp)
+	env, err := absPathEnv(os.Environ())
 	if err != nil {
-		readyW.Close()
-		passR.Close()
-		passW.Close()
 		return err
 	}
-	child := exec.Command(self, cargs...)
-	child.Env = env // the daemon runs in "/": paths in it are absolute
-	child.Stdin = devnull
-	child.Stdout = logf
-	child.Stderr = logf
-	child.ExtraFiles = []*os.File{readyW, passR}
-	child.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	child.Dir = "/"
-	fmt.Fprintf(logf, "--- %s imgfs mount %s (pid of the starter %d)\n", time.Now().Format(time.RFC3339), mp, os.Getpid())
-	if err := child.Start(); err != nil {
-		readyW.Close()
-		passR.Close()
-		passW.Close()
-		return fmt.Errorf("starting the mount daemon: %w", err)
+	err = daemon.Spawn(ctx, daemon.SpawnOptions{Args: args, Mountpoint: mp, CacheDir: cache, Passphrase: pass, Env: env,
+		Notes: cmd.ErrOrStderr()})
+	var ee *daemon.ExitError
+	if errors.As(err, &ee) {
+		return withCode(ee.Code, err)
 	}
-	readyW.Close()
-	passR.Close()
-	_, werr := passW.Write(pass)
-	passW.Close()
-	if werr != nil {
-		child.Process.Kill()
-		child.Wait()
-		return fmt.Errorf("handing the passphrase to the mount daemon: %w", werr)
-	}
-
-	type result struct {
-		line  string
-		notes []string
-		err   error
-	}
-	lineCh := make(chan result, 1)
-	go func() {
-		var r result
-		br := bufio.NewReader(readyR)
-		for {
-			l, err := br.ReadString('\n')
-			l = strings.TrimSpace(l)
-			if note, ok := strings.CutPrefix(l, "note "); ok && err == nil {
-				r.notes = append(r.notes, note)
-				continue
-			}
-			r.line, r.err = l, err
-			lineCh <- r
-			return
-		}
-	}()
-	var r result
-	select {
-	case r = <-lineCh:
-	case <-ctx.Done():
-		child.Process.Signal(syscall.SIGTERM)
-		child.Wait()
-		return ctx.Err()
-	}
-	for _, n := range r.notes {
-		fmt.Fprintln(cmd.ErrOrStderr(), "imgfs: "+n)
-	}
-	switch {
-	case r.line == "ready":
-		child.Process.Release()
-		return nil
-	case strings.HasPrefix(r.line, "error "):
-		child.Wait()
-		rest := strings.TrimPrefix(r.line, "error ")
-		code, msg, _ := strings.Cut(rest, " ")
-		c, cerr := strconv.Atoi(code)
-		if cerr != nil {
-			c = exitError
-		}
-		return withCode(c, errors.New(msg))
-	default:
-		werr := child.Wait()
-		return fmt.Errorf("the mount daemon exited before the mount was ready (%v); see %s", werr, logPath)
-	}
+	return err
 }
 
-func envWithout(env []string, names ...string) []string {
-	out := env[:0:0]
-outer:
-	for _, kv := range env {
-		for _, n := range names {
-			if strings.HasPrefix(kv, n+"=") {
-				continue outer
-			}
-		}
-		out = append(out, kv)
-	}
-	return out
-}
-
-// daemon is a serving mount.
-type daemon struct {
-	mp    string
-	url   string
-	cache string
-	ro    bool
-	log   *slog.Logger
-	env   *mountEnv
-	core  *core.FS
-	m     *imgfs.Mounted
-	ctl   *control.Server
-
-	served   chan struct{} // closed when Serve returned
-	closed   chan struct{} // closed when the core is closed
-	closeErr []string      // warnings of the shutdown, read after closed
-
-	unmountMu sync.Mutex
-}
-
-// readiness reports to the starter (when there is one) exactly once: the notices, one
-// "note <text>" line each, then "ready" or "error <code> <message>".
-type readiness struct {
-	f     *os.File
-	once  sync.Once
-	notes []string
-}
-
-func (r *readiness) report(err error) {
-	if r == nil || r.f == nil {
-		return
-	}
-	r.once.Do(func() {
-		for _, n := range r.notes {
-			fmt.Fprintln(r.f, "note "+oneLine(n))
-		}
-		if err == nil {
-			fmt.Fprintln(r.f, "ready")
-		} else {
-			fmt.Fprintf(r.f, "error %d %s\n", exitCode(err), oneLine(err.Error()))
-		}
-		r.f.Close()
-	})
-}
-
-// serveMount is the -f path: it mounts, serves until unmounted, and reports readiness.
-func serveMount(cmd *cobra.Command, mp string) (err error) {
-	var rd *readiness
+// serveMount is the -f path: it unlocks the vault and serves the mount until it is
+// unmounted, reporting readiness on --ready-fd when the starter gave one.
+func serveMount(cmd *cobra.Command, mp string, spoolLimit int64) (err error) {
+	var rd *daemon.Readiness
 	if mountFlags.readyFD > 0 {
-		rd = &readiness{f: os.NewFile(uintptr(mountFlags.readyFD), "ready")}
+		rd = daemon.NewReadiness(os.NewFile(uintptr(mountFlags.readyFD), "ready"))
 	}
-	defer func() { rd.report(err) }() // no-op after a successful report
-	// Signals are caught from the start: one that arrives while starting is handled (flush,
-	// unmount) as soon as the mount serves, instead of killing a half-started daemon.
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-
-	level := slog.LevelInfo
-	if mountFlags.debugFUSE {
-		level = slog.LevelDebug
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	if mountFlags.cpuProfile != "" {
-		pf, err := os.Create(mountFlags.cpuProfile)
+	defer func() {
 		if err != nil {
-			return err
-		}
-		if err := pprof.StartCPUProfile(pf); err != nil {
-			return err
-		}
-		defer func() { pprof.StopCPUProfile(); pf.Close() }()
-	}
-	// The daemon handles signals itself. While starting, a signal cancels the start
-	// (ctx); once serving, it flushes and unmounts.
-	ctx, startCancel := context.WithCancel(context.Background())
-	defer startCancel()
-	startDone := make(chan struct{})
-	go func() {
-		select {
-		case <-sigs:
-			startCancel()
-		case <-startDone:
+			rd.Fail(exitCode(err), err) // a no-op once the mount was ready
 		}
 	}()
+	ctx := cmd.Context()
 	url := storeURLFor()
 	cache, err := resolveCacheDir(url)
 	if err != nil {
 		return err
 	}
-	store, err := openStore(ctx, url)
+	v, err := vault.Unlock(ctx, vault.Config{URL: url, OpenStore: openStore,
+		Passphrase: func(ctx context.Context, store backend.Store) ([]byte, error) {
+			return vaultPassphrase(ctx, cmd, store, url)
+		}})
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	pass, err := vaultPassphrase(ctx, cmd, store, url)
-	if err != nil {
-		return err
-	}
-	keys, err := keyring.Unlock(ctx, store, pass)
-	clear(pass)
-	if err != nil {
-		if errors.Is(err, keyring.ErrWrongPassphrase) {
-			return keyring.ErrWrongPassphrase
-		}
-		return err
-	}
-	defer keys.Wipe()
-
-	ctl, err := control.Listen(mp, log)
-	if err != nil {
-		if errors.Is(err, control.ErrInUse) {
-			return withCode(exitBusy, fmt.Errorf("%s is already served by a running imgfs daemon", mp))
-		}
-		return err
-	}
-	defer ctl.Close(5 * time.Second)
-
-	env := &mountEnv{Cmd: cmd, Mountpoint: mp, StoreURL: url, Store: store, Log: log, Control: ctl}
-	spoolLimit, _ := parseSize(mountFlags.spoolLimit) // checked by runMount
-	copts := core.Options{CacheDir: cache, ReadOnly: mountFlags.readOnly, Logger: log, BreakLease: mountFlags.breakLease,
-		SpoolLimit: spoolLimit}
-	env.CoreOpts = &copts
-	for _, h := range mountHooks {
-		if h.BeforeOpen != nil {
-			if err := h.BeforeOpen(env); err != nil {
-				return fmt.Errorf("%s: %w", h.Name, err)
-			}
-		}
-	}
-	c, err := core.Open(ctx, store, keys, copts)
-	if err != nil {
-		switch {
-		case errors.Is(err, core.ErrLeaseHeld):
-			return withCode(exitBusy, fmt.Errorf("the store is in use by another writer mount (lease held); mount with --read-only beside it, or unmount the other one (after a crash on another machine: --break-lease)"))
-		case errors.Is(err, syscall.EBUSY):
-			return withCode(exitBusy, fmt.Errorf("%v; unmount the other mount or pass a different --cache", err))
-		case errors.Is(err, core.ErrRollback):
-			return withCode(exitIntegrity, err)
-		}
-		return err
-	}
-	d := &daemon{mp: mp, url: url, cache: cache, ro: mountFlags.readOnly, log: log, env: env, core: c, ctl: ctl,
-		served: make(chan struct{}), closed: make(chan struct{})}
-	env.Core = c
-	fsOpts := imgfs.Options{ReadOnly: mountFlags.readOnly, Logger: log, FUSEDebug: mountFlags.debugFUSE}
-	env.FSOpts = &fsOpts
-	for _, h := range mountHooks {
-		if h.AfterOpen != nil {
-			if err := h.AfterOpen(env); err != nil {
-				d.closeCore()
-				return fmt.Errorf("%s: %w", h.Name, err)
-			}
-		}
-	}
-	m, err := imgfs.Mount(mp, c, fsOpts)
-	if err != nil {
-		d.closeCore()
-		return err
-	}
-	d.m = m
-	ctl.Handle("status", func(ctx context.Context, _ json.RawMessage) (any, error) { return d.status(), nil })
-	ctl.Handle("sync", func(ctx context.Context, _ json.RawMessage) (any, error) {
-		if err := d.sync(ctx); err != nil {
-			return nil, err
-		}
-		return d.status(), nil
+	defer v.Close()
+	return daemon.Serve(ctx, daemon.Options{
+		Vault: v, Mountpoint: mp, StoreName: displayStore(url), CacheDir: cache,
+		ReadOnly: mountFlags.readOnly, BreakLease: mountFlags.breakLease, SpoolLimit: spoolLimit,
+		Refresh: mountFlags.refresh, Device: mountFlags.device,
+		NoSimilar: mountFlags.noSimilar, SimilarThreshold: mountFlags.similarThreshold,
+		CheckStore: func(ctx context.Context, store backend.Store) error {
+			return requireSafeStore(ctx, store, cmd.ErrOrStderr())
+		},
+		DebugFUSE: mountFlags.debugFUSE, CPUProfile: mountFlags.cpuProfile,
+		Ready: rd, Stderr: os.Stderr,
 	})
-	ctl.Handle("umount", d.umountOp)
-	go ctl.Serve()
-
-	serveErr := make(chan error, 1)
-	go func() {
-		serveErr <- m.Serve()
-		close(d.served)
-	}()
-	log.Info("imgfs: mounted", "mountpoint", mp, "store", displayStore(url), "cache", cache, "read_only", d.ro, "pid", os.Getpid())
-	env.mu.Lock()
-	notes := append([]string(nil), env.notices...)
-	env.mu.Unlock()
-	if rd != nil {
-		rd.notes = notes
-	} else {
-		for _, n := range notes {
-			fmt.Fprintln(os.Stderr, "imgfs: "+n)
-		}
-	}
-	rd.report(nil)
-
-	close(startDone)
-	forced, unmounting := false, false
-	if ctx.Err() != nil { // a signal arrived just as the mount became ready
-		unmounting = true
-		go d.unmount(context.Background())
-	}
-	var serr error
-wait:
-	for {
-		select {
-		case serr = <-serveErr:
-			break wait
-		case s := <-sigs:
-			if !unmounting {
-				unmounting = true
-				log.Info("imgfs: signal: flushing and unmounting (send it again to force)", "signal", s.String())
-				go func() {
-					if err := d.unmount(context.Background()); err != nil {
-						log.Error("imgfs: unmount failed; still serving (send the signal again to force)", "err", err)
-					}
-				}()
-				continue
-			}
-			if forced {
-				continue
-			}
-			forced = true
-			log.Warn("imgfs: forced: detaching the mount lazily; pending work stays in the local journal")
-			if err := imgfs.LazyUnmount(mp); err != nil {
-				log.Error("imgfs: lazy unmount", "err", err)
-			}
-			m.Abort()
-		}
-	}
-	if serr != nil && !forced {
-		log.Error("imgfs: serve", "err", serr)
-	}
-	d.finish(forced)
-	ctl.StopAccepting()
-	ctl.Wait(5 * time.Second)
-	if forced {
-		return errors.New("forced unmount: pending work resumes at the next mount of this cache")
-	}
-	log.Info("imgfs: unmounted", "mountpoint", mp)
-	return nil
 }
 
 func displayStore(url string) string {
@@ -806,123 +411,12 @@ func displayStore(url string) string {
 	return url
 }
 
-func (d *daemon) status() mountStatus {
-	s := d.core.Status()
-	st := mountStatus{Mountpoint: d.mp, Store: displayStore(d.url), CacheDir: d.cache, PID: os.Getpid(), ReadOnly: d.ro,
-		Files: s.Files, Dirs: s.Dirs, LogicalBytes: s.LogicalBytes, StoredBytes: s.StoredBytes, ContentObjects: s.ContentObjects,
-		PendingSeals: s.PendingSeals, PendingUploads: s.PendingUploads, PendingCommit: s.PendingCommit}
-	if s.StoredBytes > 0 {
-		st.DedupRatio = float64(s.LogicalBytes) / float64(s.StoredBytes)
-	}
-	d.env.mu.Lock()
-	fns := append([]func() map[string]any(nil), d.env.status...)
-	d.env.mu.Unlock()
-	for _, fn := range fns {
-		for k, v := range fn() {
-			if st.Extra == nil {
-				st.Extra = map[string]any{}
-			}
-			st.Extra[k] = v
-		}
-	}
-	return st
-}
-
-// sync waits until nothing is pending (core, then the hooks' waits, then core again).
-func (d *daemon) sync(ctx context.Context) error {
-	if d.ro {
-		return nil
-	}
-	if err := d.core.Sync(ctx); err != nil {
-		return err
-	}
-	d.env.mu.Lock()
-	fns := append([]func(context.Context) error(nil), d.env.syncs...)
-	d.env.mu.Unlock()
-	for _, fn := range fns {
-		if err := fn(ctx); err != nil {
-			return err
-		}
-	}
-	if len(fns) == 0 {
-		return nil
-	}
-	// What the hooks wrote while they worked (the near-duplicate index's aux tables) is
-	// committed too: nothing is left for a background commit (a no-op when nothing changed).
-	return d.core.Sync(ctx)
-}
-
-// unmount flushes pending work, then unmounts (busy: error, the mount keeps serving). A
-// failed flush does not stop the unmount: the work stays in the local journal.
-func (d *daemon) unmount(ctx context.Context) error {
-	d.unmountMu.Lock()
-	defer d.unmountMu.Unlock()
-	select {
-	case <-d.served:
-		return nil
-	default:
-	}
-	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	err := d.sync(sctx)
-	cancel()
-	if err != nil {
-		d.log.Warn("imgfs: flush before unmount failed; pending work stays in the local journal", "err", err)
-	}
-	return imgfs.Unmount(d.mp)
-}
-
-func (d *daemon) umountOp(ctx context.Context, _ json.RawMessage) (any, error) {
-	if err := d.unmount(ctx); err != nil {
-		return nil, err
-	}
-	select {
-	case <-d.closed:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	return umountReply{PID: os.Getpid(), Warnings: d.closeErr}, nil
-}
-
-// finish runs after Serve returned: hooks' closers, a last sync, core.Close.
-func (d *daemon) finish(forced bool) {
-	d.env.mu.Lock()
-	closers := append([]func() error(nil), d.env.closers...)
-	d.env.mu.Unlock()
-	for i := len(closers) - 1; i >= 0; i-- {
-		if err := closers[i](); err != nil {
-			d.closeErr = append(d.closeErr, err.Error())
-		}
-	}
-	if !forced && !d.ro {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		if err := d.core.Sync(ctx); err != nil {
-			d.closeErr = append(d.closeErr, "final flush: "+err.Error()+" (pending work resumes at the next mount of this cache)")
-		}
-		cancel()
-	}
-	d.closeCore()
-	for _, w := range d.closeErr {
-		d.log.Warn("imgfs: " + w)
-	}
-}
-
-func (d *daemon) closeCore() {
-	if err := d.core.Close(); err != nil {
-		d.closeErr = append(d.closeErr, "close: "+err.Error())
-	}
-	select {
-	case <-d.closed:
-	default:
-		close(d.closed)
-	}
-}
-
 func runUmount(cmd *cobra.Command, args []string) error {
 	mp, err := filepath.Abs(args[0])
 	if err != nil {
 		return usageErrorf("%v", err)
 	}
-	var r umountReply
+	var r daemon.UmountReply
 	err = control.CallContext(cmd.Context(), mp, "umount", nil, &r)
 	var re *control.RemoteError
 	if err != nil && !errors.As(err, &re) {

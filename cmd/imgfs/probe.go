@@ -43,12 +43,6 @@ and refuse a store that fails. Needs no passphrase; writes and deletes objects u
 		},
 	}
 	rootCmd.AddCommand(cmd)
-	registerMountHook(mountHook{Name: "store probe", BeforeOpen: func(e *mountEnv) error {
-		if e.CoreOpts.ReadOnly {
-			return nil
-		}
-		return requireSafeStore(e.Cmd.Context(), e.Store, e.Cmd.ErrOrStderr())
-	}})
 }
 
 func printProbe(w io.Writer, res *probe.Result) {

@@ -2,8 +2,7 @@ package main
 
 // imgfs similar: near-duplicates of photos in a mount (through the daemon's control socket,
 // op "similar"; fs/similar), every near-duplicate pair (--all), and re-embedding (--reindex).
-// The mount hook below starts the indexer inside `imgfs mount` and adds
-// --similarity-threshold to it.
+// The indexer itself runs in the mount daemon (fs/daemon).
 
 import (
 	"context"
@@ -36,12 +35,6 @@ var similarFlags struct {
 	marks     bool
 	failed    bool
 }
-
-// mountSimilarThreshold is `imgfs mount --similarity-threshold`.
-var mountSimilarThreshold float64
-
-// mountNoSimilar is `imgfs mount --no-similar`.
-var mountNoSimilar bool
 
 var similarCmd = &cobra.Command{
 	Use:   "similar [--threshold T] [--top K] [--json] PATH... | --all [--json] [MOUNTPOINT] | --failed [--json] [MOUNTPOINT] | --reindex MOUNTPOINT | --mark A B | --unmark PATH... | --marks [MOUNTPOINT]",
@@ -93,58 +86,6 @@ func init() {
 	f.BoolVar(&similarFlags.failed, "failed", false, "list the files of the mount that could not be embedded, and why")
 	rootCmd.AddCommand(similarCmd)
 
-	mf := mountCmd.Flags()
-	mf.Float64Var(&mountSimilarThreshold, "similarity-threshold", 0,
-		"cosine similarity at or above which photos are near-duplicates in .similar/ (default: by library size, 0.93 to 0.96; docs/similar.md)")
-	mf.BoolVar(&mountNoSimilar, "no-similar", false, "do not index images or show .similar/")
-	registerMountHook(mountHook{Name: "similar", BeforeOpen: similarBeforeOpen, AfterOpen: similarAfterOpen})
-}
-
-// similarState is the indexer of this daemon, between the two hooks.
-var similarIndexer *similar.Indexer
-
-func similarBeforeOpen(env *mountEnv) error {
-	if mountNoSimilar {
-		similarIndexOff(env, errors.New("--no-similar"), true)
-		return nil
-	}
-	if mountSimilarThreshold < 0 || mountSimilarThreshold > 1 {
-		return usageErrorf("--similarity-threshold %v: want a value in (0, 1] (0: by library size)", mountSimilarThreshold)
-	}
-	emb, err := similar.LoadDefaultModel()
-	if err != nil {
-		similarIndexOff(env, err, false)
-		return nil
-	}
-	x, err := similar.New(similar.Config{Embedder: emb, Threshold: float32(mountSimilarThreshold), Logger: env.Log,
-		ReadOnly: env.CoreOpts.ReadOnly})
-	if err != nil {
-		return err
-	}
-	similarIndexer = x
-	env.CoreOpts.OnSealed = x.OnSealed
-	return nil
-}
-
-func similarAfterOpen(env *mountEnv) error {
-	x := similarIndexer
-	if x == nil {
-		return nil
-	}
-	if err := x.Start(similar.CoreVault(env.Core)); err != nil {
-		return err
-	}
-	env.FSOpts.Similar = x
-	x.Register(env.Control)
-	similarIndexOn(env, x)
-	env.AddStatus(func() map[string]any {
-		st := x.Stats()
-		return map[string]any{"similar_embeddings": st.Embeddings, "similar_backlog": st.Backlog,
-			"similar_threshold": st.Threshold}
-	})
-	env.AddSync(x.Wait)
-	env.OnClose(func() error { x.Close(); return nil })
-	return nil
 }
 
 // mountOfArgs returns the imgfs mount holding the optional MOUNTPOINT argument (default: the

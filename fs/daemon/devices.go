@@ -1,4 +1,7 @@
-package main
+package daemon
+
+// Several devices in imgfs status (docs/cli.md, "Several devices"): the vault's devices from
+// their presence records.
 
 import (
 	"context"
@@ -10,40 +13,6 @@ import (
 
 	"github.com/imgfs/imgfs/fs/core"
 )
-
-// Several devices at the CLI (docs/cli.md, "Several devices"): mount --refresh sets how
-// often a mount polls for other devices' roots, and `imgfs status` lists the vault's
-// devices from their presence records. This file is named after mount.go on purpose: its
-// init adds a flag to the mount command, which mount.go's init has registered by then.
-
-var (
-	refreshEvery time.Duration
-	deviceName   string
-)
-
-func init() {
-	for _, c := range rootCmd.Commands() {
-		if c.Name() == "mount" {
-			c.Flags().DurationVar(&refreshEvery, "refresh", 5*time.Second,
-				"how often to look for other devices' changes (one HEAD request each; 5s = 720 requests/hour); 0 = never")
-			c.Flags().StringVar(&deviceName, "device", "", "this device's name in conflict copies and imgfs status (default: the host name)")
-		}
-	}
-	registerMountHook(mountHook{Name: "devices",
-		BeforeOpen: func(e *mountEnv) error {
-			e.CoreOpts.RefreshInterval = refreshEvery
-			e.CoreOpts.Device = deviceName
-			if refreshEvery <= 0 {
-				e.CoreOpts.RefreshInterval = -1
-			}
-			return nil
-		},
-		AfterOpen: func(e *mountEnv) error {
-			var mu cachedDevices
-			e.AddStatus(func() map[string]any { return map[string]any{"devices": mu.get(e.Core)} })
-			return nil
-		}})
-}
 
 // cachedDevices keeps the devices line for 30 s (status may be polled; listing costs a LIST
 // and one GET per device).
