@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -149,6 +150,45 @@ func runCheck(ctx context.Context, out io.Writer, s *session, readData, repair b
 	}
 	fmt.Fprintln(out, "no problems found")
 	return nil
+}
+
+// repairContent restores the damaged content objects of rep (maint.Repair), prints one line
+// per damaged object and returns how many it could not repair.
+func repairContent(ctx context.Context, out io.Writer, s *session, rep *maint.Report, fromDir string) (int, error) {
+	res, err := maint.Repair(ctx, s.store, s.keys, rep, maint.RepairOptions{
+		Files: func(fn func(dedup.Content, func() string) error) error {
+			return s.fs.ForEachContent(func(ino core.Ino, c dedup.Content) error {
+				return fn(c, func() string {
+					p, err := s.fs.Path(ino)
+					if err != nil {
+						p = fmt.Sprintf("inode %d", ino)
+					}
+					return p
+				})
+			})
+		},
+		Cached: s.fs.CachedObject,
+		From:   fromDir,
+		Logger: cliLogger(),
+	})
+	if err != nil {
+		return 0, err
+	}
+	lost := 0
+	for _, r := range res {
+		switch {
+		case r.From != "":
+			fmt.Fprintf(out, "repaired %s from %s\n", r.Name, r.From)
+		case len(r.Paths) == 0:
+			lost++
+			fmt.Fprintf(out, "lost %s: no good copy, and no file of the current tree uses it\n", r.Name)
+		default:
+			lost++
+			fmt.Fprintf(out, "lost %s: no good copy of %s (give the original files with --from DIR, or restore the object from a backup)\n",
+				r.Name, strings.Join(r.Paths, ", "))
+		}
+	}
+	return lost, nil
 }
 
 // readWholeFile reads a vault file to the end (every byte verified by core) and discards it.

@@ -1,5 +1,6 @@
 // Package maint holds the store maintenance of imgfs: Check (verify every object and every
-// reference) and GC (delete unreferenced objects, safely against concurrent writers).
+// reference), Repair (restore damaged content objects from good copies) and GC (delete
+// unreferenced objects, safely against concurrent writers).
 //
 // Neither needs FUSE or the namespace code itself: the caller passes the live set (the
 // store names the current root references, fs/core.FS.ReferencedObjects) and, for a data

@@ -1,4 +1,4 @@
-package main
+package maint
 
 import (
 	"bytes"
@@ -7,15 +7,35 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 
+	"github.com/imgfs/imgfs/backend"
 	"github.com/imgfs/imgfs/dedup"
-	"github.com/imgfs/imgfs/dedup/maint"
-	"github.com/imgfs/imgfs/fs/core"
+	"github.com/imgfs/imgfs/dedup/keyring"
 )
+
+// RepairOptions say where Repair finds good copies, and the files of the current tree.
+type RepairOptions struct {
+	// Files calls fn for every file of the current tree with its content and a function
+	// that returns its path (asked only of files that use a damaged object).
+	Files func(fn func(c dedup.Content, path func() string) error) error
+	// Cached returns the read cache's copy of an object (its ciphertext as once stored).
+	Cached func(dedup.Locator) (string, bool)
+	// From is a folder of original files ("" = none).
+	From   string
+	Logger *slog.Logger
+}
+
+// Repaired is a damaged content object after Repair: From is where its good copy came from,
+// "" when none was found; Paths are the files of the current tree that use it.
+type Repaired struct {
+	Name  string
+	From  string
+	Paths []string
+}
 
 // damagedObject is a content object check found corrupt or missing, with the files using it.
 type damagedObject struct {
@@ -25,16 +45,15 @@ type damagedObject struct {
 	from  string // where the good copy came from, once repaired
 }
 
-// repairContent restores the corrupt or missing content objects of rep (SECURITY.md T18)
-// from a copy whose SHA-256 matches the object's name: the read cache of this session's
-// cache directory, or a file under fromDir that seals to the same object (the originals).
-// The upload hashes what it sends, so only the exact object is ever stored under its
-// name. Metadata objects are not repaired here. It prints one line per damaged object and
-// returns how many it could not repair.
-func repairContent(ctx context.Context, out io.Writer, s *session, rep *maint.Report, fromDir string) (int, error) {
+// Repair restores the corrupt or missing content objects of rep (docs/cli.md, check
+// --repair) from a copy whose SHA-256 matches the object's name: the read cache, or a file
+// under o.From that seals to the same object (the originals). The upload hashes what it
+// sends, so only the exact object is ever stored under its name. Metadata objects are not
+// repaired here. It returns every damaged content object, sorted by name.
+func Repair(ctx context.Context, store backend.Store, keys *keyring.Keys, rep *Report, o RepairOptions) ([]Repaired, error) {
 	damaged := map[dedup.Locator]*damagedObject{}
 	for _, p := range rep.Problems {
-		if p.Kind != maint.Corrupt && p.Kind != maint.Missing {
+		if p.Kind != Corrupt && p.Kind != Missing {
 			continue
 		}
 		if loc, err := dedup.ParseContentName(p.Name); err == nil {
@@ -42,10 +61,10 @@ func repairContent(ctx context.Context, out io.Writer, s *session, rep *maint.Re
 		}
 	}
 	if len(damaged) == 0 {
-		return 0, nil
+		return nil, nil
 	}
 	fileSizes := map[int64]bool{} // sizes of the files that use a damaged chunk
-	err := s.fs.ForEachContent(func(ino core.Ino, c dedup.Content) error {
+	err := o.Files(func(c dedup.Content, path func() string) error {
 		var p string
 		for i := range c.Len() {
 			d := damaged[c.ChunkLocator(i)]
@@ -54,10 +73,7 @@ func repairContent(ctx context.Context, out io.Writer, s *session, rep *maint.Re
 			}
 			d.size = c.ChunkSize(i)
 			if p == "" {
-				var err error
-				if p, err = s.fs.Path(ino); err != nil {
-					p = fmt.Sprintf("inode %d", ino)
-				}
+				p = path()
 				fileSizes[c.Size()] = true
 			}
 			d.paths = append(d.paths, p)
@@ -65,11 +81,11 @@ func repairContent(ctx context.Context, out io.Writer, s *session, rep *maint.Re
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("listing files: %w", err)
+		return nil, fmt.Errorf("listing files: %w", err)
 	}
 	upload := func(d *damagedObject, obj io.ReaderAt, from string) error {
-		_, err := dedup.UploadWith(ctx, s.store, d.loc, obj, dedup.ObjectSize(d.size),
-			dedup.UploadOptions{Verify: true, Logger: cliLogger()})
+		_, err := dedup.UploadWith(ctx, store, d.loc, obj, dedup.ObjectSize(d.size),
+			dedup.UploadOptions{Verify: true, Logger: o.Logger})
 		if err == nil {
 			d.from = from
 		}
@@ -78,7 +94,7 @@ func repairContent(ctx context.Context, out io.Writer, s *session, rep *maint.Re
 
 	// 1. The read cache (ciphertext exactly as once stored).
 	for _, d := range damaged {
-		p, ok := s.fs.CachedObject(d.loc)
+		p, ok := o.Cached(d.loc)
 		if !ok || d.size < 0 {
 			continue
 		}
@@ -91,22 +107,22 @@ func repairContent(ctx context.Context, out io.Writer, s *session, rep *maint.Re
 		if err == nil && n == dedup.ObjectSize(d.size) && dedup.Locator(h.Sum(nil)) == d.loc {
 			if err := upload(d, f, "the cache"); err != nil {
 				f.Close()
-				return 0, fmt.Errorf("restoring %s: %w", dedup.ContentName(d.loc), err)
+				return nil, fmt.Errorf("restoring %s: %w", dedup.ContentName(d.loc), err)
 			}
 		}
 		f.Close()
 	}
 
-	// 2. Originals under fromDir: files of the size of a file that uses a damaged chunk are
+	// 2. Originals under o.From: files of the size of a file that uses a damaged chunk are
 	// chunked and sealed (convergent encryption gives the same objects for the same bytes);
 	// a chunk is kept if its locator matches.
-	if fromDir != "" {
+	if o.From != "" {
 		sizes := fileSizes
-		chunker, err := dedup.NewChunker(s.keys.ConvergenceSecret)
+		chunker, err := dedup.NewChunker(keys.ConvergenceSecret)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
-		err = filepath.WalkDir(fromDir, func(path string, e fs.DirEntry, err error) error {
+		err = filepath.WalkDir(o.From, func(path string, e fs.DirEntry, err error) error {
 			if err != nil {
 				return err
 			}
@@ -120,40 +136,25 @@ func repairContent(ctx context.Context, out io.Writer, s *session, rep *maint.Re
 			if err != nil || !sizes[info.Size()] {
 				return nil
 			}
-			return repairFromFile(path, info.Size(), s, chunker, damaged, upload)
+			return repairFromFile(path, info.Size(), keys.ConvergenceSecret, chunker, damaged, upload)
 		})
 		if err != nil {
-			return 0, fmt.Errorf("searching %s: %w", fromDir, err)
+			return nil, fmt.Errorf("searching %s: %w", o.From, err)
 		}
 	}
 
-	list := make([]*damagedObject, 0, len(damaged))
+	out := make([]Repaired, 0, len(damaged))
 	for _, d := range damaged {
-		list = append(list, d)
+		out = append(out, Repaired{Name: dedup.ContentName(d.loc), From: d.from, Paths: d.paths})
 	}
-	sort.Slice(list, func(a, b int) bool { return dedup.ContentName(list[a].loc) < dedup.ContentName(list[b].loc) })
-	lost := 0
-	for _, d := range list {
-		name := dedup.ContentName(d.loc)
-		switch {
-		case d.from != "":
-			fmt.Fprintf(out, "repaired %s from %s\n", name, d.from)
-		case len(d.paths) == 0:
-			lost++
-			fmt.Fprintf(out, "lost %s: no good copy, and no file of the current tree uses it\n", name)
-		default:
-			lost++
-			fmt.Fprintf(out, "lost %s: no good copy of %s (give the original files with --from DIR, or restore the object from a backup)\n",
-				name, strings.Join(d.paths, ", "))
-		}
-	}
-	return lost, nil
+	sort.Slice(out, func(a, b int) bool { return out[a].Name < out[b].Name })
+	return out, nil
 }
 
 // repairFromFile chunks and seals the file at path and uploads the chunks that are damaged
 // objects not yet repaired; other chunks are skipped. A file that is one chunk as a whole (a
 // v1 file) is sealed whole too.
-func repairFromFile(path string, size int64, s *session, chunker *dedup.Chunker, damaged map[dedup.Locator]*damagedObject,
+func repairFromFile(path string, size int64, secret keyring.Secret, chunker *dedup.Chunker, damaged map[dedup.Locator]*damagedObject,
 	upload func(*damagedObject, io.ReaderAt, string) error) error {
 	src, err := os.Open(path)
 	if err != nil {
@@ -169,7 +170,7 @@ func repairFromFile(path string, size int64, s *session, chunker *dedup.Chunker,
 			tmp.Close()
 			os.Remove(tmp.Name())
 		}()
-		ref, err := dedup.Seal(s.keys.ConvergenceSecret, r, n, tmp)
+		ref, err := dedup.Seal(secret, r, n, tmp)
 		if err != nil {
 			return nil
 		}
