@@ -3,12 +3,15 @@
 // Objects are immutable blobs under flat names such as "c/ab/ab12...", "m/..", "r/000..01".
 // Errors are classified by the implementation itself: callers use errors.Is with
 // ErrNotExist and ErrExist, and IsTransient/IsPermanent to decide whether to retry.
+// IsNetwork is the one test for "the network failed" that every layer uses.
 package backend
 
 import (
 	"context"
 	"errors"
 	"io"
+	"net"
+	"syscall"
 )
 
 // Store is an object store. Implementations must be safe for concurrent use.
@@ -84,4 +87,31 @@ func IsTransient(err error) bool {
 func IsPermanent(err error) bool {
 	var p permanentError
 	return errors.As(err, &p)
+}
+
+// networkErrnos are the errnos of a connection that failed or broke.
+var networkErrnos = []syscall.Errno{syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.ECONNABORTED, syscall.ETIMEDOUT,
+	syscall.EPIPE, syscall.EHOSTUNREACH, syscall.ENETUNREACH}
+
+// IsNetwork reports whether err is a failure of the network between imgfs and a store: a
+// *net.OpError (dial, read or write on a connection), a name that did not resolve, a closed
+// connection, or one of the errnos of a refused, reset, aborted or timed-out connection
+// (with or without the wrapping). It says nothing about whether a retry may succeed
+// (IsTransient) and does not match a cancelled context. A bare syscall.Errno implements
+// net.Error, so "errors.As(err, &netErr)" is not such a test: it matches ENOENT too.
+func IsNetwork(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return false
+	}
+	var oe *net.OpError
+	var de *net.DNSError
+	if errors.As(err, &oe) || errors.As(err, &de) || errors.Is(err, net.ErrClosed) {
+		return true
+	}
+	for _, e := range networkErrnos {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }

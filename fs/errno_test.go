@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"syscall"
 	"testing"
@@ -34,6 +35,9 @@ func TestToErrno(t *testing.T) {
 		{errors.New("something unclassified"), syscall.EIO},
 		{fmt.Errorf("store: %w", context.DeadlineExceeded), syscall.EIO},
 		{fmt.Errorf("dial: %w", syscall.ECONNREFUSED), syscall.EIO},
+		{&net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, syscall.EIO},
+		{&net.OpError{Op: "dial", Net: "tcp", Err: errors.New("no route")}, syscall.EIO},
+		{fmt.Errorf("s3 get: %w", &net.OpError{Op: "dial", Net: "tcp", Err: context.Canceled}), syscall.EINTR},
 		{fuse.Errno(syscall.EPERM), syscall.EPERM},
 	}
 	for _, c := range cases {

@@ -25,6 +25,7 @@ import (
 	"bazil.org/fuse"
 	fusefs "bazil.org/fuse/fs"
 
+	"github.com/imgfs/imgfs/backend"
 	"github.com/imgfs/imgfs/fs/core"
 )
 
@@ -239,16 +240,15 @@ func toErrno(log *slog.Logger, op string, err error) error {
 	if err == nil {
 		return nil
 	}
+	if backend.IsNetwork(err) {
+		// a store's network failure deep inside the chain: to programs it is EIO
+		log.Error("imgfs: "+op+" failed", "err", err)
+		return syscall.EIO
+	}
 	var en syscall.Errno
 	if errors.As(err, &en) {
-		switch en {
-		case syscall.ENODATA:
+		if en == syscall.ENODATA {
 			return fuse.ErrNoXattr
-		case syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.ETIMEDOUT, syscall.EPIPE,
-			syscall.EHOSTUNREACH, syscall.ENETUNREACH, syscall.ECONNABORTED:
-			// a store's network failure deep inside the chain: to programs it is EIO
-			log.Error("imgfs: "+op+" failed", "err", err)
-			return syscall.EIO
 		}
 		return en
 	}

@@ -25,7 +25,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -545,14 +544,13 @@ func classify(op, name string, err error) error {
 		// 400 (bad request), 401/403 (credentials), 404 NoSuchBucket, 405, 411, ...
 		return backend.Permanent(fmt.Errorf("%s: %w", msg, err))
 	}
-	// No HTTP answer: the network, a timeout, a reset, a cut body.
+	// No HTTP answer: the network (backend.IsNetwork), a timeout, any other failure of the
+	// HTTP client (a net.Error or *url.Error), a cut body.
 	var ne net.Error
 	var ue *url.Error
 	switch {
-	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne), errors.As(err, &ue),
+	case backend.IsNetwork(err), errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne), errors.As(err, &ue),
 		errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF),
-		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNREFUSED),
-		errors.Is(err, syscall.EPIPE), errors.Is(err, net.ErrClosed),
 		strings.Contains(err.Error(), "connection reset"), strings.Contains(err.Error(), "broken pipe"),
 		strings.Contains(err.Error(), "server closed"), strings.Contains(err.Error(), "EOF"):
 		return backend.Transient(fmt.Errorf("%s: %w", msg, err))

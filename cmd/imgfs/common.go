@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -134,13 +133,10 @@ func exitCode(err error) int {
 	return exitError
 }
 
-// isUnreachable reports network-level failures and errors the backend calls transient.
+// isUnreachable reports network failures (backend.IsNetwork) and errors the backend calls
+// transient.
 func isUnreachable(err error) bool {
-	if backend.IsTransient(err) {
-		return true
-	}
-	var oe *net.OpError
-	return errors.As(err, &oe) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH)
+	return backend.IsTransient(err) || backend.IsNetwork(err)
 }
 
 func oneLine(s string) string {
