@@ -1,7 +1,7 @@
 // Package fs adapts the FUSE-free core (fs/core) to bazil.org/fuse.
 //
 // It owns what only matters at the kernel boundary: the mapping of errors to bare errnos
-// (toErrno, the one place), node identity (one *Node per inode, so the kernel sees one
+// (toErrno, which is fs/fuseerr), node identity (one *Node per inode, so the kernel sees one
 // NodeID per inode and hard links alias correctly), cache validity, open-handle
 // bookkeeping for fsync and for fstat of unlinked files, and the hook for the virtual
 // `.similar/` tree at the root.
@@ -15,18 +15,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"bazil.org/fuse"
 	fusefs "bazil.org/fuse/fs"
 
-	"github.com/imgfs/imgfs/backend"
 	"github.com/imgfs/imgfs/fs/core"
+	"github.com/imgfs/imgfs/fs/fuseerr"
 )
 
 // SimilarName is the name of the virtual near-duplicate tree at the mount root.
@@ -233,48 +231,9 @@ func LazyUnmount(dir string) error {
 	return nil
 }
 
-// toErrno is THE error mapping at the FUSE boundary. bazil answers EIO for any error that is
-// not a bare syscall.Errno or fuse.ErrorNumber, so wrapped errnos are unwrapped here.
-// Interrupted requests answer EINTR. Anything unclassified is EIO, logged once here.
-func toErrno(log *slog.Logger, op string, err error) error {
-	if err == nil {
-		return nil
-	}
-	if backend.IsNetwork(err) {
-		// a store's network failure deep inside the chain: to programs it is EIO
-		log.Error("imgfs: "+op+" failed", "err", err)
-		return syscall.EIO
-	}
-	var en syscall.Errno
-	if errors.As(err, &en) {
-		if en == syscall.ENODATA {
-			return fuse.ErrNoXattr
-		}
-		return en
-	}
-	var fn fuse.ErrorNumber
-	if errors.As(err, &fn) {
-		return fuse.Errno(fn.Errno())
-	}
-	if errors.Is(err, context.Canceled) {
-		return syscall.EINTR
-	}
-	if errors.Is(err, os.ErrNotExist) {
-		return syscall.ENOENT
-	}
-	if errors.Is(err, os.ErrExist) {
-		return syscall.EEXIST
-	}
-	if errors.Is(err, os.ErrPermission) {
-		return syscall.EACCES
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		log.Error("imgfs: "+op+" timed out", "err", err)
-		return syscall.EIO
-	}
-	log.Error("imgfs: "+op+" failed", "err", err)
-	return syscall.EIO
-}
+// toErrno is the error mapping at the FUSE boundary (fs/fuseerr): every handler returns
+// through it.
+var toErrno = fuseerr.Errno
 
 // Abort closes the FUSE connection without unmounting: Serve returns, in-flight requests
 // fail. Use after LazyUnmount when forcing a shutdown.

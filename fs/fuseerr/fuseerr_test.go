@@ -1,4 +1,4 @@
-package fs
+package fuseerr
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 	"bazil.org/fuse"
 )
 
-func TestToErrno(t *testing.T) {
+func TestErrno(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	wrapped := func(e syscall.Errno) error {
 		return fmt.Errorf("core: rename %q: %w", "x", fmt.Errorf("inner: %w", e))
@@ -41,14 +41,14 @@ func TestToErrno(t *testing.T) {
 		{fuse.Errno(syscall.EPERM), syscall.EPERM},
 	}
 	for _, c := range cases {
-		got := toErrno(log, "test", c.in)
+		got := Errno(log, "test", c.in)
 		// bazil answers with fuse.ToErrno: the result must survive it unchanged, i.e. be a
 		// bare errno, not a wrapper (which bazil would turn into EIO).
 		if fe := fuse.ToErrno(got); syscall.Errno(fe) != c.want {
-			t.Errorf("toErrno(%v) = %v (bazil sends %v), want %v", c.in, got, syscall.Errno(fe), c.want)
+			t.Errorf("Errno(%v) = %v (bazil sends %v), want %v", c.in, got, syscall.Errno(fe), c.want)
 		}
 	}
-	if toErrno(log, "test", nil) != nil {
-		t.Error("toErrno(nil) != nil")
+	if Errno(log, "test", nil) != nil {
+		t.Error("Errno(nil) != nil")
 	}
 }
