@@ -14,6 +14,7 @@ import (
 	fusefs "bazil.org/fuse/fs"
 
 	"github.com/imgfs/imgfs/fs/core"
+	"github.com/imgfs/imgfs/fs/fuseerr"
 )
 
 // XattrSimilarity is the xattr on each .similar/ entry that holds its score.
@@ -114,7 +115,7 @@ func (d *dirNode) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fus
 	resp.EntryValid = d.x.cfg.EntryValid
 	ra, err := d.x.v.Lookup(d.ino, req.Name)
 	if err != nil {
-		return nil, syscall.ENOENT
+		return nil, fuseerr.Errno(d.x.log, "similar lookup", err)
 	}
 	rel := path.Join(d.rel, req.Name)
 	switch {
@@ -129,7 +130,7 @@ func (d *dirNode) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fus
 func (d *dirNode) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 	ents, err := d.x.v.ReadDir(d.ino)
 	if err != nil {
-		return nil, syscall.ENOENT
+		return nil, fuseerr.Errno(d.x.log, "similar readdir", err)
 	}
 	s := d.x.snap()
 	var out []fuse.Dirent
