@@ -35,3 +35,11 @@ type IfMatchPutter interface {
 
 // ErrPrecondition: a conditional write's condition did not hold (HTTP 412).
 var ErrPrecondition = errors.New("precondition failed")
+
+// LocalPather is a store whose objects are files on this machine: Path returns the file that
+// holds object name. The core reads content objects of such a store in place instead of
+// copying them into its read cache (each segment is still authenticated). backend/local
+// implements it; the decorators (retry, faulty) do not forward it.
+type LocalPather interface {
+	Path(name string) (string, error)
+}

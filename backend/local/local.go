@@ -73,10 +73,13 @@ func Open(dir string) (*Store, error) {
 	return s, nil
 }
 
+var _ backend.LocalPather = (*Store)(nil)
+
 // Dir returns the absolute path of the store's directory.
 func (s *Store) Dir() string { return s.root }
 
-// Path returns the file that holds object name (for tests and tools that inspect the store).
+// Path returns the file that holds object name (backend.LocalPather: the core reads content
+// objects in place; tests and tools inspect the store through it).
 func (s *Store) Path(name string) (string, error) {
 	if err := ValidName(name); err != nil {
 		return "", err

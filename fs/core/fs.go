@@ -139,9 +139,7 @@ func Open(ctx context.Context, store backend.Store, keys *keyring.Keys, opts Opt
 	if f.chunker, err = dedup.NewChunker(keys.ConvergenceSecret); err != nil {
 		return nil, errnoErr(syscall.EINVAL, "chunker: %v", err)
 	}
-	if ls, ok := store.(interface {
-		Path(name string) (string, error)
-	}); ok {
+	if ls, ok := store.(backend.LocalPather); ok {
 		f.storePath = ls.Path
 	}
 	for _, d := range []string{"", "spool", "obj", "tmp"} {
