@@ -25,8 +25,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/moby/sys/mountinfo"
 )
 
 var (
@@ -150,11 +148,8 @@ type qaMount struct {
 // qaIsMounted reports whether mnt is a mount point and its fs type (the last, visible mount
 // when several are stacked).
 func qaIsMounted(mnt string) (bool, string) {
-	ms, err := mountinfo.GetMounts(func(i *mountinfo.Info) (skip, stop bool) { return i.Mountpoint != mnt, false })
-	if err != nil || len(ms) == 0 {
-		return false, ""
-	}
-	return true, ms[len(ms)-1].FSType
+	fstype, ok := mountedFSType(mnt)
+	return ok, fstype
 }
 
 func qaLazyUnmount(mnt string) {

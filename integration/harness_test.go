@@ -507,11 +507,21 @@ func waitGone(pid int, d time.Duration) {
 	}
 }
 
-// isMountpoint reports whether dir is a mount point (the mount table, through
-// moby/sys/mountinfo, which reads /proc/self/mountinfo and unescapes its paths).
+// mountedFSType returns the file system type mounted on dir (the last, visible one when
+// several are stacked) and whether dir is a mount point: the mount table, through
+// moby/sys/mountinfo, which reads /proc/self/mountinfo and unescapes its paths.
+func mountedFSType(dir string) (string, bool) {
+	ms, err := mountinfo.GetMounts(func(i *mountinfo.Info) (skip, stop bool) { return i.Mountpoint != dir, false })
+	if err != nil || len(ms) == 0 {
+		return "", false
+	}
+	return ms[len(ms)-1].FSType, true
+}
+
+// isMountpoint reports whether dir is a mount point.
 func isMountpoint(dir string) bool {
-	ms, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(dir))
-	return err == nil && len(ms) > 0
+	_, ok := mountedFSType(dir)
+	return ok
 }
 
 // sh runs a shell command line in dir (with a timeout) and fails the test on error.

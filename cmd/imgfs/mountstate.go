@@ -1,6 +1,8 @@
 package main
 
-// What is mounted on a mountpoint, as imgfs mount and imgfs umount see it (docs/cli.md).
+// What is mounted on a mountpoint, as imgfs mount and imgfs umount see it, and which imgfs
+// mount holds a path (imgfs similar, review): the one reader of the mount table in the CLI
+// (docs/cli.md).
 //
 // A dead imgfs mount is one whose FUSE connection has no server left: the kernel then
 // answers every request on it with ENOTCONN. That, not the control socket, is the test.
@@ -14,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"syscall"
 	"time"
 
@@ -55,6 +58,26 @@ func fsTypeAt(mp string) (string, bool, error) {
 		return "", false, nil
 	}
 	return ms[len(ms)-1].FSType, true, nil
+}
+
+// findMount returns the imgfs mountpoint holding abs (the mount table, through
+// moby/sys/mountinfo).
+func findMount(abs string) (string, error) {
+	ms, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("fuse.imgfs"))
+	if err != nil {
+		return "", fmt.Errorf("reading the mount table: %w", err)
+	}
+	best := ""
+	for _, m := range ms {
+		mp := m.Mountpoint
+		if (abs == mp || strings.HasPrefix(abs, strings.TrimSuffix(mp, "/")+"/")) && len(mp) > len(best) {
+			best = mp
+		}
+	}
+	if best == "" {
+		return "", fmt.Errorf("%s is not inside an imgfs mount", abs)
+	}
+	return best, nil
 }
 
 // probeMount tells what is mounted on mp (an absolute path) and its file system type. An

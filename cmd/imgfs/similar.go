@@ -16,7 +16,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/moby/sys/mountinfo"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
@@ -96,26 +95,6 @@ func mountOfArgs(args []string) (string, error) {
 		p = args[0]
 	}
 	return findMount(absPath(p))
-}
-
-// findMount returns the imgfs mountpoint holding abs (the mount table, through
-// moby/sys/mountinfo).
-func findMount(abs string) (string, error) {
-	ms, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("fuse.imgfs"))
-	if err != nil {
-		return "", fmt.Errorf("reading the mount table: %w", err)
-	}
-	best := ""
-	for _, m := range ms {
-		mp := m.Mountpoint
-		if (abs == mp || strings.HasPrefix(abs, strings.TrimSuffix(mp, "/")+"/")) && len(mp) > len(best) {
-			best = mp
-		}
-	}
-	if best == "" {
-		return "", fmt.Errorf("%s is not inside an imgfs mount", abs)
-	}
-	return best, nil
 }
 
 // absPath makes p absolute, resolving symlinks of its directory (not of p itself, which
