@@ -13,14 +13,14 @@ import (
 // store verified it at upload (S3: x-amz-checksum-sha256 read with checksum mode on a HEAD).
 // sum is nil when the store does not know it (a multipart or unchecksummed upload, a store
 // without checksums); the caller must then verify by GET and hash where it matters
-// (SECURITY.md §5.5 step 5).
+// (docs/format.md §9).
 type SHA256Stater interface {
 	StatSHA256(ctx context.Context, name string) (info Info, sum []byte, err error)
 }
 
 // Overwriter replaces an existing object (or creates it) atomically: readers see the old
-// or the new object, never a mix. It exists only to repair a poisoned object (SECURITY.md
-// §5.5 step 5, T16-T18); normal writes use the create-only Put.
+// or the new object, never a mix. It exists only to repair a poisoned object (docs/format.md
+// §9, T16-T18 in docs/security-tests.md); normal writes use the create-only Put.
 type Overwriter interface {
 	Overwrite(ctx context.Context, name string, r io.Reader, size int64) error
 }

@@ -360,8 +360,9 @@ func VerifyObject(loc Locator, obj io.ReaderAt, objSize int64) error {
 }
 
 // OpenVerifiedReader is OpenReader after VerifyObject: no byte is released before the whole
-// object hashed to its locator. Use it in group/global mode (SECURITY.md 5.2), where others
-// know K_c and could build validly encrypted objects for other plaintext (T17).
+// object hashed to its locator. Use it in group/global mode (docs/format.md §5), where others
+// know K_c and could build validly encrypted objects for other plaintext (T17 in
+// docs/security-tests.md).
 func OpenVerifiedReader(ref Ref, obj io.ReaderAt, objSize int64) (io.ReaderAt, error) {
 	if want := ObjectSize(ref.Size); want < 0 || objSize != want {
 		return nil, corrupt("object size does not match the plaintext size")

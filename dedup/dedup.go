@@ -1,8 +1,7 @@
-// Package dedup implements format-v1 content and metadata objects (SECURITY.md 5.2-5.5):
+// Package dedup implements format-v1 content and metadata objects (docs/format.md §5-§9):
 // convergent keys, AES-256-GCM STREAM segments, key commitment, Padme padding, the
 // SHA-256 locator and the dedup check against a backend.Store. The byte layout is in
 // docs/format.md.
-// CONTRACT (owned by the crypto helper; signatures may grow, not change without updating callers).
 //
 // Files: padme.go (sizes), stream.go (segments), content.go (Seal/Open/OpenReader),
 // meta.go (SealMeta/OpenMeta/SealRoot/OpenRoot), names.go (store keys), upload.go (Upload).

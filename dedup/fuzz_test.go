@@ -1,9 +1,10 @@
 package dedup
 
-// Fuzz targets for every decoder of stored bytes in this package (SECURITY.md T27-T30,
-// T32-T34). Each asserts no panic and, for every accepted input, that encoding the decoded
-// value gives back the input bytes. Their seeds (valid objects and mutations of them) run
-// in plain `go test`; a brief fuzz run: go test -run=^$ -fuzz=^FuzzOpenContent$ -fuzztime=10s ./dedup/
+// Fuzz targets for every decoder of stored bytes in this package (T27-T30, T32-T34 in
+// docs/security-tests.md). Each asserts no panic and, for every accepted input, that encoding
+// the decoded value gives back the input bytes. Their seeds (valid objects and mutations of
+// them) run in plain `go test`; a brief fuzz run:
+// go test -run=^$ -fuzz=^FuzzOpenContent$ -fuzztime=10s ./dedup/
 
 import (
 	"bytes"

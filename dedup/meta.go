@@ -11,7 +11,7 @@ import (
 )
 
 // Metadata and root objects use the content STREAM layout with a 48-byte header that
-// carries a random salt, so every object gets its own one-time key (SECURITY.md 5.3):
+// carries a random salt, so every object gets its own one-time key (docs/format.md §6):
 //
 //	header = "IMGFS" 0x01 kind(1) 0x00 aead(1) segLog2(1) 6*0x00 salt(32)
 //	commit = HMAC(K_com, header || ctx)          ctx = u8(len kind) kind u8(len name) name

@@ -2,7 +2,7 @@ package dedup
 
 import "math/bits"
 
-// Layout constants of format v1 (SECURITY.md 5.2, docs/format.md).
+// Layout constants of format v1 (docs/format.md §5).
 const (
 	segLog2      = 16
 	segSize      = 1 << segLog2 // plaintext bytes per STREAM segment (64 KiB)

@@ -6,7 +6,7 @@ import (
 )
 
 func TestPadmeExamples(t *testing.T) {
-	// Values computed in SECURITY.md 5.4.
+	// Worked examples of the formula in docs/format.md §8.
 	for in, want := range map[int64]int64{100_000: 100_352, 3_000_000: 3_014_656, 4_194_305: 4_325_376, 1 << 20: 1 << 20, 2: 2, 16: 16, 17: 18} {
 		if got := Padme(in); got != want {
 			t.Errorf("Padme(%d) = %d, want %d", in, got, want)

@@ -63,7 +63,7 @@ func TestVaultLinkability(t *testing.T) {
 }
 
 // attackerLocators computes the locators a store could try for plaintext p without the
-// vault's CS (SECURITY.md T8), with the vault id that the header makes public.
+// vault's CS (T8 in docs/security-tests.md), with the vault id that the header makes public.
 func attackerLocators(t *testing.T, p []byte, vid [16]byte) map[string]Locator {
 	out := map[string]Locator{}
 	withKey := func(what string, kc []byte) {

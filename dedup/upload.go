@@ -12,7 +12,7 @@ import (
 	"github.com/imgfs/imgfs/backend"
 )
 
-// UploadOptions tune the dedup check (SECURITY.md 5.5).
+// UploadOptions tune the dedup check (docs/format.md §9).
 type UploadOptions struct {
 	// Verify fetches an existing object and checks SHA-256 == locator before accepting
 	// it as a dedup hit (group/global mode, --verify-dedup). Otherwise a size match is

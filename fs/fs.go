@@ -40,7 +40,8 @@ type Similar interface {
 
 // ServerSetter is optionally implemented by a Similar: SetServer is called once with the
 // *fusefs.Server before serving starts, for InvalidateEntry / InvalidateNodeAttr. Call those
-// from a goroutine, never synchronously inside a handler (BAZIL.md 2.2 deadlock rule).
+// from a goroutine, never synchronously inside a handler: the kernel holds the inode's lock
+// while a request is served, and the invalidation waits for it (a deadlock).
 type ServerSetter interface {
 	SetServer(*fusefs.Server)
 }
@@ -147,8 +148,8 @@ type Mounted struct {
 	srv  *fusefs.Server
 }
 
-// mountOptions are the defaults: see ../../shared/BAZIL.md 2.3 and DESIGN.md (cold reads went
-// from 55 MB/s to 0.5-1.1 GB/s with MaxReadahead + AsyncRead).
+// mountOptions are the defaults: cold reads went from 55 MB/s to 0.5-1.1 GB/s with
+// MaxReadahead + AsyncRead (the kernel reads ahead 1 MiB in parallel requests).
 func mountOptions(opts Options) []fuse.MountOption {
 	o := []fuse.MountOption{
 		fuse.FSName("imgfs"),

@@ -17,8 +17,8 @@ import (
 )
 
 // Node is one inode as the kernel sees it. FS.node keeps exactly one *Node per inode while
-// the kernel references it (BAZIL.md 2.1 "Node identity"), so the kernel's page cache and
-// attributes are shared between hard links and between lookups.
+// the kernel references it (a new *Node would be a new NodeID to the kernel), so the
+// kernel's page cache and attributes are shared between hard links and between lookups.
 //
 // A directory's Node is also its own Handle (ReadDirAll); files get a *Handle per open.
 type Node struct {
@@ -444,7 +444,7 @@ func (h *Handle) FAllocate(ctx context.Context, req *fuse.FAllocateRequest) erro
 }
 
 // Flush implements fusefs.HandleFlusher: close(2) returns its error, so durability of the
-// spool (DESIGN.md "close() returns 0 only when ...") is decided here.
+// spool (docs/core.md, "What Flush, Fsync, Sync and Close guarantee") is decided here.
 func (h *Handle) Flush(ctx context.Context, req *fuse.FlushRequest) error {
 	return h.node.err("flush", h.h.Flush())
 }

@@ -12,7 +12,7 @@ import (
 // devices' roots changed (docs/core.md, "Several devices"), so ls, stat and cat show the
 // merged tree at once instead of after the one-minute cache times. It runs the calls on a
 // goroutine: a merge can happen inside a FUSE request (Fsync commits), and invalidating
-// synchronously from a handler can deadlock on the kernel's inode lock (BAZIL.md 2.2).
+// synchronously from a handler can deadlock on the kernel's inode lock.
 // Data of files with open handles is not invalidated (an in-flight read holds the page
 // lock); their attributes are.
 func (f *FS) invalidate(ch core.Changes) {

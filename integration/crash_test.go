@@ -1,8 +1,9 @@
 package integration
 
-// T39 (SECURITY.md 7.6): kill -9 of the daemon while real writers run, then remount and check
-// against the writers' own fsynced journal. The loop itself lives in integration/crashdriver
-// (also run by bench/crash.sh for 200 iterations); this test runs 20 iterations in CI.
+// T39 (docs/security-tests.md): kill -9 of the daemon while real writers run, then remount and
+// check against the writers' own fsynced journal. The loop itself lives in
+// integration/crashdriver (also run by bench/crash.sh for 200 iterations); this test runs 20
+// iterations in CI.
 //
 // This file also holds the qa* helpers that the crash, ENOSPC, posixtest, S3 and fault tests
 // share: building the binaries, starting `imgfs mount -f` as a subprocess, killing it, and

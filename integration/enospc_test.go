@@ -1,6 +1,6 @@
 package integration
 
-// T40 (SECURITY.md 7.6): the spool on a size-limited tmpfs (32 MiB), the store elsewhere.
+// T40 (docs/security-tests.md): the spool on a size-limited tmpfs (32 MiB), the store elsewhere.
 // Filling it must give the writer ENOSPC (not success, not a short silent write), the daemon
 // keeps running, acknowledged files stay intact, and writes work again once space is freed.
 

@@ -1,6 +1,6 @@
 package integration
 
-// T38 (SECURITY.md 7.6) end to end: imgfs mounted on versitygw through backend/faulty's
+// T38 (docs/security-tests.md) end to end: imgfs mounted on versitygw through backend/faulty's
 // reverse proxy, which fails (503 SlowDown), resets, delays, truncates and loses the answers
 // of a share of requests, and can take the store down entirely. Pass: every fsync either
 // returns 0 with the data retrievable afterwards or returns EIO; reads return the right bytes

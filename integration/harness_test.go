@@ -2,7 +2,8 @@ package integration
 
 // The harness: build the real imgfs binary once, create a vault in a temporary store, mount
 // it for real in a temporary directory (a daemon process: the test process only ever
-// accesses the mount from outside, BAZIL.md pitfall 2), and always unmount in t.Cleanup.
+// accesses the mount from outside: a process that serves a FUSE mount and also calls into it
+// can deadlock), and always unmount in t.Cleanup.
 //
 //	m := startVault(t, vaultOptions{})      // init + mount
 //	os.WriteFile(filepath.Join(m.Dir, "x"), data, 0o644)
@@ -421,8 +422,8 @@ func (m *Mount) cleanup() {
 	}
 }
 
-// scanForSecrets reports secretScan's hits as a test error (SECURITY.md T10 for every
-// vault of the suite).
+// scanForSecrets reports secretScan's hits as a test error (T10 in
+// docs/security-tests.md, for every vault of the suite).
 func (m *Mount) scanForSecrets() {
 	if hits, k := m.secretScan(); len(hits) > 0 {
 		m.t.Errorf("T10: key material in command output or daemon logs (vault keys scanned: %v):\n%s", k != nil, leakscan.Format(hits))

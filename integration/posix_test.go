@@ -1,8 +1,9 @@
 package integration
 
 // go-fuse's posixtest suite (github.com/hanwen/go-fuse/v2/posixtest v2.12.1, a test-only
-// dependency) run against a real `imgfs mount` subprocess (BAZIL.md 2.7). Every test runs
-// in its own subdirectory, since the tests use fixed names such as "file" and "link".
+// dependency) run against a real `imgfs mount` subprocess (the serving process must not call
+// into its own mount). Every test runs in its own subdirectory, since the tests use fixed
+// names such as "file" and "link".
 
 import (
 	"errors"
@@ -21,7 +22,7 @@ var posixSkips = map[string]string{
 	// The test takes a POSIX write lock on one fd and expects F_SETLK of a read lock on a
 	// second fd of the same process to fail with EAGAIN. POSIX record locks belong to the
 	// process, so the second lock succeeds on Linux: the test fails on plain ext4 and on
-	// gocryptfs as well (BAZIL.md 2.7), and JuiceFS drops it from its run.
+	// gocryptfs as well, and JuiceFS drops it from its run.
 	"FcntlFlockLocksFile": "expects a same-process POSIX lock conflict that Linux never reports (fails on ext4 and gocryptfs too)",
 }
 

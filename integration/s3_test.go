@@ -1,11 +1,11 @@
 package integration
 
-// The file-system workloads with the vault on a real S3 server (versitygw on 127.0.0.1, started
-// by backend/s3/s3test): cp -r, rsync -a, tar x and c, sha256 of everything read back, again
-// from an empty cache (every byte from S3); then the leak scans (dedup/leakscan, SECURITY.md
-// T1/T2/T3/T10) over versitygw's data directory (every object is a plain file), the request
-// lines and headers a recording proxy saw, the cache directories and the daemons' logs.
-// Also the crash loop and posixtest on S3.
+// The file-system workloads with the vault on a real S3 server (versitygw on 127.0.0.1,
+// started by backend/s3/s3test): cp -r, rsync -a, tar x and c, sha256 of everything read back,
+// again from an empty cache (every byte from S3); then the leak scans (dedup/leakscan,
+// T1/T2/T3/T10 in docs/security-tests.md) over versitygw's data directory (every object is a
+// plain file), the request lines and headers a recording proxy saw, the cache directories and
+// the daemons' logs. Also the crash loop and posixtest on S3.
 
 import (
 	"bytes"

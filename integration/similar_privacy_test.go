@@ -1,8 +1,9 @@
 package integration
 
-// SECURITY.md T6 and T9 end to end, with the vault on a real S3 server (versitygw) behind a
-// recording proxy: the embeddings the daemon computed reach the store only encrypted, and
-// .similar/ queries issue the same store requests whatever file they ask about.
+// T6 and T9 (docs/security-tests.md) end to end, with the vault on a real S3 server
+// (versitygw) behind a recording proxy: the embeddings the daemon computed reach the store
+// only encrypted, and .similar/ queries issue the same store requests whatever file they ask
+// about.
 
 import (
 	"encoding/binary"

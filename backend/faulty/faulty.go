@@ -1,4 +1,4 @@
-// Package faulty injects store faults for tests (SECURITY.md T38).
+// Package faulty injects store faults for tests (T38 in docs/security-tests.md).
 //
 // Store is an in-process decorator for unit tests of the layers above the store: it fails the
 // Nth call, adds latency, acknowledges truncated writes, lies on HEAD (Stat), loses

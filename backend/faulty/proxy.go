@@ -27,7 +27,7 @@ type ProxyConfig struct {
 	Methods  []string
 	Seed     uint64
 	// RecordHeads keeps the request line and headers of every request (Heads), for leak
-	// scans of what reaches the wire besides the bodies (SECURITY.md T1, T2).
+	// scans of what reaches the wire besides the bodies (T1, T2 in docs/security-tests.md).
 	RecordHeads bool
 	// StripConditions removes If-None-Match and If-Match from PUTs, as a store that ignores
 	// conditional writes would (the store probe's negative control). The headers are signed,

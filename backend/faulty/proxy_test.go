@@ -19,12 +19,12 @@ import (
 	"github.com/imgfs/imgfs/backend/storetest"
 )
 
-// TestProxyT38 is SECURITY.md T38 at the store layer: about 20% of the requests between
-// backend/s3 (wrapped in backend/retry) and a real versitygw fail, stall past the request
-// deadline, are reset, have their response cut, or lose their answer after the server acted.
-// Every Put either succeeds with the object stored whole, or fails with nothing or the whole
-// object stored; every read returns exactly the stored bytes or an error, never other bytes;
-// no call hangs past its retry budget; after an outage the store works again.
+// TestProxyT38 is T38 (docs/security-tests.md) at the store layer: about 20% of the requests
+// between backend/s3 (wrapped in backend/retry) and a real versitygw fail, stall past the
+// request deadline, are reset, have their response cut, or lose their answer after the server
+// acted. Every Put either succeeds with the object stored whole, or fails with nothing or the
+// whole object stored; every read returns exactly the stored bytes or an error, never other
+// bytes; no call hangs past its retry budget; after an outage the store works again.
 func TestProxyT38(t *testing.T) {
 	srv := s3test.StartServer(t)
 	direct := srv.Open(t, "t38-faults")

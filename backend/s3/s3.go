@@ -1,13 +1,13 @@
 // Package s3 is a backend.Store on an S3-compatible object store (AWS S3, MinIO, SeaweedFS,
 // Ceph RGW, versitygw), through github.com/minio/minio-go/v7.
 //
-// Writes follow SECURITY.md §5.5: one PUT per object with If-None-Match: * (a 412 or 409
-// answer means the object exists: backend.ErrExist), a SHA-256 checksum the server
-// recomputes (a body damaged in transit is refused), Content-Type application/octet-stream,
-// no user metadata, no tags, never multipart (versitygw and SeaweedFS ignore conditions on
-// multipart uploads). Stat is one HEAD with checksum mode, so StatSHA256 returns the
-// server's full-object SHA-256 when it has one. The client itself never retries; wrap the
-// store in backend/retry (storeurl.Open does).
+// Writes follow the upload protocol (docs/format.md §9): one PUT per object with
+// If-None-Match: * (a 412 or 409 answer means the object exists: backend.ErrExist), a SHA-256
+// checksum the server recomputes (a body damaged in transit is refused), Content-Type
+// application/octet-stream, no user metadata, no tags, never multipart (versitygw and
+// SeaweedFS ignore conditions on multipart uploads). Stat is one HEAD with checksum mode, so
+// StatSHA256 returns the server's full-object SHA-256 when it has one. The client itself never
+// retries; wrap the store in backend/retry (storeurl.Open does).
 package s3
 
 import (

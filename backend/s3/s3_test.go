@@ -58,7 +58,8 @@ func TestConformanceViaURL(t *testing.T) {
 	}, storetest.Options{LargeSize: 4 << 20, Rounds: 2})
 }
 
-// recorder is the recording http.RoundTripper of SECURITY.md §7 (minio Options.Transport).
+// recorder is the recording http.RoundTripper of the wire checks (docs/security-tests.md;
+// minio Options.Transport).
 type recorder struct {
 	inner http.RoundTripper
 	mu    sync.Mutex
@@ -111,9 +112,9 @@ var keyPatterns = []*regexp.Regexp{
 	regexp.MustCompile(`^/[a-z0-9-]+/k/[0-9a-f]{64}$`),
 }
 
-// TestHeadersT4 checks SECURITY.md T4 on the wire, the request count of a Put (target: at
-// most one HEAD and one PUT; the store itself makes exactly one PUT), and that the stored
-// file is the plain body (no aws-chunked framing).
+// TestHeadersT4 checks T4 (docs/security-tests.md) on the wire, the request count of a Put
+// (target: at most one HEAD and one PUT; the store itself makes exactly one PUT), and that the
+// stored file is the plain body (no aws-chunked framing).
 func TestHeadersT4(t *testing.T) {
 	srv := s3test.StartServer(t)
 	st, rec := openRecorded(t, srv, "t4-headers")
@@ -243,8 +244,8 @@ func (c corrupter) RoundTrip(req *http.Request) (*http.Response, error) {
 	return c.inner.RoundTrip(req)
 }
 
-// The server recomputes the SHA-256 and refuses a body damaged in transit (SECURITY.md
-// §5.5 step 3, T38 "PUT acknowledged but body truncated").
+// The server recomputes the SHA-256 and refuses a body damaged in transit
+// (docs/format.md §9 step 3; T38 "PUT acknowledged but body truncated", docs/security-tests.md).
 func TestCorruptBodyRefused(t *testing.T) {
 	srv := s3test.StartServer(t)
 	cfg := srv.Config("corrupt")
@@ -269,9 +270,9 @@ func TestCorruptBodyRefused(t *testing.T) {
 	}
 }
 
-// TestRaceT19 is SECURITY.md T19 with convergent writers: 8 goroutines PUT the same bytes
-// under the same name at once; exactly one PUT is answered 200, the others 412/409 and
-// reported as ErrExist (a dedup hit); the stored object hashes to its name.
+// TestRaceT19 is T19 (docs/security-tests.md) with convergent writers: 8 goroutines PUT the
+// same bytes under the same name at once; exactly one PUT is answered 200, the others 412/409
+// and reported as ErrExist (a dedup hit); the stored object hashes to its name.
 func TestRaceT19(t *testing.T) {
 	srv := s3test.StartServer(t)
 	raw, rec := openRecorded(t, srv, "t19")

@@ -529,9 +529,9 @@ func testParallelDistinct(t *testing.T, s backend.Store) {
 	}
 }
 
-// testConcurrentSameName is SECURITY.md T19: writers race to store one name; exactly one
-// wins, every other gets ErrExist, and the stored object is exactly the winner's bytes.
-// Each writer offers different bytes so that a mix or a late overwrite would show.
+// testConcurrentSameName is T19 (docs/security-tests.md): writers race to store one name;
+// exactly one wins, every other gets ErrExist, and the stored object is exactly the winner's
+// bytes. Each writer offers different bytes so that a mix or a late overwrite would show.
 func testConcurrentSameName(t *testing.T, s backend.Store, writers, rounds int) {
 	for round := 0; round < rounds; round++ {
 		name := Name("c", fmt.Sprint("race", round))

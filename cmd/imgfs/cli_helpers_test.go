@@ -107,9 +107,9 @@ func (e *env) run(extra []string, args ...string) result {
 	return result{code: code, stdout: so.String(), stderr: se.String()}
 }
 
-// scanForSecrets is SECURITY.md T10 for the CLI tests: no passphrase of 8 or more bytes
-// (shorter ones are ordinary words) and, when one unlocks e.store, none of the vault's keys
-// in raw, hex, base64, base32 or %v form in anything a command printed.
+// scanForSecrets is T10 (docs/security-tests.md) for the CLI tests: no passphrase of 8 or more
+// bytes (shorter ones are ordinary words) and, when one unlocks e.store, none of the vault's
+// keys in raw, hex, base64, base32 or %v form in anything a command printed.
 func (e *env) scanForSecrets() {
 	out := e.outputs.Bytes()
 	s := leakscan.New()

@@ -10,10 +10,10 @@ import (
 	"github.com/imgfs/imgfs/backend/s3/s3test"
 )
 
-// TestCheckRepair is SECURITY.md T18's repair half on the local store: a content object
-// overwritten with other bytes and one deleted are reported lost while no good copy is
-// known (nothing is changed), and restored from the original files with --from; the
-// vault then checks clean and exports byte-exact.
+// TestCheckRepair is T18's repair half (docs/security-tests.md) on the local store: a content
+// object overwritten with other bytes and one deleted are reported lost while no good copy is
+// known (nothing is changed), and restored from the original files with --from; the vault then
+// checks clean and exports byte-exact.
 func TestCheckRepair(t *testing.T) {
 	e := newEnv(t)
 	src := filepath.Join(e.dir, "src")

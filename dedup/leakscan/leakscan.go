@@ -1,6 +1,6 @@
-// Package leakscan finds plaintext in stored bytes: SECURITY.md T1 (no 16-byte window of
-// any plaintext in any stored byte or object name) and T2 (no file or directory name in
-// raw, lower/upper case, hex, base32 or base64/base64url form).
+// Package leakscan finds plaintext in stored bytes (docs/security-tests.md): T1 (no 16-byte
+// window of any plaintext in any stored byte or object name) and T2 (no file or directory name
+// in raw, lower/upper case, hex, base32 or base64/base64url form).
 //
 // Usage from any package's tests:
 //

@@ -6,7 +6,8 @@ import (
 )
 
 // VectorForms returns an embedding vector serialised as float32 little-endian and as IEEE
-// half precision little-endian: the forms SECURITY.md T6 searches stored bytes for.
+// half precision little-endian: the forms T6 (docs/security-tests.md) searches stored
+// bytes for.
 func VectorForms(v []float32) (f32, f16 []byte) {
 	for _, x := range v {
 		f32 = binary.LittleEndian.AppendUint32(f32, math.Float32bits(x))

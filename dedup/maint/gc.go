@@ -16,7 +16,7 @@ import (
 	"github.com/imgfs/imgfs/dedup/keyring"
 )
 
-// GC protocol (docs/cli.md, "How gc stays safe"; SECURITY.md 5.5 item 7 and T37).
+// GC protocol (docs/cli.md, "How gc stays safe"; T37 in docs/security-tests.md).
 //
 //  1. Lock: GC creates LockName with a create-only Put (sealed {owner, time}); a second GC
 //     fails with ErrLocked. The caller also holds the vault's writer lease (it opens the
@@ -34,7 +34,8 @@ import (
 //     grace period) and a stale lock that --break-lock removes.
 //
 // In group and global convergence modes content objects may be shared with other vaults
-// (SECURITY.md 5.5 item 7), so GC keeps every c/ object there and collects only m/ objects.
+// (docs/cli.md, "How gc stays safe"), so GC keeps every c/ object there and collects only m/
+// objects.
 
 const (
 	// LockName is the store key of the GC lock.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent re-implementation of SECURITY.md 5.2/5.3 (format v1) in Python, checking
+"""Independent re-implementation of docs/format.md §5/§6 (format v1) in Python, checking
 dedup/testdata/kat.json byte for byte. Needs python3-cryptography. Usage: python3 kat_check.py"""
 import hashlib, hmac, json, os, struct, sys
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM

@@ -1,4 +1,5 @@
-// Command crashdriver is the T39 crash-consistency driver (SECURITY.md 7.6).
+// Command crashdriver is the T39 crash-consistency driver (docs/testing.md, "Crash
+// consistency").
 //
 //	crashdriver write  -root DIR -src DIR -journal FILE [-seed N] [-duration D] [-per-kind K]
 //	crashdriver verify -root DIR -journal FILE [-level close|fsync]

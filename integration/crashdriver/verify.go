@@ -11,7 +11,8 @@ import (
 	"sort"
 )
 
-// Verification levels: what survives which kind of crash (DESIGN.md, durability contract).
+// Verification levels: what survives which kind of crash (docs/core.md, "What Flush,
+// Fsync, Sync and Close guarantee").
 const (
 	// levelClose: the daemon was killed, the local spool and journal were kept. Every
 	// close-acknowledged (and fsync-acknowledged) version must be there.

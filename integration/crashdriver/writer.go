@@ -15,8 +15,8 @@ import (
 	"time"
 )
 
-// writerKinds are the write patterns of SECURITY.md T39. Each writer goroutine owns its own
-// directory and file names, so no two writers touch the same path.
+// writerKinds are the write patterns of T39 (docs/security-tests.md). Each writer goroutine
+// owns its own directory and file names, so no two writers touch the same path.
 var writerKinds = []string{"cp", "dd", "wfsync", "rename", "trunc", "append"}
 
 // srcFile is one file of the source pool (outside the mount) that cp and dd copy.
