@@ -446,21 +446,6 @@ func runUmount(cmd *cobra.Command, args []string) error {
 		fmt.Fprintln(cmd.ErrOrStderr(), "imgfs: warning: "+w)
 	}
 	// Wait for the daemon to exit, so a following mount finds the cache and lease free.
-	deadline := time.Now().Add(30 * time.Second)
-	for r.PID > 0 && time.Now().Before(deadline) {
-		if err := syscall.Kill(r.PID, 0); errors.Is(err, syscall.ESRCH) {
-			break
-		}
-		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", r.PID)); err == nil && isZombie(b) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	daemon.WaitExit(r.PID, 30*time.Second)
 	return nil
-}
-
-func isZombie(stat []byte) bool {
-	s := string(stat)
-	i := strings.LastIndexByte(s, ')')
-	return i >= 0 && i+2 < len(s) && s[i+2] == 'Z'
 }

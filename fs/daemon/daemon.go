@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -80,6 +81,29 @@ type Status struct {
 type UmountReply struct {
 	PID      int      `json:"pid"`
 	Warnings []string `json:"warnings,omitempty"`
+}
+
+// WaitExit waits until the process pid (a daemon that answered "umount") has exited or is a
+// zombie, at most timeout: then a following mount finds the cache and the lease free.
+func WaitExit(pid int, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for pid > 0 && time.Now().Before(deadline) {
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			return
+		}
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && isZombie(b) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// isZombie reads the state field of /proc/PID/stat (after the command name in parentheses,
+// which may itself hold parentheses).
+func isZombie(stat []byte) bool {
+	s := string(stat)
+	i := strings.LastIndexByte(s, ')')
+	return i >= 0 && i+2 < len(s) && s[i+2] == 'Z'
 }
 
 // msgError reads msg and matches err (errors.Is/As), so the caller's exit codes still apply.
