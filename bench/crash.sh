@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/crash.sh: the T39 crash-consistency loop (SECURITY.md 7.6) for N iterations.
+# bench/crash.sh: the T39 crash-consistency loop (docs/testing.md, "Crash consistency") for N iterations.
 #
 # Each iteration runs writers (cp, dd bs=4k, write+fsync, temp+rename, O_TRUNC rewrite, append)
 # in a fresh directory of an imgfs mount, kills the daemon with SIGKILL at a random moment,
