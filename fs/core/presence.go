@@ -12,8 +12,8 @@ import (
 
 	"github.com/imgfs/imgfs/backend"
 	"github.com/imgfs/imgfs/dedup"
-	"github.com/imgfs/imgfs/fs/core/rootsync"
 	"github.com/imgfs/imgfs/dedup/keyring"
+	"github.com/imgfs/imgfs/fs/core/rootsync"
 )
 
 // Presence (docs/core.md, "Several devices"): the records and gc's retention rule are in
