@@ -86,14 +86,15 @@ func TestFaultOneRetryLayer(t *testing.T) {
 	e.store = retry.New(fs, retry.Options{MaxAttempts: 3, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond})
 	f := e.open()
 	fs.Add(faulty.Fault{Op: faulty.OpPut, NamePrefix: "c/", Kind: faulty.Error})
-	_, h, err := f.Create(RootIno, "a", 0o644, true)
-	ok(t, err)
-	must(h.WriteAt(randBytes(10_000), 0))
-	wantErr(t, h.Fsync(ctx()), syscall.EIO)
+	_, err := f.sealChunk(ctx(), randBytes(10_000)) // one upload, as a sealer does it
+	wantErr(t, err, syscall.EIO)
 	if n := fs.Fired(faulty.Error); n != 3 {
 		t.Fatalf("the content Put was tried %d times, want 3 (one retry layer)", n)
 	}
 	fs.Clear()
+	_, h, err := f.Create(RootIno, "a", 0o644, true)
+	ok(t, err)
+	must(h.WriteAt(randBytes(10_000), 0))
 	ok(t, h.Fsync(ctx()))
 	ok(t, h.Release())
 }
