@@ -280,6 +280,7 @@ func (f *FS) mergeNewer(ctx context.Context, latest uint64) (bool, error) {
 	var conflicts []string
 	changed := false
 	var chs Changes
+	var arrived []Ino
 	err = f.db.Update(func(tx *bolt.Tx) error {
 		if getU64(tx, mAnchorSeq) != anchor {
 			return errors.New("core: the anchor moved during a merge")
@@ -309,6 +310,7 @@ func (f *FS) mergeNewer(ctx context.Context, latest uint64) (bool, error) {
 		}
 		conflicts = res.Conflicts
 		chs = mergeChanges(res, ours, theirs, base)
+		arrived = arrivedContent(res, ours, theirs, base)
 		changed, err = f.applyMerge(tx, res, base, ours, theirs)
 		return err
 	})
@@ -323,7 +325,47 @@ func (f *FS) mergeNewer(ctx context.Context, latest uint64) (bool, error) {
 	if fn := f.onMerge.Load(); fn != nil && (len(chs.Inodes) > 0 || len(chs.Entries) > 0) {
 		(*fn)(chs)
 	}
+	if cb := f.opts.OnSealed; cb != nil && len(arrived) > 0 {
+		// Content that arrived from other devices is sealed and stored: the near-duplicate
+		// indexer queues it like this device's own (off f.mu, which its queue write takes).
+		go func() {
+			for _, ino := range arrived {
+				cb(ino)
+			}
+		}()
+	}
 	return changed, nil
+}
+
+// arrivedContent lists the regular files whose sealed content the merge result takes from
+// another side than ours (new files, new versions, conflict copies of theirs), and ours'
+// files that the merge removed, for OnSealed.
+func arrivedContent(res *rootsync.Result, ours, theirs, base *side) []Ino {
+	var out []Ino
+	for ino, p := range res.Picks {
+		if p.Side == rootsync.Ours {
+			continue
+		}
+		var ti *treeInode
+		if p.Side == rootsync.Theirs {
+			ti = theirs.nodes[Ino(p.From)]
+		} else {
+			ti = base.nodes[Ino(p.From)]
+		}
+		if ti == nil || !ti.Node.isReg() || !ti.Node.HasRef {
+			continue
+		}
+		if o := ours.nodes[Ino(ino)]; o == nil || contentID(&o.Node) != contentID(&ti.Node) {
+			out = append(out, Ino(ino))
+		}
+	}
+	for ino, o := range ours.nodes {
+		if res.Picks[uint64(ino)] == nil && o.Node.isReg() {
+			out = append(out, ino)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
 }
 
 // mergeChanges lists what the merge result changes against the working copy (ours).

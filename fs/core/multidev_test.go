@@ -14,6 +14,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/imgfs/imgfs/backend"
 	"github.com/imgfs/imgfs/backend/local"
@@ -478,4 +479,60 @@ func TestMissingObjectBeforeRoot(t *testing.T) {
 			t.Fatalf("fresh cache reads %q", got)
 		}
 	})
+}
+
+// Files that arrive from another device by a merge reach OnSealed (the near-duplicate
+// indexer queues them, so .similar/ shows other devices' photos without a remount): new
+// files, new versions; and files the merge removed, so the indexer drops them. This
+// device's own unchanged files do not.
+func TestMergeReportsArrivedContent(t *testing.T) {
+	e := newEnv(t)
+	e.opts.RefreshInterval = -1
+	f := e.device("a").open()
+	var mu sync.Mutex
+	sealed := map[Ino]int{}
+	b := e.device("b")
+	b.opts.OnSealed = func(ino Ino) {
+		mu.Lock()
+		sealed[ino]++
+		mu.Unlock()
+	}
+	writeFile(t, f, "/old.jpg", []byte("old"))
+	writeFile(t, f, "/gone.jpg", []byte("gone"))
+	ok(t, f.Sync(ctx()))
+	g := b.open()
+	mine := writeFile(t, g, "/mine.jpg", []byte("mine"))
+	ok(t, g.Sync(ctx()))
+	ok(t, f.Refresh(ctx()))
+	waitFor := func(what string, cond func(map[Ino]int) bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			mu.Lock()
+			done := cond(sealed)
+			mu.Unlock()
+			if done {
+				return
+			}
+			if time.Now().After(deadline) {
+				mu.Lock()
+				defer mu.Unlock()
+				t.Fatalf("%s: OnSealed saw %v", what, sealed)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitFor("b's own file", func(s map[Ino]int) bool { return s[mine] == 1 })
+	newIno := writeFile(t, f, "/new.jpg", []byte("new"))
+	oldIno := writeFile(t, f, "/old.jpg", []byte("old, version 2"))
+	goneIno := must(f.Resolve("/gone.jpg"))
+	ok(t, f.Remove(RootIno, "gone.jpg", false))
+	ok(t, f.Sync(ctx()))
+	ok(t, g.Refresh(ctx()))
+	waitFor("after the merge", func(s map[Ino]int) bool { return s[newIno] == 1 && s[oldIno] == 1 && s[goneIno] == 1 })
+	mu.Lock()
+	defer mu.Unlock()
+	if sealed[mine] != 1 {
+		t.Fatalf("this device's unchanged file was reported again: %v", sealed)
+	}
 }
