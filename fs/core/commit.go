@@ -71,10 +71,16 @@ func (f *FS) committer() {
 func (f *FS) snapshot(tx *bolt.Tx) (dirty map[uint64]*tree, keep []shardRef, err error) {
 	m := tx.Bucket(bMeta)
 	next := getU64(tx, mNextIno)
+	// The shards that hold inodes: one cursor Seek per shard, not a walk of every inode.
 	present := map[uint64]bool{}
 	c := tx.Bucket(bInodes).Cursor()
-	for k, _ := c.First(); k != nil; k, _ = c.Next() {
-		present[be64u(k)/shardSize] = true
+	for k, _ := c.First(); k != nil; {
+		sh := be64u(k) / shardSize
+		present[sh] = true
+		if sh+1 > (1<<64-1)/shardSize {
+			break
+		}
+		k, _ = c.Seek(be64((sh + 1) * shardSize))
 	}
 	dirty = map[uint64]*tree{}
 	mc := m.Cursor()
@@ -134,7 +140,15 @@ func (f *FS) snapshot(tx *bolt.Tx) (dirty map[uint64]*tree, keep []shardRef, err
 			t.Inodes = append(t.Inodes, treeInode{Ino: ino, Node: n, Xattrs: xs[ino]})
 		}
 	}
-	// Directory entries live in the shard of the inode they name.
+	// Directory entries live in the shard of the inode they name. An inode with one name
+	// records it (Parent, Name): one lookup each, so the commit costs the dirty shards, not
+	// the vault. Hard links (or a record whose hint is stale) need the walk of every entry.
+	if ents, ok := f.shardDirents(tx, dirty); ok {
+		for sh, t := range dirty {
+			t.Dirents = ents[sh]
+		}
+		return dirty, keep, nil
+	}
 	err = tx.Bucket(bDirents).ForEach(func(k, v []byte) error {
 		de, err := f.openDirent(k, v)
 		if err != nil {
@@ -146,6 +160,30 @@ func (f *FS) snapshot(tx *bolt.Tx) (dirty map[uint64]*tree, keep []shardRef, err
 		return nil
 	})
 	return dirty, keep, err
+}
+
+// shardDirents finds the directory entries of the inodes in the dirty shards from each
+// inode's own (Parent, Name); ok false when some inode has several names or a hint that does
+// not match its entry.
+func (f *FS) shardDirents(tx *bolt.Tx, dirty map[uint64]*tree) (map[uint64][]treeDirent, bool) {
+	out := map[uint64][]treeDirent{}
+	for sh, t := range dirty {
+		for i := range t.Inodes {
+			ti := &t.Inodes[i]
+			if ti.Ino == RootIno {
+				continue
+			}
+			if !ti.Node.isDir() && ti.Node.Nlink != 1 {
+				return nil, false
+			}
+			de, found, err := f.getDirent(tx, ti.Node.Parent, ti.Node.Name)
+			if err != nil || !found || de.Ino != ti.Ino {
+				return nil, false
+			}
+			out[sh] = append(out[sh], treeDirent{Parent: ti.Node.Parent, Name: ti.Node.Name, Ino: ti.Ino})
+		}
+	}
+	return out, true
 }
 
 func (f *FS) putMeta(ctx context.Context, kind string, plain []byte) (dedup.Locator, error) {
