@@ -183,9 +183,15 @@ func (s *Syncer) Fetch(ctx context.Context, a Anchor) (uint64, error) {
 }
 
 // catchUp merges the newest of the roots other devices wrote after the anchor (s.mu held).
+// Roots right after the anchor that this cache wrote itself (stored, but recording the new
+// anchor failed) are adopted first, not merged.
 func (s *Syncer) catchUp(ctx context.Context, l Local) error {
-	newest, err := s.Fetch(ctx, l.Anchor())
+	a := l.Anchor()
+	newest, err := s.Fetch(ctx, a)
 	if err != nil || newest == 0 {
+		return err
+	}
+	if a, err = s.adoptOwn(ctx, l, a, newest); err != nil || a.Seq == newest {
 		return err
 	}
 	return l.Merge(ctx, newest)

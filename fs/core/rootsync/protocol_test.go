@@ -36,6 +36,7 @@ type fakeWC struct {
 	merges, rebuilds, adopts []uint64
 	restored                 []string
 	restoreErr               error
+	doneErr                  error // returned once by the next Candidate.Done
 	// beforePublish runs after Build, before the Put (a race window).
 	beforePublish func()
 }
@@ -134,6 +135,10 @@ func (w *fakeWC) Build(ctx context.Context, a Anchor) (*Candidate, error) {
 	return &Candidate{Obj: obj, Refs: refs, Done: func(stored Anchor) error {
 		w.mu.Lock()
 		defer w.mu.Unlock()
+		if err := w.doneErr; err != nil {
+			w.doneErr = nil
+			return err
+		}
 		w.anchor, w.base, w.dirty = stored, files, !maps.Equal(files, w.files)
 		return nil
 	}}, nil
@@ -478,5 +483,28 @@ func TestRefreshAnchorCollectedAndOffline(t *testing.T) {
 	okT(t, ro.s.Refresh(ctxT(t), ro, true))
 	if fmt.Sprint(ro.merges) != "[6]" || ro.snapshot()["f"] != "6" {
 		t.Fatalf("merges %v files %v; want root 6 merged", ro.merges, ro.snapshot())
+	}
+}
+
+// A root stored whose anchor update failed (a full cache disk): the next commit, or a
+// refresh, adopts it instead of merging the device's own root as another device's.
+func TestStoredRootAnchorLostAdopted(t *testing.T) {
+	store := newStore(t)
+	a := newFake(t, store, "dev-a")
+	a.write("x", "1")
+	okT(t, a.s.Commit(ctxT(t), a))
+	a.write("y", "2")
+	a.doneErr = errors.New("disk full")
+	if err := a.s.Commit(ctxT(t), a); err == nil {
+		t.Fatal("the failed anchor update was not reported")
+	}
+	okT(t, a.s.Refresh(ctxT(t), a, false))
+	a.write("z", "3")
+	okT(t, a.s.Commit(ctxT(t), a))
+	if fmt.Sprint(a.adopts) != "[2]" || len(a.merges) != 0 {
+		t.Fatalf("adopts %v merges %v; want root 2 adopted, no merge", a.adopts, a.merges)
+	}
+	if newest, files := newestFiles(t, store); newest != 3 || len(files) != 3 {
+		t.Fatalf("newest %d files %v", newest, files)
 	}
 }
