@@ -90,6 +90,34 @@ func New(inner backend.Store, o Options) *Store {
 	return s
 }
 
+// Wrap is New for a store of any kind: a local directory store keeps its Path (fs/core reads
+// a local store's objects from their files directly) and its Dir. Every store goes through
+// this one retry layer (docs/stores.md); its callers do not retry on top.
+func Wrap(inner backend.Store, o Options) backend.Store {
+	s := New(inner, o)
+	if l, ok := inner.(localStore); ok {
+		return &LocalStore{Store: s, local: l}
+	}
+	return s
+}
+
+type localStore interface {
+	Path(name string) (string, error)
+	Dir() string
+}
+
+// LocalStore is the decorator around a local directory store.
+type LocalStore struct {
+	*Store
+	local localStore
+}
+
+// Path is the inner store's Path: the file that holds object name.
+func (s *LocalStore) Path(name string) (string, error) { return s.local.Path(name) }
+
+// Dir is the inner store's directory.
+func (s *LocalStore) Dir() string { return s.local.Dir() }
+
 // Inner returns the wrapped store.
 func (s *Store) Inner() backend.Store { return s.inner }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/imgfs/imgfs/backend"
+	"github.com/imgfs/imgfs/backend/faulty"
 	"github.com/imgfs/imgfs/backend/local"
 	"github.com/imgfs/imgfs/backend/storetest"
 )
@@ -468,5 +469,30 @@ func TestMaxParallelPuts(t *testing.T) {
 	wg.Wait()
 	if m := b.max.Load(); m != 3 {
 		t.Fatalf("max %d Puts in flight, want 3", m)
+	}
+}
+
+// Wrap keeps a local directory store's Path and Dir (fs/core reads its files directly) and
+// gives other stores none.
+func TestWrapKeepsLocalPath(t *testing.T) {
+	dir := t.TempDir()
+	ls, err := local.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := Wrap(ls, Options{})
+	p, ok := w.(interface {
+		Path(string) (string, error)
+		Dir() string
+	})
+	if !ok || p.Dir() != dir {
+		t.Fatalf("Wrap(local) = %T: no Path/Dir", w)
+	}
+	want, _ := ls.Path("c/x")
+	if got, err := p.Path("c/x"); err != nil || got != want {
+		t.Fatalf("Path = %q, %v; want %q", got, err, want)
+	}
+	if _, ok := Wrap(faulty.New(ls), Options{}).(interface{ Path(string) (string, error) }); ok {
+		t.Fatal("Wrap of a store without Path has one")
 	}
 }

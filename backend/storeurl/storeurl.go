@@ -5,8 +5,8 @@
 //	s3:http://HOST:PORT/BUCKET[/PREFIX]  an S3-compatible store (backend/s3)
 //	s3:https://HOST[:PORT]/BUCKET[/PREFIX][?region=R]
 //
-// S3 stores come wrapped in backend/retry (bounded retries, per-request deadlines);
-// credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the AWS credentials file.
+// Every store comes wrapped in backend/retry (bounded retries, per-request deadlines), the
+// one retry layer (a local directory keeps its Path); S3 credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the AWS credentials file.
 package storeurl
 
 import (
@@ -42,7 +42,7 @@ func IsRemote(url string) bool { return strings.HasPrefix(url, "s3:") }
 func Open(ctx context.Context, url string) (backend.Store, error) {
 	switch {
 	case url == "":
-		return local.Open(Default())
+		return openLocal(Default())
 	case strings.HasPrefix(url, "s3:"):
 		st, err := s3.Open(ctx, url)
 		if err != nil {
@@ -54,10 +54,20 @@ func Open(ctx context.Context, url string) (backend.Store, error) {
 		if !filepath.IsAbs(p) {
 			return nil, fmt.Errorf("store URL %q: a file:// URL needs an absolute path (file:///dir)", url)
 		}
-		return local.Open(p)
+		return openLocal(p)
 	case strings.Contains(url, "://"):
 		return nil, fmt.Errorf("store URL %q: unknown kind of store; use a directory path or s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX]", url)
 	default:
-		return local.Open(url)
+		return openLocal(url)
 	}
+}
+
+// openLocal opens a local directory store behind the same retry layer as S3 (a directory on
+// a NAS fails transiently too: ESTALE, ETIMEDOUT).
+func openLocal(dir string) (backend.Store, error) {
+	st, err := local.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	return retry.Wrap(st, retry.Options{}), nil
 }

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/imgfs/imgfs/backend/local"
+	"github.com/imgfs/imgfs/backend/retry"
 )
 
 func TestDefault(t *testing.T) {
@@ -39,7 +39,7 @@ func TestOpenLocal(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Open(%q): %v", url, err)
 		}
-		ls, ok := s.(*local.Store)
+		ls, ok := s.(*retry.LocalStore) // a local store behind the retry layer
 		if !ok || ls.Dir() != want {
 			t.Fatalf("Open(%q) = %T %v, want local store in %s", url, s, s, want)
 		}

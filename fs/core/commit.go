@@ -5,23 +5,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
-	"weak"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/imgfs/imgfs/backend"
 	"github.com/imgfs/imgfs/dedup"
+	"github.com/imgfs/imgfs/fs/core/rootsync"
 )
 
 // Commit: the working copy is serialised into one "tree" metadata object plus one "aux"
@@ -75,10 +71,16 @@ func (f *FS) committer() {
 func (f *FS) snapshot(tx *bolt.Tx) (dirty map[uint64]*tree, keep []shardRef, err error) {
 	m := tx.Bucket(bMeta)
 	next := getU64(tx, mNextIno)
+	// The shards that hold inodes: one cursor Seek per shard, not a walk of every inode.
 	present := map[uint64]bool{}
 	c := tx.Bucket(bInodes).Cursor()
-	for k, _ := c.First(); k != nil; k, _ = c.Next() {
-		present[be64u(k)/shardSize] = true
+	for k, _ := c.First(); k != nil; {
+		sh := be64u(k) / shardSize
+		present[sh] = true
+		if sh+1 > (1<<64-1)/shardSize {
+			break
+		}
+		k, _ = c.Seek(be64((sh + 1) * shardSize))
 	}
 	dirty = map[uint64]*tree{}
 	mc := m.Cursor()
@@ -138,7 +140,15 @@ func (f *FS) snapshot(tx *bolt.Tx) (dirty map[uint64]*tree, keep []shardRef, err
 			t.Inodes = append(t.Inodes, treeInode{Ino: ino, Node: n, Xattrs: xs[ino]})
 		}
 	}
-	// Directory entries live in the shard of the inode they name.
+	// Directory entries live in the shard of the inode they name. An inode with one name
+	// records it (Parent, Name): one lookup each, so the commit costs the dirty shards, not
+	// the vault. Hard links (or a record whose hint is stale) need the walk of every entry.
+	if ents, ok := f.shardDirents(tx, dirty); ok {
+		for sh, t := range dirty {
+			t.Dirents = ents[sh]
+		}
+		return dirty, keep, nil
+	}
 	err = tx.Bucket(bDirents).ForEach(func(k, v []byte) error {
 		de, err := f.openDirent(k, v)
 		if err != nil {
@@ -152,209 +162,65 @@ func (f *FS) snapshot(tx *bolt.Tx) (dirty map[uint64]*tree, keep []shardRef, err
 	return dirty, keep, err
 }
 
+// shardDirents finds the directory entries of the inodes in the dirty shards from each
+// inode's own (Parent, Name); ok false when some inode has several names or a hint that does
+// not match its entry.
+func (f *FS) shardDirents(tx *bolt.Tx, dirty map[uint64]*tree) (map[uint64][]treeDirent, bool) {
+	out := map[uint64][]treeDirent{}
+	for sh, t := range dirty {
+		for i := range t.Inodes {
+			ti := &t.Inodes[i]
+			if ti.Ino == RootIno {
+				continue
+			}
+			if !ti.Node.isDir() && ti.Node.Nlink != 1 {
+				return nil, false
+			}
+			de, found, err := f.getDirent(tx, ti.Node.Parent, ti.Node.Name)
+			if err != nil || !found || de.Ino != ti.Ino {
+				return nil, false
+			}
+			out[sh] = append(out[sh], treeDirent{Parent: ti.Node.Parent, Name: ti.Node.Name, Ino: ti.Ino})
+		}
+	}
+	return out, true
+}
+
 func (f *FS) putMeta(ctx context.Context, kind string, plain []byte) (dedup.Locator, error) {
 	obj, loc, err := dedup.SealMeta(f.keys.MetaKey, kind, plain)
 	if err != nil {
 		return loc, eio("sealing metadata", err)
 	}
 	// Meta objects are content-addressed: ErrExist (our own write whose answer was lost,
-	// or the same bytes from elsewhere) is success.
-	err = f.retryStore(ctx, "storing metadata", func() error {
-		err := f.store.Put(ctx, dedup.MetaName(loc), bytes.NewReader(obj), int64(len(obj)))
-		if errors.Is(err, backend.ErrExist) {
-			return nil
-		}
-		return err
-	})
-	if err != nil {
+	// or the same bytes from elsewhere) is success. Transient failures are retried by the
+	// store's retry decorator (backend/retry), the one retry layer.
+	err = f.store.Put(ctx, dedup.MetaName(loc), bytes.NewReader(obj), int64(len(obj)))
+	if err != nil && !errors.Is(err, backend.ErrExist) {
 		return loc, eio("storing metadata", err)
 	}
 	return loc, nil
 }
 
-// Core-level retries of store writes (T38): the retry decorator cannot replay a streamed
-// content body and reports ErrExist after a root Put whose answer was lost; the callers
-// here retry the whole operation. Vars for tests.
-var (
-	storeAttempts  = 5
-	storeBaseDelay = 100 * time.Millisecond
-	storeMaxDelay  = 2 * time.Second
-	// storeRetryFor: no new attempt starts after this long (each attempt has the retry
-	// decorator's deadlines), so a hanging store gives EIO in bounded time.
-	storeRetryFor = 30 * time.Second
-)
-
-// isTransient reports whether a store error may go away by retrying.
-func isTransient(err error) bool {
-	if err == nil || errors.Is(err, backend.ErrExist) || errors.Is(err, backend.ErrNotExist) ||
-		errors.Is(err, context.Canceled) || backend.IsPermanent(err) {
-		return false
-	}
-	if backend.IsTransient(err) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNABORTED) ||
-		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ETIMEDOUT) ||
-		errors.Is(err, io.ErrUnexpectedEOF) {
-		return true
-	}
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// retryStore runs op until it succeeds, fails for good, or storeAttempts transient failures,
-// with exponential backoff, within ctx.
-func (f *FS) retryStore(ctx context.Context, what string, op func() error) error {
-	delay := storeBaseDelay
-	start := time.Now()
-	for attempt := 1; ; attempt++ {
-		err := op()
-		if err == nil || !isTransient(err) || attempt >= storeAttempts || ctx.Err() != nil ||
-			time.Since(start)+delay > storeRetryFor {
-			if err != nil && attempt > 1 {
-				err = fmt.Errorf("%w (after %d attempts)", err, attempt)
-			}
-			return err
-		}
-		f.log.Info("core: store write failed; retrying", "op", what, "attempt", attempt, "err", err)
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
-		}
-		delay = min(2*delay, storeMaxDelay)
-	}
-}
-
-// rootTries remembers, per FS, the hashes of root objects tried at the pending sequence
-// number whose Put failed: such a Put may have landed with its answer lost. Weak keys: an
-// entry left by a closed FS does not keep it alive.
-var (
-	rootTriesMu sync.Mutex
-	rootTries   = map[weak.Pointer[FS]]rootTry{}
-)
-
-type rootTry struct {
-	seq    uint64
-	hashes []dedup.Locator
-}
-
-func (f *FS) triedRoot(seq uint64, h dedup.Locator) bool {
-	rootTriesMu.Lock()
-	defer rootTriesMu.Unlock()
-	t := rootTries[weak.Make(f)]
-	return t.seq == seq && slices.Contains(t.hashes, h)
-}
-
-func (f *FS) noteRootTry(seq uint64, h dedup.Locator, failed bool) {
-	rootTriesMu.Lock()
-	defer rootTriesMu.Unlock()
-	if !failed {
-		delete(rootTries, weak.Make(f))
-		return
-	}
-	t := rootTries[weak.Make(f)]
-	if t.seq != seq {
-		t = rootTry{seq: seq}
-	}
-	if len(t.hashes) < 64 {
-		t.hashes = append(t.hashes, h)
-	}
-	rootTries[weak.Make(f)] = t
-}
-
-// errOwnRoot: the root at the pending sequence number is one this mount wrote earlier
-// (its answer was lost); the anchor moved to it and the commit goes on at the next number.
-var errOwnRoot = errors.New("own earlier root found")
-
-// putRoot creates r/<seq> with obj. A Put that fails with ErrExist (create-only) may be our
-// own write whose answer was lost: the stored object is read back and compared.
-func (f *FS) putRoot(ctx context.Context, seq uint64, obj []byte) error {
-	name := dedup.RootName(seq)
-	h := dedup.Hash(obj)
-	err := f.retryStore(ctx, "storing root", func() error {
-		err := f.store.Put(ctx, name, bytes.NewReader(obj), int64(len(obj)))
-		if !errors.Is(err, backend.ErrExist) {
-			return err
-		}
-		stored, rerr := readAll(ctx, f.store, name, 16<<20)
-		if rerr != nil {
-			if errors.Is(rerr, backend.ErrNotExist) {
-				return backend.Transient(fmt.Errorf("root %d exists but cannot be read yet", seq))
-			}
-			return fmt.Errorf("reading back root %d: %w", seq, rerr)
-		}
-		sh := dedup.Hash(stored)
-		switch {
-		case bytes.Equal(stored, obj):
-			f.log.Info("core: root already stored (a lost answer); accepted after reading it back", "root", seq)
-			return nil
-		case f.triedRoot(seq, sh):
-			return f.adoptOwnRoot(seq, sh)
-		}
-		return fmt.Errorf("core: root %d: %w (%w)", seq, ErrConflict, syscall.EIO)
-	})
-	if err == nil || errors.Is(err, errOwnRoot) {
-		f.noteRootTry(seq, h, false)
-		return err
-	}
-	if !errors.Is(err, ErrConflict) {
-		f.noteRootTry(seq, h, true)
-	}
-	return err
-}
-
-// adoptOwnRoot moves the anchor to root seq, which this mount wrote in an earlier attempt
-// whose answer was lost. Its shards stay marked dirty, so the next root rewrites them.
-func (f *FS) adoptOwnRoot(seq uint64, h dedup.Locator) error {
-	f.log.Warn("core: an earlier root write of this mount landed although its answer was lost; continuing after it", "root", seq)
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	err := f.writeLocked(func(tx *bolt.Tx) error {
-		if err := putU64(tx, mAnchorSeq, seq); err != nil {
-			return err
-		}
-		return tx.Bucket(bMeta).Put([]byte(mAnchorHash), h[:])
-	})
-	if err != nil {
-		return err
-	}
-	return errOwnRoot
-}
-
-// commitNow writes a root for the current working copy if it changed since the last root.
+// commitNow writes a root for the current working copy if it changed since the last root
+// (the root protocol: rootsync.Syncer.Commit; the working copy's side: workcopy.go).
 func (f *FS) commitNow(ctx context.Context) error {
 	if f.ro {
 		return nil
 	}
-	f.commitMu.Lock()
-	defer f.commitMu.Unlock()
 	defer f.notePresence(ctx)
-	for i := 0; ; i++ {
-		err := f.commitOnce(ctx)
-		if errors.Is(err, ErrConflict) && i < 10 {
-			// Another device wrote the next root first: merge it, then commit on top.
-			if merr := f.catchUp(ctx); merr != nil {
-				return merr
-			}
-			continue
-		}
-		if !errors.Is(err, errOwnRoot) {
-			return err
-		}
-		if i >= 3 {
-			return eio("storing root", err)
-		}
-	}
+	return syncErr("committing a root", f.sync.Commit(ctx, f.wc()))
 }
 
-func (f *FS) commitOnce(ctx context.Context) error {
+// buildRoot stores the tree and aux objects of the working copy's next root on top of
+// anchor a and returns the sealed root (nil: nothing changed since the last root).
+func (f *FS) buildRoot(ctx context.Context, a rootsync.Anchor) (*rootsync.Candidate, error) {
 	var (
 		shards     map[uint64]*tree
 		keepShards []shardRef
-		chg, seq   uint64
-		prev       dedup.Locator
+		chg        uint64
 		dirtyAux   []*auxTable
 		keepAux    []auxRef
+		fresh      []string
 		nothingNew bool
 	)
 	// Barrier: the snapshot below is a read transaction of committed state.
@@ -362,21 +228,22 @@ func (f *FS) commitOnce(ctx context.Context) error {
 	err := f.commitLocked()
 	f.mu.Unlock()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	err = f.db.View(func(tx *bolt.Tx) error {
 		chg = getU64(tx, mChg)
-		anchor := getU64(tx, mAnchorSeq)
-		if chg == getU64(tx, mCommitted) && anchor > 0 {
+		if getU64(tx, mAnchorSeq) != a.Seq {
+			return errnoErr(syscall.EIO, "the anchor moved during a commit")
+		}
+		if chg == getU64(tx, mCommitted) && a.Seq > 0 {
 			nothingNew = true
 			return nil
 		}
-		seq = anchor + 1
-		copy(prev[:], tx.Bucket(bMeta).Get([]byte(mAnchorHash)))
 		var err error
 		if shards, keepShards, err = f.snapshot(tx); err != nil {
 			return err
 		}
+		fresh = freshRefs(tx, shards)
 		dirty := map[string]bool{}
 		c := tx.Bucket(bMeta).Cursor()
 		for k, _ := c.Seek([]byte(mAuxDirty)); k != nil && bytes.HasPrefix(k, []byte(mAuxDirty)); k, _ = c.Next() {
@@ -403,9 +270,10 @@ func (f *FS) commitOnce(ctx context.Context) error {
 		return nil
 	})
 	if err != nil || nothingNew {
-		return asErrno(err)
+		return nil, asErrno(err)
 	}
-	root := &rootRec{Seq: seq, Prev: prev, Time: time.Now().UnixNano(), Shards: keepShards, Aux: keepAux, Device: f.device(), Writer: f.writerID}
+	seq := a.Seq + 1
+	root := &rootRec{Seq: seq, Prev: a.Hash, Time: time.Now().UnixNano(), Shards: keepShards, Aux: keepAux, Device: f.device(), Writer: f.writerID}
 	newShards := map[uint64]*dedup.Locator{}
 	for sh, t := range shards {
 		newShards[sh] = nil
@@ -414,7 +282,7 @@ func (f *FS) commitOnce(ctx context.Context) error {
 		}
 		loc, err := f.putMeta(ctx, "tree", encodeTree(t))
 		if err != nil {
-			return err
+			return nil, err
 		}
 		newShards[sh] = &loc
 		root.Shards = append(root.Shards, shardRef{Shard: sh, Loc: loc})
@@ -428,110 +296,108 @@ func (f *FS) commitOnce(ctx context.Context) error {
 		}
 		loc, err := f.putMeta(ctx, "aux", encodeAux(a))
 		if err != nil {
-			return err
+			return nil, err
 		}
 		newLocs[a.Table] = &loc
 		root.Aux = append(root.Aux, auxRef{Table: a.Table, Loc: loc})
 	}
-	obj, hash, err := dedup.SealRoot(f.keys.MetaKey, seq, encodeRoot(root))
+	obj, _, err := dedup.SealRoot(f.keys.MetaKey, seq, encodeRoot(root))
 	if err != nil {
-		return eio("sealing root", err)
+		return nil, eio("sealing root", err)
 	}
-	if err := f.putRoot(ctx, seq, obj); err != nil {
-		if errors.Is(err, errOwnRoot) || errors.Is(err, ErrConflict) {
-			return err
-		}
-		return eio("storing root", err)
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	err = f.writeLocked(func(tx *bolt.Tx) error {
-		if err := putU64(tx, mAnchorSeq, seq); err != nil {
-			return err
-		}
-		if err := tx.Bucket(bMeta).Put([]byte(mAnchorHash), hash[:]); err != nil {
-			return err
-		}
-		if err := putU64(tx, mCommitted, chg); err != nil {
-			return err
-		}
-		m := tx.Bucket(bMeta)
-		for sh, loc := range newShards {
-			if loc == nil {
-				m.Delete(shardKey(mShLoc, sh))
-			} else if err := m.Put(shardKey(mShLoc, sh), loc[:]); err != nil {
+	done := func(stored rootsync.Anchor) error {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		err := f.writeLocked(func(tx *bolt.Tx) error {
+			if err := setAnchor(tx, stored); err != nil {
 				return err
 			}
-			if v := m.Get(shardKey(mShDirty, sh)); len(v) == 8 && be64u(v) <= chg {
-				m.Delete(shardKey(mShDirty, sh))
-			}
-		}
-		for table, loc := range newLocs {
-			if loc == nil {
-				m.Delete([]byte(mAuxLoc + table))
-			} else if err := m.Put([]byte(mAuxLoc+table), loc[:]); err != nil {
+			if err := putU64(tx, mCommitted, chg); err != nil {
 				return err
 			}
-			if getU64(tx, mAuxDirty+table) <= chg {
-				m.Delete([]byte(mAuxDirty + table))
+			m := tx.Bucket(bMeta)
+			for sh, loc := range newShards {
+				if loc == nil {
+					m.Delete(shardKey(mShLoc, sh))
+				} else if err := m.Put(shardKey(mShLoc, sh), loc[:]); err != nil {
+					return err
+				}
+				if v := m.Get(shardKey(mShDirty, sh)); len(v) == 8 && be64u(v) <= chg {
+					m.Delete(shardKey(mShDirty, sh))
+				}
 			}
+			for table, loc := range newLocs {
+				if loc == nil {
+					m.Delete([]byte(mAuxLoc + table))
+				} else if err := m.Put([]byte(mAuxLoc+table), loc[:]); err != nil {
+					return err
+				}
+				if getU64(tx, mAuxDirty+table) <= chg {
+					m.Delete([]byte(mAuxDirty + table))
+				}
+			}
+			return clearFresh(tx, chg)
+		})
+		if err != nil {
+			return err
 		}
-		return nil
-	})
-	if err != nil {
+		return f.commitLocked()
+	}
+	return &rootsync.Candidate{Obj: obj, Refs: fresh, Done: done}, nil
+}
+
+// setAnchor records a as this cache's anchor.
+func setAnchor(tx *bolt.Tx, a rootsync.Anchor) error {
+	if err := putU64(tx, mAnchorSeq, a.Seq); err != nil {
 		return err
 	}
-	return f.commitLocked()
+	return tx.Bucket(bMeta).Put([]byte(mAnchorHash), a.Hash[:])
 }
 
 // ---- reading roots ----
 
 func readAll(ctx context.Context, store backend.Store, name string, limit int64) ([]byte, error) {
-	rc, err := store.Get(ctx, name, 0, -1)
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("object %s is larger than %d bytes", name, limit)
-	}
-	return b, nil
+	return rootsync.ReadAll(ctx, store, name, limit)
 }
 
 // latestRoot returns the highest root sequence number in the store (ok false: none).
 func (f *FS) latestRoot(ctx context.Context) (uint64, bool, error) {
-	var max uint64
-	var ok bool
-	err := f.store.List(ctx, "r/", func(info backend.Info) error {
-		if seq, err := dedup.ParseRootName(info.Name); err == nil && (!ok || seq > max) {
-			max, ok = seq, true
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, false, eio("listing roots", err)
-	}
-	return max, ok, nil
+	seq, ok, err := f.sync.Latest(ctx)
+	return seq, ok, eio("listing roots", err)
 }
 
-func (f *FS) loadRoot(ctx context.Context, seq uint64) (*rootRec, dedup.Locator, error) {
-	obj, err := readAll(ctx, f.store, dedup.RootName(seq), 16<<20)
-	if err != nil {
-		return nil, dedup.Locator{}, eio(fmt.Sprintf("reading root %d", seq), err)
-	}
+// openRoot decrypts and decodes the stored object of root seq.
+func (f *FS) openRoot(seq uint64, obj []byte) (*rootRec, error) {
 	plain, err := dedup.OpenRoot(f.keys.MetaKey, seq, obj)
 	if err != nil {
-		return nil, dedup.Locator{}, eio(fmt.Sprintf("root %d", seq), err)
+		return nil, err
 	}
 	r, err := decodeRoot(plain)
 	if err != nil || r.Seq != seq {
-		return nil, dedup.Locator{}, errnoErr(syscall.EIO, "root %d is malformed", seq)
+		return nil, fmt.Errorf("root %d is malformed", seq)
 	}
-	return r, dedup.Hash(obj), nil
+	return r, nil
+}
+
+// rootHeader is openRoot for the root protocol.
+func (f *FS) rootHeader(seq uint64, obj []byte) (rootsync.Header, error) {
+	r, err := f.openRoot(seq, obj)
+	if err != nil {
+		return rootsync.Header{}, err
+	}
+	return rootsync.Header{Prev: r.Prev, Writer: r.Writer}, nil
+}
+
+func (f *FS) loadRoot(ctx context.Context, seq uint64) (*rootRec, dedup.Locator, error) {
+	obj, h, err := f.sync.Read(ctx, seq)
+	if err != nil {
+		return nil, h, eio(fmt.Sprintf("reading root %d", seq), err)
+	}
+	r, err := f.openRoot(seq, obj)
+	if err != nil {
+		return nil, h, eio(fmt.Sprintf("root %d", seq), err)
+	}
+	return r, h, nil
 }
 
 func (f *FS) loadMeta(ctx context.Context, kind string, loc dedup.Locator) ([]byte, error) {
@@ -546,133 +412,32 @@ func (f *FS) loadMeta(ctx context.Context, kind string, loc dedup.Locator) ([]by
 	return plain, nil
 }
 
-func rollback(format string, args ...any) error {
-	return fmt.Errorf("core: %w: "+format+" (%w)", append([]any{ErrRollback}, append(args, syscall.EIO)...)...)
-}
+// syncErr maps an error of the root protocol: rollback, conflicts and store failures are
+// EIO; an errno the working copy raised (ENOSPC ...) passes.
+func syncErr(what string, err error) error { return withErrno(what, err, localErrnos) }
 
 // syncWithStore brings a fresh cache up from the store (trust on first use) and checks an
-// existing cache's anchor against the store's newest root (SECURITY.md 5.3, T15).
+// existing cache's anchor against the store's newest root (SECURITY.md 5.3, T15; the
+// protocol: rootsync.Syncer.Start).
 func (f *FS) syncWithStore(ctx context.Context) error {
 	var inited, clean bool
-	var anchorSeq uint64
-	var anchorHash dedup.Locator
 	f.db.View(func(tx *bolt.Tx) error {
 		inited = tx.Bucket(bMeta).Get([]byte(mInit)) != nil
-		anchorSeq = getU64(tx, mAnchorSeq)
-		copy(anchorHash[:], tx.Bucket(bMeta).Get([]byte(mAnchorHash)))
 		clean = getU64(tx, mChg) == getU64(tx, mCommitted) && tx.Bucket(bPending).Stats().KeyN == 0
 		return nil
 	})
 	clean = clean || f.ro // a read-only cache has nothing of its own to keep
+	if inited {
+		return syncErr("opening", f.sync.Start(ctx, f.wc(), clean))
+	}
 	latest, found, err := f.latestRoot(ctx)
 	if err != nil {
 		return err
 	}
-	if !inited {
-		if found {
-			return f.rebuild(ctx, latest)
-		}
-		return f.initEmpty()
-	}
-	if anchorSeq == 0 { // this cache never committed: nothing to roll back to
-		if !found {
-			return nil
-		}
-		if anchorSeq, err = f.adoptOwnRoots(ctx, 0, latest); err != nil || latest == anchorSeq {
-			return err
-		}
-		if clean {
-			return f.rebuild(ctx, latest)
-		}
-		_, err := f.mergeNewer(ctx, latest)
-		return err
-	}
-	if !found {
-		return rollback("the store has no root, this cache saw root %d", anchorSeq)
-	}
-	if latest < anchorSeq {
-		return rollback("the store's newest root is %d, this cache saw root %d", latest, anchorSeq)
-	}
-	// Walk back from the newest root to the anchor: every prev hash must chain to it.
-	want := dedup.Locator{}
-	for s := latest; ; s-- {
-		r, h, err := f.loadRoot(ctx, s)
-		if errors.Is(err, backend.ErrNotExist) && s > anchorSeq && s < latest && clean {
-			// gc collected the roots between (docs/cli.md, gc: it keeps every root from the
-			// oldest presence record's anchor; a read-only cache has none). The chain cannot
-			// be checked any more; a cache with nothing of its own loads the newest root.
-			f.log.Warn("core: roots between this cache's last root and the newest were removed by gc; loading the newest root without checking the chain to it",
-				"cache_root", anchorSeq, "newest", latest)
-			return f.rebuild(ctx, latest)
-		}
-		if err != nil {
-			return err
-		}
-		if s != latest && h != want {
-			return rollback("root %d does not chain to root %d", s, s+1)
-		}
-		if s == anchorSeq {
-			if h != anchorHash {
-				return rollback("root %d differs from the one this cache saw (fork)", s)
-			}
-			break
-		}
-		want = r.Prev
-	}
-	if anchorSeq, err = f.adoptOwnRoots(ctx, anchorSeq, latest); err != nil || latest == anchorSeq {
-		return err
-	}
-	if clean {
+	if found {
 		return f.rebuild(ctx, latest)
 	}
-	_, err = f.mergeNewer(ctx, latest)
-	return err
-}
-
-// adoptOwnRoots moves the anchor over the roots after it that this cache wrote itself: a
-// kill -9 after a root's Put but before the batch holding the anchor update was committed
-// leaves them unknown to the db. The working copy already holds everything they hold (a
-// root is built from committed state) and their shards stay marked dirty, so this is the
-// lost-answer case of putRoot across a restart; merging with them would make conflict
-// copies of the device's own files. It returns the new anchor.
-func (f *FS) adoptOwnRoots(ctx context.Context, anchor, latest uint64) (uint64, error) {
-	for len(f.writerID) > 0 && anchor < latest {
-		r, h, err := f.loadRoot(ctx, anchor+1)
-		if errors.Is(err, backend.ErrNotExist) {
-			break // collected by gc: not one to continue after
-		}
-		if err != nil {
-			return anchor, err
-		}
-		if !bytes.Equal(r.Writer, f.writerID) {
-			break
-		}
-		err = f.db.Update(func(tx *bolt.Tx) error {
-			if err := putU64(tx, mAnchorSeq, anchor+1); err != nil {
-				return err
-			}
-			return tx.Bucket(bMeta).Put([]byte(mAnchorHash), h[:])
-		})
-		if err != nil {
-			return anchor, localErr("moving the anchor", err)
-		}
-		anchor++
-		f.log.Warn("core: a root this cache wrote before it stopped was not recorded in its db; continuing after it", "root", anchor)
-	}
-	return anchor, nil
-}
-
-// catchUp merges the roots other devices wrote after the anchor (checking their chain).
-func (f *FS) catchUp(ctx context.Context) error {
-	newest, err := f.nextRoots(ctx)
-	if err != nil {
-		return err
-	}
-	if newest == 0 {
-		return nil
-	}
-	_, err = f.mergeNewer(ctx, newest)
-	return err
+	return f.initEmpty()
 }
 
 func (f *FS) initEmpty() error {

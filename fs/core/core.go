@@ -66,7 +66,9 @@ type Options struct {
 	SpoolLimit int64 // bytes; 0 = no limit beyond the disk
 	Logger     *slog.Logger
 	// OnSealed, if set, is called (from a background goroutine) after a file's content is
-	// sealed and stored; the near-duplicate indexer hooks in here.
+	// sealed and stored, and after a merge of other devices' roots for every file whose
+	// content arrived from them or that the merge removed; the near-duplicate indexer hooks
+	// in here (docs/core.md, "Several devices").
 	OnSealed func(ino Ino)
 
 	// Added by the core (zero values are sensible defaults):

@@ -17,13 +17,6 @@ import (
 	"github.com/imgfs/imgfs/dedup"
 )
 
-// fastStoreRetries shortens the core's store backoff for a test.
-func fastStoreRetries(t *testing.T) {
-	a, b, m := storeAttempts, storeBaseDelay, storeMaxDelay
-	storeBaseDelay, storeMaxDelay = time.Millisecond, 5*time.Millisecond
-	t.Cleanup(func() { storeAttempts, storeBaseDelay, storeMaxDelay = a, b, m })
-}
-
 // resetStore fails the first n content Puts after reading part of the body, like a
 // connection reset in the middle of an upload.
 type resetStore struct {
@@ -48,7 +41,6 @@ func faultEnv(t *testing.T) (*env, *faulty.Store, backend.Store) {
 // faultEnvNoRetry is faultEnv without the retry decorator: the core talks to the faulty
 // store directly.
 func faultEnvNoRetry(t *testing.T) (*env, *faulty.Store, backend.Store) {
-	fastStoreRetries(t)
 	e := newEnv(t)
 	e.opts.CommitDelay = 1 << 40 // only Fsync/Sync commit
 	inner := e.store
@@ -86,18 +78,25 @@ func TestFaultRootAnswerLost(t *testing.T) {
 	}
 }
 
-// The core itself (no retry decorator): a lost answer on a root Put is retried and read back.
-func TestFaultRootAnswerLostNoDecorator(t *testing.T) {
+// One retry layer (backend/retry; the core does not retry on top of it): a content Put that
+// keeps failing is tried MaxAttempts times, not MaxAttempts times the core's own attempts,
+// and the Fsync reports EIO.
+func TestFaultOneRetryLayer(t *testing.T) {
 	e, fs, _ := faultEnvNoRetry(t)
+	e.store = retry.New(fs, retry.Options{MaxAttempts: 3, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond})
 	f := e.open()
-	fs.Add(faulty.Fault{Op: faulty.OpPut, NamePrefix: "r/", Times: 1, Kind: faulty.LostAck})
+	fs.Add(faulty.Fault{Op: faulty.OpPut, NamePrefix: "c/", Kind: faulty.Error})
+	_, err := f.sealChunk(ctx(), randBytes(10_000)) // one upload, as a sealer does it
+	wantErr(t, err, syscall.EIO)
+	if n := fs.Fired(faulty.Error); n != 3 {
+		t.Fatalf("the content Put was tried %d times, want 3 (one retry layer)", n)
+	}
+	fs.Clear()
 	_, h, err := f.Create(RootIno, "a", 0o644, true)
 	ok(t, err)
-	must(h.WriteAt([]byte("hello"), 0))
+	must(h.WriteAt(randBytes(10_000), 0))
 	ok(t, h.Fsync(ctx()))
 	ok(t, h.Release())
-	writeFile(t, f, "/b", []byte("world"))
-	ok(t, f.Sync(ctx()))
 }
 
 // A Put that failed for good (every answer lost) but landed: the next commit finds its own
@@ -140,10 +139,9 @@ func TestFaultRootRealConflict(t *testing.T) {
 	}
 }
 
-// T38: a connection reset in the middle of a content upload (the retry decorator cannot
-// replay the body and gives up after one attempt) is retried by the core.
+// T38: a connection reset in the middle of a content upload: the retry decorator rewinds
+// the body (it is seekable) and tries again.
 func TestFaultContentReset(t *testing.T) {
-	fastStoreRetries(t)
 	e := newEnv(t)
 	e.opts.CommitDelay = 1 << 40
 	rs := &resetStore{Store: e.store}
@@ -167,8 +165,7 @@ func TestFaultContentReset(t *testing.T) {
 	}
 }
 
-// Lost answer of a content Put (streamed body: no replay by the decorator) is a dedup hit
-// on the core's retry.
+// Lost answer of a content Put is a dedup hit on the decorator's retry.
 func TestFaultContentAnswerLost(t *testing.T) {
 	e, fs, _ := faultEnv(t)
 	f := e.open()

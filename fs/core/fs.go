@@ -19,6 +19,7 @@ import (
 	"github.com/imgfs/imgfs/backend"
 	"github.com/imgfs/imgfs/dedup"
 	"github.com/imgfs/imgfs/dedup/keyring"
+	"github.com/imgfs/imgfs/fs/core/rootsync"
 )
 
 // bbolt buckets of the working copy.
@@ -82,8 +83,9 @@ type FS struct {
 	sealing    map[uint64]chan struct{} // in flight; closed when done
 	sealKick   chan struct{}
 	uploading  atomic.Int64
-	commitMu   sync.Mutex
 	commitKick chan struct{}
+	// sync runs the root protocol (commit, fetch, merge, refresh) for this cache
+	sync *rootsync.Syncer
 
 	cacheMu  sync.Mutex
 	fetching map[dedup.Locator]chan struct{}
@@ -159,6 +161,7 @@ func Open(ctx context.Context, store backend.Store, keys *keyring.Keys, opts Opt
 		return nil, localErr("opening local state", err)
 	}
 	f.db = db
+	f.sync = rootsync.NewSyncer(store, nil, f.rootHeader, f.log)
 	if err := f.start(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -246,9 +249,10 @@ func (f *FS) start(ctx context.Context) error {
 		if f.writerID, err = f.deviceID(); err != nil {
 			return err
 		}
+		f.sync = rootsync.NewSyncer(f.store, f.writerID, f.rootHeader, f.log)
 	}
 	if err := f.syncWithStore(ctx); err != nil {
-		if !inited || !isTransient(err) || errors.Is(err, ErrRollback) {
+		if !inited || !rootsync.Offline(err) || errors.Is(err, ErrRollback) {
 			return err
 		}
 		// Offline (docs/core.md, "Several devices"): the cache works on its own; the

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/imgfs/imgfs/dedup"
+	"github.com/imgfs/imgfs/fs/core/rootsync"
 )
 
 func sampleTree() *tree {
@@ -105,7 +106,7 @@ func FuzzDecodeRootAuxLease(f *testing.F) {
 	l[3] = 1
 	f.Add(encodeRoot(&rootRec{Seq: 3, Prev: l, Time: 7, Shards: []shardRef{{0, l}, {5, l}}, Aux: []auxRef{{"emb", l}}}))
 	f.Add(encodeAux(&auxTable{Table: "emb", Entries: [][2][]byte{{[]byte("k"), []byte("v")}}}))
-	f.Add(encodePresence(Presence{ID: make([]byte, 16), Device: "h", Pid: 9, Time: 1, Anchor: 3, Unsynced: true}))
+	f.Add(rootsync.EncodePresence(Presence{ID: make([]byte, 16), Device: "h", Pid: 9, Time: 1, Anchor: 3, Unsynced: true}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if r, err := decodeRoot(b); err == nil {
 			if r2, err := decodeRoot(encodeRoot(r)); err != nil || !reflect.DeepEqual(r, r2) {
@@ -117,8 +118,8 @@ func FuzzDecodeRootAuxLease(f *testing.F) {
 				t.Fatal("aux does not round-trip")
 			}
 		}
-		if l, err := decodePresence(b); err == nil {
-			if _, err := decodePresence(encodePresence(l)); err != nil {
+		if l, err := rootsync.DecodePresence(b); err == nil {
+			if _, err := rootsync.DecodePresence(rootsync.EncodePresence(l)); err != nil {
 				t.Fatal("presence does not round-trip")
 			}
 		}

@@ -280,6 +280,7 @@ func (f *FS) mergeNewer(ctx context.Context, latest uint64) (bool, error) {
 	var conflicts []string
 	changed := false
 	var chs Changes
+	var arrived []Ino
 	err = f.db.Update(func(tx *bolt.Tx) error {
 		if getU64(tx, mAnchorSeq) != anchor {
 			return errors.New("core: the anchor moved during a merge")
@@ -309,6 +310,7 @@ func (f *FS) mergeNewer(ctx context.Context, latest uint64) (bool, error) {
 		}
 		conflicts = res.Conflicts
 		chs = mergeChanges(res, ours, theirs, base)
+		arrived = arrivedContent(res, ours, theirs, base)
 		changed, err = f.applyMerge(tx, res, base, ours, theirs)
 		return err
 	})
@@ -323,7 +325,47 @@ func (f *FS) mergeNewer(ctx context.Context, latest uint64) (bool, error) {
 	if fn := f.onMerge.Load(); fn != nil && (len(chs.Inodes) > 0 || len(chs.Entries) > 0) {
 		(*fn)(chs)
 	}
+	if cb := f.opts.OnSealed; cb != nil && len(arrived) > 0 {
+		// Content that arrived from other devices is sealed and stored: the near-duplicate
+		// indexer queues it like this device's own (off f.mu, which its queue write takes).
+		go func() {
+			for _, ino := range arrived {
+				cb(ino)
+			}
+		}()
+	}
 	return changed, nil
+}
+
+// arrivedContent lists the regular files whose sealed content the merge result takes from
+// another side than ours (new files, new versions, conflict copies of theirs), and ours'
+// files that the merge removed, for OnSealed.
+func arrivedContent(res *rootsync.Result, ours, theirs, base *side) []Ino {
+	var out []Ino
+	for ino, p := range res.Picks {
+		if p.Side == rootsync.Ours {
+			continue
+		}
+		var ti *treeInode
+		if p.Side == rootsync.Theirs {
+			ti = theirs.nodes[Ino(p.From)]
+		} else {
+			ti = base.nodes[Ino(p.From)]
+		}
+		if ti == nil || !ti.Node.isReg() || !ti.Node.HasRef {
+			continue
+		}
+		if o := ours.nodes[Ino(ino)]; o == nil || contentID(&o.Node) != contentID(&ti.Node) {
+			out = append(out, Ino(ino))
+		}
+	}
+	for ino, o := range ours.nodes {
+		if res.Picks[uint64(ino)] == nil && o.Node.isReg() {
+			out = append(out, ino)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
 }
 
 // mergeChanges lists what the merge result changes against the working copy (ours).
@@ -401,74 +443,33 @@ func slicesContains(ls []rootsync.Link, l rootsync.Link) bool {
 // merging goroutine, possibly inside a FUSE request (Fsync): it must hand work to a goroutine.
 func (f *FS) SetOnMerge(fn func(Changes)) { f.onMerge.Store(&fn) }
 
-// refresher polls for roots of other devices and merges them (live refresh).
+// refresher polls for roots of other devices and merges them (live refresh; the poll is
+// rootsync.Syncer.Poll). A read-only mount also checks its own anchor every 12th poll: it
+// has no presence record, so gc may collect its last root (docs/cli.md, gc).
 func (f *FS) refresher() {
 	defer f.wg.Done()
 	every := f.opts.RefreshInterval
 	if every == 0 {
 		every = 5 * time.Second
 	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	var lastErr string
-	for tick := 1; ; tick++ {
-		select {
-		case <-f.ctx.Done():
-			return
-		case <-t.C:
-		}
-		err := f.refresh(f.ctx, f.ro && tick%12 == 0)
-		if err != nil && f.ctx.Err() == nil && err.Error() != lastErr {
-			f.log.Warn("core: merging other devices' roots failed; will retry", "err", err)
-		}
-		lastErr = ""
-		if err != nil {
-			lastErr = err.Error()
-		}
+	if f.frozen {
+		return
 	}
+	checkEvery := 0
+	if f.ro {
+		checkEvery = 12
+	}
+	f.sync.Poll(f.ctx, f.wc(), every, checkEvery)
 }
 
 // Refresh merges roots that other devices wrote after this cache's anchor, if any: one
 // HEAD of the next root name when there are none. An unreachable store is not an error
 // (the device works offline and merges when the store returns).
-func (f *FS) Refresh(ctx context.Context) error { return f.refresh(ctx, f.ro) }
-
-// refresh is Refresh; checkAnchor also looks for this cache's own anchor root when there is
-// nothing newer: a read-only cache has no presence record, so gc may collect its anchor and
-// the next root name with it (docs/cli.md, gc). The refresher does that every 12th poll of a
-// read-only mount (one more HEAD a minute at 5 s).
-func (f *FS) refresh(ctx context.Context, checkAnchor bool) error {
+func (f *FS) Refresh(ctx context.Context) error {
 	if f.frozen {
 		return nil
 	}
-	anchor := f.anchorSeq()
-	if _, err := f.store.Stat(ctx, dedup.RootName(anchor+1)); err != nil {
-		if isTransient(err) {
-			return nil
-		}
-		if !errors.Is(err, backend.ErrNotExist) {
-			return eio("polling for new roots", err)
-		}
-		if !checkAnchor || anchor == 0 {
-			return nil
-		}
-		if _, err := f.store.Stat(ctx, dedup.RootName(anchor)); !errors.Is(err, backend.ErrNotExist) {
-			return nil
-		}
-		newest, found, err := f.latestRoot(ctx)
-		if err != nil || !found || newest <= anchor {
-			return err
-		}
-		f.log.Warn("core: gc removed the roots after this cache's last root; merging the newest without checking the chain to it",
-			"cache_root", anchor, "newest", newest)
-		f.commitMu.Lock()
-		defer f.commitMu.Unlock()
-		_, err = f.mergeNewer(ctx, newest)
-		return err
-	}
-	f.commitMu.Lock()
-	defer f.commitMu.Unlock()
-	return f.catchUp(ctx)
+	return syncErr("merging other devices' roots", f.sync.Refresh(ctx, f.wc(), f.ro))
 }
 
 // applyMerge writes the merge result as the working copy (inside tx) and moves the anchor.
@@ -709,33 +710,4 @@ func deviceOfRoot(r *rootRec) string {
 		return ""
 	}
 	return r.Device
-}
-
-// nextRoots walks the roots after the anchor one name at a time (r/<anchor+1>, ...), checking
-// that each chains to the one before, and returns the newest (0: none newer). A Get of the
-// next name is the cheap poll of live refresh.
-func (f *FS) nextRoots(ctx context.Context) (uint64, error) {
-	var seq uint64
-	var h dedup.Locator
-	f.db.View(func(tx *bolt.Tx) error {
-		seq = getU64(tx, mAnchorSeq)
-		copy(h[:], tx.Bucket(bMeta).Get([]byte(mAnchorHash)))
-		return nil
-	})
-	newest := uint64(0)
-	for {
-		r, rh, err := f.loadRoot(ctx, seq+1)
-		if errors.Is(err, backend.ErrNotExist) {
-			return newest, nil
-		}
-		if err != nil {
-			return 0, err
-		}
-		if seq > 0 {
-			if err := rootsync.CheckLink(seq, h, r.Prev); err != nil {
-				return 0, rollback("%v", err)
-			}
-		}
-		seq, h, newest = seq+1, rh, seq+1
-	}
 }

@@ -2,19 +2,25 @@ package core
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/imgfs/imgfs/backend"
+	"github.com/imgfs/imgfs/backend/local"
 	"github.com/imgfs/imgfs/dedup"
 	"github.com/imgfs/imgfs/dedup/maint"
+	"github.com/imgfs/imgfs/fs/core/rootsync"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -374,5 +380,159 @@ func TestOwnRootAfterKill(t *testing.T) {
 	e.cache = t.TempDir() // a fresh cache sees the same
 	if got := readFile(t, e.open(), "/a"); string(got) != "three" {
 		t.Fatalf("fresh cache: /a = %q, want \"three\"", got)
+	}
+}
+
+// vanishStore deletes each content object once right after storing it while armed, like a
+// gc (or a tamper) that collects an upload before the root that references it is written.
+// It hides the local store's Path, so the core keeps a read-cache copy of what it uploads.
+type vanishStore struct {
+	backend.Store
+	mu      sync.Mutex
+	armed   bool
+	deleted map[string]bool
+}
+
+func (s *vanishStore) arm(on bool) {
+	s.mu.Lock()
+	s.armed = on
+	s.mu.Unlock()
+}
+
+func (s *vanishStore) Put(ctx context.Context, name string, r io.Reader, size int64) error {
+	err := s.Store.Put(ctx, name, r, size)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err == nil && s.armed && strings.HasPrefix(name, "c/") && !s.deleted[name] {
+		if s.deleted == nil {
+			s.deleted = map[string]bool{}
+		}
+		s.deleted[name] = true
+		s.Store.Delete(ctx, name)
+	}
+	return err
+}
+
+// localVanishStore is vanishStore that keeps the local store's Path: the core reads the
+// store's files directly and keeps no copy of its uploads.
+type localVanishStore struct {
+	*vanishStore
+	path func(string) (string, error)
+}
+
+func (s localVanishStore) Path(name string) (string, error) { return s.path(name) }
+
+// "No root ever references a missing object" (docs/core.md, "Several devices"): a content
+// object gone from the store between its upload and the root is uploaded again from the
+// cache's copy before the root is written; without a copy the commit fails (EIO, naming
+// the file) and no root references it.
+func TestMissingObjectBeforeRoot(t *testing.T) {
+	t.Run("restored from the cache", func(t *testing.T) {
+		e := newEnv(t)
+		e.opts.CommitDelay = 1 << 40
+		vs := &vanishStore{Store: e.store}
+		e.store = vs
+		f := e.open()
+		data := randBytes(200_000)
+		vs.arm(true)
+		writeFile(t, f, "/photo.jpg", data)
+		ok(t, f.Sync(ctx()))
+		vs.arm(false)
+		ok(t, f.Close())
+		e.cache = t.TempDir()
+		f = e.open()
+		if got := readFile(t, f, "/photo.jpg"); !bytes.Equal(got, data) {
+			t.Fatal("content differs from a fresh cache")
+		}
+	})
+	t.Run("no copy left", func(t *testing.T) {
+		e := newEnv(t)
+		e.opts.CommitDelay = 1 << 40
+		ls := e.store.(*local.Store)
+		vs := &vanishStore{Store: ls}
+		e.store = localVanishStore{vs, ls.Path}
+		f := e.open()
+		writeFile(t, f, "/keep.txt", []byte("kept"))
+		ok(t, f.Sync(ctx()))
+		before := f.anchorSeq()
+		vs.arm(true)
+		writeFile(t, f, "/photo.jpg", randBytes(200_000))
+		err := f.Sync(ctx())
+		vs.arm(false)
+		wantErr(t, err, syscall.EIO)
+		if !errors.Is(err, rootsync.ErrMissing) || !strings.Contains(err.Error(), "/photo.jpg") {
+			t.Fatalf("error does not say what is missing and which file uses it: %v", err)
+		}
+		if latest, _, err := f.latestRoot(ctx()); err != nil || latest != before {
+			t.Fatalf("a root was written (newest %d, before %d, %v)", latest, before, err)
+		}
+		// Writing the file again stores it again; then the root goes through.
+		writeFile(t, f, "/photo.jpg", []byte("written again"))
+		ok(t, f.Sync(ctx()))
+		ok(t, f.Close())
+		e.cache = t.TempDir()
+		f = e.open()
+		if got := readFile(t, f, "/photo.jpg"); string(got) != "written again" {
+			t.Fatalf("fresh cache reads %q", got)
+		}
+		if got := readFile(t, f, "/keep.txt"); string(got) != "kept" {
+			t.Fatalf("fresh cache reads %q", got)
+		}
+	})
+}
+
+// Files that arrive from another device by a merge reach OnSealed (the near-duplicate
+// indexer queues them, so .similar/ shows other devices' photos without a remount): new
+// files, new versions; and files the merge removed, so the indexer drops them. This
+// device's own unchanged files do not.
+func TestMergeReportsArrivedContent(t *testing.T) {
+	e := newEnv(t)
+	e.opts.RefreshInterval = -1
+	f := e.device("a").open()
+	var mu sync.Mutex
+	sealed := map[Ino]int{}
+	b := e.device("b")
+	b.opts.OnSealed = func(ino Ino) {
+		mu.Lock()
+		sealed[ino]++
+		mu.Unlock()
+	}
+	writeFile(t, f, "/old.jpg", []byte("old"))
+	writeFile(t, f, "/gone.jpg", []byte("gone"))
+	ok(t, f.Sync(ctx()))
+	g := b.open()
+	mine := writeFile(t, g, "/mine.jpg", []byte("mine"))
+	ok(t, g.Sync(ctx()))
+	ok(t, f.Refresh(ctx()))
+	waitFor := func(what string, cond func(map[Ino]int) bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			mu.Lock()
+			done := cond(sealed)
+			mu.Unlock()
+			if done {
+				return
+			}
+			if time.Now().After(deadline) {
+				mu.Lock()
+				defer mu.Unlock()
+				t.Fatalf("%s: OnSealed saw %v", what, sealed)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitFor("b's own file", func(s map[Ino]int) bool { return s[mine] == 1 })
+	newIno := writeFile(t, f, "/new.jpg", []byte("new"))
+	oldIno := writeFile(t, f, "/old.jpg", []byte("old, version 2"))
+	goneIno := must(f.Resolve("/gone.jpg"))
+	ok(t, f.Remove(RootIno, "gone.jpg", false))
+	ok(t, f.Sync(ctx()))
+	ok(t, g.Refresh(ctx()))
+	waitFor("after the merge", func(s map[Ino]int) bool { return s[newIno] == 1 && s[oldIno] == 1 && s[goneIno] == 1 })
+	mu.Lock()
+	defer mu.Unlock()
+	if sealed[mine] != 1 {
+		t.Fatalf("this device's unchanged file was reported again: %v", sealed)
 	}
 }

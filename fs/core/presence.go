@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"os"
 	"time"
@@ -14,59 +13,22 @@ import (
 	"github.com/imgfs/imgfs/backend"
 	"github.com/imgfs/imgfs/dedup"
 	"github.com/imgfs/imgfs/dedup/keyring"
+	"github.com/imgfs/imgfs/fs/core/rootsync"
 )
 
-// Presence (docs/core.md, "Several devices"): every writer cache has a random device id
-// (meta "lease", kept from the old writer lease) and keeps the store object p/<hex id>, a
-// metadata object of kind "presence" (encrypted) holding {id, device, pid, time, anchor}.
-// It is written at a writer Open and at Close. It is not a lock: any number of writers may
-// run, and a device that crashed leaves a presence record that only feeds `imgfs status`.
-
-const presenceMagic = "IMGFSPR1"
+// Presence (docs/core.md, "Several devices"): the records and gc's retention rule are in
+// rootsync (presence.go); every writer cache has a random device id (meta "lease", kept
+// from the old writer lease) and writes its record at a writer Open, at Close and when its
+// anchor moved presenceEvery roots.
 
 // PresencePrefix is where presence records live in the store.
-const PresencePrefix = "p/"
+const PresencePrefix = rootsync.PresencePrefix
 
 // Presence is one device's record.
-type Presence struct {
-	ID     []byte
-	Device string
-	Pid    uint64
-	Time   int64  // Unix nanoseconds of the write (the writer's clock; for display only)
-	Anchor uint64 // the newest root this device had seen and merged
-	// Unsynced: the device may hold work that is not in a root (it is mounted as a writer,
-	// or it closed with work left, or it crashed). gc refuses to run while another device
-	// says so (docs/cli.md, gc).
-	Unsynced bool
-}
+type Presence = rootsync.Presence
 
-func encodePresence(p Presence) []byte {
-	var e encoder
-	e.fixed([]byte(presenceMagic))
-	e.bytes(p.ID)
-	e.str(p.Device)
-	e.u(p.Pid)
-	e.i(p.Time)
-	e.u(p.Anchor)
-	e.byte1(b2u(p.Unsynced))
-	return e.b
-}
-
-// decodePresence is the presence record decoder (fuzzed by FuzzDecodeRootAuxLease).
-func decodePresence(b []byte) (Presence, error) {
-	d := decoder{b: b}
-	if string(d.fixed(len(presenceMagic))) != presenceMagic {
-		d.fail()
-	}
-	p := Presence{ID: d.bytes(64), Device: d.str(255), Pid: d.u(), Time: d.i(), Anchor: d.u()}
-	switch d.byte1() {
-	case 0:
-	case 1:
-		p.Unsynced = true
-	default:
-		d.fail()
-	}
-	return p, d.end()
+func (f *FS) presences() rootsync.Presences {
+	return rootsync.Presences{Store: f.store, Key: f.keys.MetaKey}
 }
 
 // deviceID returns this cache's random device id, creating it on first use.
@@ -85,39 +47,18 @@ func (f *FS) deviceID() ([]byte, error) {
 	return id, asErrno(err)
 }
 
-func b2u(b bool) byte {
-	if b {
-		return 1
-	}
-	return 0
-}
-
 // writePresence replaces this device's presence record (best effort: a failure is logged;
-// presence feeds status only).
+// the record feeds status and gc).
 func (f *FS) writePresence(ctx context.Context, unsynced bool) {
 	id, err := f.deviceID()
 	if err != nil {
 		f.log.Warn("core: presence record", "err", err)
 		return
 	}
-	obj, _, err := dedup.SealMeta(f.keys.MetaKey, "presence", encodePresence(Presence{
-		ID: id, Device: f.device(), Pid: uint64(os.Getpid()), Time: time.Now().UnixNano(), Anchor: f.anchorSeq(),
-		Unsynced: unsynced}))
-	if err != nil {
-		f.log.Warn("core: presence record", "err", err)
-		return
-	}
-	f.presenceAnchor.Store(f.anchorSeq())
-	name := PresencePrefix + hex.EncodeToString(id)
-	if ow, ok := f.store.(backend.Overwriter); ok {
-		err = ow.Overwrite(ctx, name, bytes.NewReader(obj), int64(len(obj)))
-	} else {
-		if derr := f.store.Delete(ctx, name); derr != nil && !errors.Is(derr, backend.ErrNotExist) {
-			err = derr
-		} else {
-			err = f.store.Put(ctx, name, bytes.NewReader(obj), int64(len(obj)))
-		}
-	}
+	anchor := f.anchorSeq()
+	err = f.presences().Write(ctx, Presence{ID: id, Device: f.device(), Pid: uint64(os.Getpid()),
+		Time: time.Now().UnixNano(), Anchor: anchor, Unsynced: unsynced})
+	f.presenceAnchor.Store(anchor)
 	if err != nil {
 		f.log.Warn("core: could not write this device's presence record", "err", err)
 	}
@@ -136,28 +77,7 @@ func (f *FS) notePresence(ctx context.Context) {
 // Devices lists the presence records in the store (for `imgfs status`); records that do not
 // open under the vault's key are skipped.
 func Devices(ctx context.Context, store backend.Store, keys *keyring.Keys) ([]Presence, error) {
-	var names []string
-	if err := store.List(ctx, PresencePrefix, func(i backend.Info) error {
-		names = append(names, i.Name)
-		return nil
-	}); err != nil {
-		return nil, err
-	}
-	var out []Presence
-	for _, n := range names {
-		b, err := readAll(ctx, store, n, 4096)
-		if err != nil {
-			continue
-		}
-		p, err := dedup.OpenMeta(keys.MetaKey, "presence", dedup.Hash(b), b)
-		if err != nil {
-			continue
-		}
-		if rec, err := decodePresence(p); err == nil {
-			out = append(out, rec)
-		}
-	}
-	return out, nil
+	return rootsync.Presences{Store: store, Key: keys.MetaKey}.List(ctx)
 }
 
 // OtherUnsyncedDevices are the other devices whose presence record says they may hold work
@@ -168,36 +88,17 @@ func (f *FS) OtherUnsyncedDevices(ctx context.Context) ([]Presence, error) {
 	if err != nil {
 		return nil, err
 	}
-	all, err := Devices(ctx, f.store, f.keys)
+	all, err := f.presences().List(ctx)
 	if err != nil {
 		return nil, eio("listing presence records", err)
 	}
-	var out []Presence
-	for _, p := range all {
-		if p.Unsynced && !bytes.Equal(p.ID, id) {
-			out = append(out, p)
-		}
-	}
-	return out, nil
+	return rootsync.OtherUnsynced(all, id), nil
 }
 
 // ForgetDevice deletes the presence records of the devices named device (one that is gone
 // for good, with whatever it did not sync). It returns how many it deleted.
 func ForgetDevice(ctx context.Context, store backend.Store, keys *keyring.Keys, device string) (int, error) {
-	all, err := Devices(ctx, store, keys)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, p := range all {
-		if p.Device == device {
-			if err := store.Delete(ctx, PresencePrefix+hex.EncodeToString(p.ID)); err != nil && !errors.Is(err, backend.ErrNotExist) {
-				return n, err
-			}
-			n++
-		}
-	}
-	return n, nil
+	return rootsync.Presences{Store: store, Key: keys.MetaKey}.Forget(ctx, device)
 }
 
 // DefaultKeepRoots is how many of the newest roots gc keeps besides every root from the
@@ -215,23 +116,12 @@ func (f *FS) keepFrom(ctx context.Context, keep uint64) (from, newest uint64, er
 	if err != nil {
 		return 0, 0, err
 	}
-	from = f.anchorSeq()
-	all, err := Devices(ctx, f.store, f.keys)
+	all, err := f.presences().List(ctx)
 	if err != nil {
 		return 0, 0, eio("listing presence records", err)
 	}
 	id, _ := f.deviceID()
-	for _, p := range all {
-		if p.Anchor > 0 && !bytes.Equal(p.ID, id) { // this device's own record may be older
-			from = min(from, p.Anchor)
-		}
-	}
-	if newest >= keep {
-		from = min(from, newest-keep+1)
-	} else {
-		from = 1
-	}
-	return max(from, 1), newest, nil
+	return rootsync.KeepFrom(all, id, f.anchorSeq(), newest, keep), newest, nil
 }
 
 // GCLive is the live set for gc with several devices: ReferencedObjects, plus every root gc
@@ -326,7 +216,7 @@ type DeviceStatus struct {
 
 // Devices lists the vault's devices from their presence records, this one marked.
 func (f *FS) Devices(ctx context.Context) ([]DeviceStatus, error) {
-	all, err := Devices(ctx, f.store, f.keys)
+	all, err := f.presences().List(ctx)
 	if err != nil {
 		return nil, eio("listing presence records", err)
 	}

@@ -159,6 +159,9 @@ func (f *FS) sealOne(ctx context.Context, id uint64) error {
 		if err := f.putInode(tx, rec.Ino, &n); err != nil {
 			return err
 		}
+		if err := noteFresh(tx, content); err != nil { // checked before the next root (workcopy.go)
+			return err
+		}
 		swapped = true
 		return change(tx)
 	})
@@ -272,15 +275,11 @@ func (f *FS) sealChunk(ctx context.Context, chunk []byte) (dedup.Ref, error) {
 		return dedup.Ref{}, localErr("sealing", err)
 	}
 	obj := bytes.NewReader(buf.Bytes())
-	// The store's retry decorator cannot replay the streamed body, so a transient failure
-	// (connection reset, timeout, lost answer) retries the whole upload; a Put that landed
-	// although its answer was lost is then a dedup hit.
+	// Transient failures are retried by the store's retry decorator (the body is seekable);
+	// a Put that landed although its answer was lost is a dedup hit on the retry.
 	f.uploading.Add(1)
-	err = f.retryStore(ctx, "uploading content", func() error {
-		_, err := dedup.UploadWith(ctx, f.store, ref.Locator, obj, objSize,
-			dedup.UploadOptions{Verify: f.verifyMode(), Logger: f.log, Hashed: true})
-		return err
-	})
+	_, err = dedup.UploadWith(ctx, f.store, ref.Locator, obj, objSize,
+		dedup.UploadOptions{Verify: f.verifyMode(), Logger: f.log, Hashed: true})
 	f.uploading.Add(-1)
 	if err != nil {
 		return dedup.Ref{}, eio("uploading content", err)

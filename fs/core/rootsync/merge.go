@@ -1,7 +1,10 @@
 // Package rootsync is the multi-device root protocol of imgfs without FUSE and without the
-// working copy's storage: the 3-way merge of namespaces (this file), the naming rule of
-// conflict copies, and the checks of a chain of roots (chain.go). fs/core converts its trees
-// to and from the model here. The contract is in docs/core.md ("Several devices").
+// working copy's storage: commit, fetch, adoption, the open-time chain check and the refresh
+// poll against a backend.Store (protocol.go, Syncer, with the working copy behind Local),
+// presence records and gc's retention rule (presence.go), the 3-way merge of namespaces and
+// the naming rule of conflict copies (this file), and the link check of a chain of roots
+// (chain.go). fs/core implements Local and converts its trees to and from the model here.
+// The contract is in docs/core.md ("Several devices").
 package rootsync
 
 import (
