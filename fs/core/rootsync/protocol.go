@@ -10,7 +10,6 @@ import (
 	"net"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/imgfs/imgfs/backend"
@@ -482,12 +481,10 @@ func Offline(err error) bool {
 		errors.Is(err, context.Canceled) || backend.IsPermanent(err) {
 		return false
 	}
-	if backend.IsTransient(err) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNABORTED) ||
-		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ETIMEDOUT) ||
-		errors.Is(err, io.ErrUnexpectedEOF) {
+	if backend.IsTransient(err) || backend.IsNetwork(err) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return true
 	}
-	var ne net.Error
+	var ne net.Error // a client timeout (url.Error) is no *net.OpError
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
