@@ -417,7 +417,7 @@ func (f *FS) loadMeta(ctx context.Context, kind string, loc dedup.Locator) ([]by
 func syncErr(what string, err error) error { return withErrno(what, err, localErrnos) }
 
 // syncWithStore brings a fresh cache up from the store (trust on first use) and checks an
-// existing cache's anchor against the store's newest root (SECURITY.md 5.3, T15; the
+// existing cache's anchor against the store's newest root (docs/core.md "Open", check T15; the
 // protocol: rootsync.Syncer.Start).
 func (f *FS) syncWithStore(ctx context.Context) error {
 	var inited, clean bool

@@ -4,7 +4,6 @@
 // background sealing and upload; the verified read cache. fs/ adapts it to bazil.org/fuse and
 // the CLI (import, export, ls) uses it directly.
 //
-// CONTRACT (owned by the core helper; signatures may grow, not change without updating callers).
 // Errors: every error matches a syscall.Errno with errors.Is (ENOENT, EEXIST, ENOTDIR, EISDIR,
 // ENOTEMPTY, ENOSPC, EIO, EROFS, ENODATA, ...), wrapping allowed; fs/ maps them to bare errnos.
 // Handle.ReadAt follows io.ReaderAt (io.EOF at the end of the file).

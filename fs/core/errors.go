@@ -13,7 +13,7 @@ import (
 // with a syscall.Errno, so errors.Is works with both.
 var (
 	// ErrRollback: the store's newest root is older than (or forks from) the last root this
-	// cache saw (SECURITY.md 5.3, T15). The message contains "rollback detected".
+	// cache saw (docs/core.md "Open", check T15). The message contains "rollback detected".
 	ErrRollback = rootsync.ErrRollback
 	// ErrLeaseHeld: another writer mount holds the store's lease (no longer raised: there is
 	// no writer lock; kept for callers that still test for it).

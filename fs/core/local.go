@@ -16,7 +16,7 @@ import (
 )
 
 // Everything under CacheDir that holds plaintext-derived data is encrypted with subkeys of
-// K_local (SECURITY.md 5.8): bbolt values are AES-256-GCM sealed with the bucket and key as
+// K_local (docs/core.md, "Nothing in the cache is plaintext"): bbolt values are AES-256-GCM sealed with the bucket and key as
 // AAD, and names used as bbolt keys are replaced by a keyed hash, so the database file shows
 // inode numbers and record counts but no names, sizes, times or content keys.
 

@@ -46,7 +46,7 @@ type Header struct {
 // Errors of the protocol (fs/core adds an errno).
 var (
 	// ErrRollback: the store's roots are older than, or fork from, this device's anchor
-	// (SECURITY.md 5.3, T15). The message contains "rollback detected".
+	// (docs/core.md "Open", check T15). The message contains "rollback detected".
 	ErrRollback = errors.New("rollback detected")
 	// ErrConflict: another writer created the root this device wanted to write.
 	ErrConflict = errors.New("another writer committed a root concurrently")
