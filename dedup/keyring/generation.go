@@ -27,8 +27,9 @@ import (
 //	16  16 VID (equal to every other generation's)
 //	32  8  u64be generation (equal to the number in the object's name)
 //	40  32 prev: SHA-256 of the header object this one replaces
-//	72  8  u64be switch root sequence number s
-//	80  32 switch root hash: SHA-256 of the root object r/<s> written under this generation's keys
+//	72  8  u64be switch root sequence number s (0: a reservation, see below)
+//	80  32 switch root hash: SHA-256 of the root object r/<s> written under this generation's
+//	       keys (zero in a reservation)
 //	112 12 nonce
 //	124 48 AES-256-GCM(K_cs, nonce, CS, AAD = "imgfs v2 header cs" || bytes[0:124])
 //	172 32 HMAC(K_hdr, "imgfs v2 header mac" || bytes[0:172])
@@ -36,7 +37,9 @@ import (
 // A new generation is written before the first root under its keys (the switch root), so
 // that root's hash can be bound into it. Until r/<s> exists with that hash the generation is
 // only staged: readers keep using the previous one, whose keys still open every root, so
-// the vault is readable at every point of a rekey. Once the rekey finishes, every older
+// the vault is readable at every point of a rekey. A rekey first writes a reservation
+// (switch root 0, never current) so that a rerun after a crash finds the same new keys
+// (Staged) and what it already re-encrypted under them. Once the rekey finishes, every older
 // header is deleted, and the remaining one is current whatever happens to r/<s> later (gc
 // collects old roots).
 const (
@@ -101,7 +104,7 @@ func parseHeaderV2(b []byte) (*header, error) {
 	h := &header{raw: b, mode: mode, vid: [vidLen]byte(b[16:32]), gen: binary.BigEndian.Uint64(b[32:40]),
 		prev: [32]byte(b[40:72]), switchSeq: binary.BigEndian.Uint64(b[72:80]), switchHash: [32]byte(b[80:112]),
 		nonce: b[112:124], encCS: b[124:172], mac: b[172:204]}
-	if h.gen == 0 || h.switchSeq == 0 {
+	if h.gen == 0 || (h.switchSeq == 0 && h.switchHash != [32]byte{}) {
 		return nil, errDamaged
 	}
 	return h, nil
@@ -178,8 +181,12 @@ func loadHeader(ctx context.Context, store backend.Store, sh storedHeader) (*hea
 	return h, nil
 }
 
-// switched reports whether h's switch root is in the store with the hash h names.
+// switched reports whether h's switch root is in the store with the hash h names. A
+// reservation (switch root 0) never is.
 func switched(ctx context.Context, store backend.Store, h *header) (bool, error) {
+	if h.switchSeq == 0 {
+		return false, nil
+	}
 	b, err := readSmall(ctx, store, rootName(h.switchSeq), maxSwitchRoot)
 	if errors.Is(err, backend.ErrNotExist) {
 		return false, nil
@@ -307,7 +314,7 @@ func NewGeneration(cur *Keys) (*Keys, error) {
 }
 
 // WriteGeneration stages next as a new header generation whose switch root is r/<seq> with
-// the given hash: it stores a key slot for pass under next's master key (unless one is
+// the given hash (seq 0 and a zero hash: a reservation that only keeps the keys): it stores a key slot for pass under next's master key (unless one is
 // there), then the header, with a create-only Put at the next free generation number. It
 // sets next.Generation. The generation becomes current when the caller stores the root.
 func WriteGeneration(ctx context.Context, store backend.Store, cur, next *Keys, pass []byte, kdf KDFParams, seq uint64, rootHash [32]byte) error {

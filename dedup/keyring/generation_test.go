@@ -262,3 +262,44 @@ func TestGenerationNames(t *testing.T) {
 		t.Fatal(g, err)
 	}
 }
+
+// TestGenerationReservation: a reservation (switch root 0) keeps the new keys for a rerun
+// and never becomes current; the switch is a later generation with the same keys.
+func TestGenerationReservation(t *testing.T) {
+	cheapKDF(t)
+	st, k := newVault(t, "pw")
+	next, err := NewGeneration(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteGeneration(ctx, st, k, next, []byte("pw"), MinKDF, 0, [32]byte{}); err != nil {
+		t.Fatal(err)
+	}
+	if u := mustUnlock(t, st, "pw"); u.Generation != 0 {
+		t.Fatal("a reservation became current")
+	}
+	again, err := Staged(ctx, st, []byte("pw"))
+	if err != nil || again == nil || !bytes.Equal(again.MasterKey, next.MasterKey) || !bytes.Equal(again.ConvergenceSecret, next.ConvergenceSecret) || again.Generation != 1 {
+		t.Fatalf("Staged after a reservation: %v", err)
+	}
+	slots := len(st.Names(SlotPrefix))
+	root := []byte("root 3")
+	if err := WriteGeneration(ctx, st, k, again, []byte("pw"), MinKDF, 3, sha256.Sum256(root)); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Names(SlotPrefix)) != slots || again.Generation != 2 {
+		t.Fatalf("the switch wrote another slot or generation %d", again.Generation)
+	}
+	st.SetRaw(rootName(3), root)
+	if u := mustUnlock(t, st, "pw"); u.Generation != 2 || !bytes.Equal(u.MasterKey, next.MasterKey) {
+		t.Fatal("the switched generation is not current")
+	}
+	// A reservation with a non-zero hash is malformed.
+	b, err := buildHeaderV2(next, 9, [32]byte{}, 0, [32]byte{1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := parseHeader(b); err == nil {
+		t.Fatal("a reservation with a switch hash parsed")
+	}
+}

@@ -427,3 +427,68 @@ func (r *storeContentReader) close() {
 		r.tmp = nil
 	}
 }
+
+// FinishRekey deletes what the old keys left that gc does not collect: every root below the
+// oldest root that opens under k (those were written under the old keys; devices that are
+// behind rebuild their caches from the newest root anyway, keygen.go), and every presence
+// record that does not open under k (devices re-create theirs at their next mount). It
+// returns how many of each it deleted.
+func FinishRekey(ctx context.Context, store backend.Store, k *keyring.Keys) (roots, presence int, err error) {
+	var seqs []uint64
+	if err := store.List(ctx, "r/", func(i backend.Info) error {
+		if s, err := dedup.ParseRootName(i.Name); err == nil {
+			seqs = append(seqs, s)
+		}
+		return nil
+	}); err != nil {
+		return 0, 0, eio("listing roots", err)
+	}
+	sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
+	first := -1
+	for i, s := range seqs {
+		obj, err := readAll(ctx, store, dedup.RootName(s), 16<<20)
+		if errors.Is(err, backend.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return 0, 0, eio(fmt.Sprintf("reading root %d", s), err)
+		}
+		if _, err := dedup.OpenRoot(k.MetaKey, s, obj); err == nil {
+			first = i
+			break
+		}
+	}
+	if first < 0 {
+		return 0, 0, errnoErr(syscall.EIO, "no root opens under the new keys: the rekey did not switch")
+	}
+	for _, s := range seqs[:first] {
+		if err := store.Delete(ctx, dedup.RootName(s)); err != nil && !errors.Is(err, backend.ErrNotExist) {
+			return roots, 0, eio("deleting an old root", err)
+		}
+		roots++
+	}
+	var names []string
+	if err := store.List(ctx, PresencePrefix, func(i backend.Info) error {
+		names = append(names, i.Name)
+		return nil
+	}); err != nil {
+		return roots, 0, eio("listing presence records", err)
+	}
+	for _, n := range names {
+		b, err := readAll(ctx, store, n, 4096)
+		if errors.Is(err, backend.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return roots, presence, eio("reading a presence record", err)
+		}
+		if _, err := dedup.OpenMeta(k.MetaKey, "presence", dedup.Hash(b), b); err == nil {
+			continue
+		}
+		if err := store.Delete(ctx, n); err != nil && !errors.Is(err, backend.ErrNotExist) {
+			return roots, presence, eio("deleting an old presence record", err)
+		}
+		presence++
+	}
+	return roots, presence, nil
+}
