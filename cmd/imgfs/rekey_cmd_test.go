@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -356,5 +357,24 @@ func TestRekeyRefusesBesideDevice(t *testing.T) {
 	}
 	if k := unlockKeys(t, inner, "pw"); k.Generation != 0 {
 		t.Fatal("the refused rekey switched")
+	}
+}
+
+// TestMountNoticesRekey: the mount hook's watch sees a rekey by another process and says
+// what to do in imgfs status.
+func TestMountNoticesRekey(t *testing.T) {
+	e := newEnv(t)
+	pw, store, _ := e.importedVault()
+	var logged bytes.Buffer
+	w, err := newGenerationWatch(context.Background(), store, slog.New(slog.NewTextHandler(&logged, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.check(context.Background()) || strings.Contains(w.status(), "OLD") {
+		t.Fatalf("rekey noticed before any: %s", w.status())
+	}
+	e.must(pw, "rekey", "--store", e.store)
+	if !w.check(context.Background()) || !strings.Contains(w.status(), "unmount and mount again") || !strings.Contains(logged.String(), "rekeyed") {
+		t.Fatalf("rekey not noticed: %s / %s", w.status(), logged.String())
 	}
 }

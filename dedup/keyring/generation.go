@@ -409,3 +409,13 @@ func FinishGeneration(ctx context.Context, store backend.Store, k *Keys) (slotsR
 	}
 	return slotsRemoved, nil
 }
+
+// CurrentGeneration returns the number of the current header generation without a key
+// (its MAC is not checked: a mount uses it only to notice a rekey by another device).
+func CurrentGeneration(ctx context.Context, store backend.Store) (uint64, error) {
+	set, err := readHeaders(ctx, store)
+	if err != nil {
+		return 0, err
+	}
+	return set.current.gen, nil
+}
