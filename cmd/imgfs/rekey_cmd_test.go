@@ -22,7 +22,7 @@ import (
 	"github.com/imgfs/imgfs/fs/core"
 )
 
-// Tests of imgfs rekey through the binary (SECURITY.md T25; docs/cli.md "rekey").
+// Tests of imgfs rekey through the binary (docs/security-tests.md T25; docs/cli.md "rekey").
 
 func storeSet(t *testing.T, store backend.Store, prefix string) map[string]bool {
 	t.Helper()
