@@ -49,7 +49,8 @@ longer referenced): run imgfs gc --grace 0 after the rekey to delete them at onc
 The rekey refuses to run (exit 7) while another device may hold work that is not in the
 store, like gc; it takes the gc lock. It stores this device's unsynced work first. If it is
 interrupted (Ctrl-C, kill -9, a crash), the vault stays readable under the old key, and
-running imgfs rekey again finishes it, reusing what was already re-encrypted. Other devices
+running imgfs rekey again finishes it with the same new key, reusing what was already
+re-encrypted (a checkpoint every 256 MiB or 30 s; uploads are deduplicated). Other devices
 rebuild their local cache from the store at their next mount.
 
 Passphrases: the passphrase you enter keeps working (a new key slot for the new key). Every
@@ -235,6 +236,9 @@ func runRekey(cmd *cobra.Command, fl rekeyFlags) (err error) {
 	fmt.Fprintf(out, "new key generation %d: %d metadata object(s) re-encrypted", next.Generation, rep.MetaObjects)
 	if fl.content {
 		fmt.Fprintf(out, ", %d file content(s) re-encrypted (%d bytes, %d chunk(s), %d uploaded)", rep.Contents, rep.ContentBytes, rep.Chunks, rep.Uploaded)
+		if rep.Resumed > 0 {
+			fmt.Fprintf(out, ", %d taken from the interrupted run's checkpoint", rep.Resumed)
+		}
 	}
 	fmt.Fprintf(out, " in %s; root %d\n", time.Since(start).Round(time.Millisecond), rep.Root)
 	return finishRekey(ctx, out, store, next)

@@ -18,6 +18,7 @@ import (
 	"github.com/imgfs/imgfs/backend/local"
 	"github.com/imgfs/imgfs/dedup"
 	"github.com/imgfs/imgfs/dedup/keyring"
+	"github.com/imgfs/imgfs/dedup/leakscan"
 	"github.com/imgfs/imgfs/dedup/maint"
 	"github.com/imgfs/imgfs/fs/core"
 )
@@ -133,8 +134,9 @@ func TestRekeyT25(t *testing.T) {
 	writeFile(t, filepath.Join(src, "same-as-a.bin"), a, 0o644, time.Now())
 	writeFile(t, filepath.Join(src, "big.bin"), randBytes(2<<20+77), 0o644, time.Now())
 	writeFile(t, filepath.Join(src, "empty.bin"), nil, 0o644, time.Now())
-	e.initVault("pw")
-	pw := e.withPass("pw")
+	const pass = "correct horse rekey" // long enough for the T10 scan of every output
+	e.initVault(pass)
+	pw := e.withPass(pass)
 	e.must(pw, "import", "--store", e.store, src, "/")
 	e.must(pw, "ls", "--store", e.store, "/") // the default cache, under the old key
 	store, err := local.Open(e.store)
@@ -143,15 +145,21 @@ func TestRekeyT25(t *testing.T) {
 	}
 	defer store.Close()
 
+	leaks := leakscan.New() // every key of every generation, scanned for in all output at the end
 	for _, content := range []bool{false, true} {
-		k0 := unlockKeys(t, store, "pw")
+		k0 := unlockKeys(t, store, pass)
 		oldMeta, oldContent, oldSlots := storeSet(t, store, "m/"), storeSet(t, store, "c/"), storeSet(t, store, keyring.SlotPrefix)
 		args := []string{"rekey", "--store", e.store}
 		if content {
 			args = append(args, "--content")
 		}
 		r := e.must(pw, args...)
-		k1 := unlockKeys(t, store, "pw")
+		k1 := unlockKeys(t, store, pass)
+		for _, k := range []*keyring.Keys{k0, k1} {
+			for label, key := range map[string][]byte{"MK": k.MasterKey, "CS": k.ConvergenceSecret, "K_meta": k.MetaKey, "K_hdr": k.HeaderKey, "K_local": k.LocalKey} {
+				leaks.AddSecret(label, key)
+			}
+		}
 		if !strings.Contains(r.stdout, "new key generation "+strconv.FormatUint(k1.Generation, 10)) || !strings.Contains(r.stdout, "removed the old key: 1 key slot(s)") {
 			t.Fatalf("rekey output: %q", r.stdout)
 		}
@@ -188,8 +196,9 @@ func TestRekeyT25(t *testing.T) {
 		if r := e.must(pw, "check", "--store", e.store, "--cache", filepath.Join(t.TempDir(), "c"), "--read-data"); !strings.Contains(r.stdout, "no problems found") {
 			t.Fatalf("check after the rekey: %q", r.stdout)
 		}
-		k0.Wipe()
-		k1.Wipe()
+	}
+	if hits := leaks.ScanBytes("imgfs command output", e.outputs.Bytes()); len(hits) > 0 {
+		t.Fatalf("T10: key material of an old or new key in command output:\n%s", leakscan.Format(hits))
 	}
 }
 

@@ -3,6 +3,7 @@ package core
 import (
 	"bytes"
 	"context"
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -181,4 +182,53 @@ func TestStaleCacheRefused(t *testing.T) {
 		return e.store.Put(ctx(), dedup.RootName(seq), bytes.NewReader([]byte("theirs")), 6)
 	}})
 	wantErr(t, err, ErrRekeyRace)
+}
+
+// TestRekeyCheckpoint: a content rekey that fails at its switch leaves a checkpoint; the
+// rerun with the same new keys takes every content from it whose chunks are all still in
+// the store, and re-encrypts the one whose chunk was deleted meanwhile. FinishRekey removes
+// the checkpoint.
+func TestRekeyCheckpoint(t *testing.T) {
+	e := newEnv(t)
+	f := e.open()
+	files := map[string][]byte{"/a": []byte("a"), "/b": randBytes(300_000), "/c": randBytes(2 << 20)}
+	for p, b := range files {
+		writeFile(t, f, p, b)
+	}
+	ok(t, f.Sync(ctx()))
+	cidB := must3(f.ContentID(must(f.Resolve("/b"))))
+	ok(t, f.Close())
+	next := nextKeys(e.keys)
+	crash := errors.New("crash before the switch")
+	_, err := Rekey(ctx(), e.store, e.keys, next, RekeyOptions{Content: true,
+		Switch: func(context.Context, uint64, dedup.Locator) error { return crash }})
+	wantErr(t, err, crash)
+	ck := must(loadCheckpoint(ctx(), e.store, next))
+	if len(ck.done) != 3 || len(ck.names) != 1 {
+		t.Fatalf("checkpoint: %d contents, %d objects", len(ck.done), len(ck.names))
+	}
+	if c := must(loadCheckpoint(ctx(), e.store, e.keys)); len(c.done) != 0 {
+		t.Fatal("the checkpoint opens under the old keys")
+	}
+	ok(t, e.store.Delete(ctx(), dedup.ContentName(ck.done[cidB].ChunkLocator(0))))
+
+	rep, err := Rekey(ctx(), e.store, e.keys, next, RekeyOptions{Content: true,
+		Switch: func(context.Context, uint64, dedup.Locator) error { return nil }})
+	ok(t, err)
+	if rep.Resumed != 2 || rep.Contents != 1 || rep.ContentBytes != int64(len(files["/b"])) || rep.Uploaded != 1 {
+		t.Fatalf("rerun: %+v", rep)
+	}
+	_, _, err = FinishRekey(ctx(), e.store, next)
+	ok(t, err)
+	if left := storeNames(t, e.store, rekeyPrefix); len(left) != 0 {
+		t.Fatalf("checkpoints left: %v", left)
+	}
+	e2 := *e
+	e2.keys, e2.cache = next, filepath.Join(t.TempDir(), "fresh")
+	g := e2.open()
+	for p, want := range files {
+		if !bytes.Equal(readFile(t, g, p), want) {
+			t.Fatalf("%s differs", p)
+		}
+	}
 }
