@@ -16,8 +16,14 @@ import (
 // changes. It says so in the log, once, and in imgfs status, with what to do: unmount and
 // mount again (the cache is then rebuilt under the new key).
 
-// generationCheckEvery: one LIST and one or two GETs per check.
-const generationCheckEvery = time.Minute
+// generationCheckEvery: one LIST and one or two GETs per check, every 12th refresh poll
+// (a minute at the default --refresh 5s), or every minute when refresh is off.
+func generationCheckEvery() time.Duration {
+	if refreshEvery <= 0 {
+		return time.Minute
+	}
+	return 12 * refreshEvery
+}
 
 func init() {
 	registerMountHook(mountHook{Name: "key generation", AfterOpen: func(e *mountEnv) error {
@@ -27,7 +33,7 @@ func init() {
 			cancel()
 			return err
 		}
-		go w.run(ctx, generationCheckEvery)
+		go w.run(ctx, generationCheckEvery())
 		e.AddStatus(func() map[string]any { return map[string]any{"key": w.status()} })
 		e.OnClose(func() error { cancel(); return nil })
 		return nil
