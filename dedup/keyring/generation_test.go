@@ -303,3 +303,30 @@ func TestGenerationReservation(t *testing.T) {
 		t.Fatal("a reservation with a switch hash parsed")
 	}
 }
+
+// TestNewGenerationSharedModes: group and global vaults keep their convergence secret (it is
+// shared with other vaults or public); only the master key changes.
+func TestNewGenerationSharedModes(t *testing.T) {
+	cheapKDF(t)
+	for _, mode := range []string{ModeGroup, ModeGlobal} {
+		st := memstore.New()
+		k, err := Create(ctx, st, []byte("pw"), CreateOptions{Mode: mode, KDF: MinKDF, ConvergenceSecret: bytes.Repeat([]byte{7}, 32)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := NewGeneration(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n.Mode != mode || !bytes.Equal(n.ConvergenceSecret, k.ConvergenceSecret) || bytes.Equal(n.MasterKey, k.MasterKey) {
+			t.Fatalf("%s: mode %s, convergence secret kept %v", mode, n.Mode, bytes.Equal(n.ConvergenceSecret, k.ConvergenceSecret))
+		}
+		if err := WriteGeneration(ctx, st, k, n, []byte("pw"), MinKDF, 2, sha256.Sum256([]byte("r"))); err != nil {
+			t.Fatal(err)
+		}
+		st.SetRaw(rootName(2), []byte("r"))
+		if u := mustUnlock(t, st, "pw"); u.Mode != mode || !bytes.Equal(u.ConvergenceSecret, k.ConvergenceSecret) || !bytes.Equal(u.MasterKey, n.MasterKey) {
+			t.Fatalf("%s: the switched generation unlocks to other keys", mode)
+		}
+	}
+}
