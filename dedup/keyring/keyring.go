@@ -2,9 +2,10 @@
 // (Argon2id + AES-256-GCM + key commitment) and the Secret type that never prints.
 // CONTRACT (owned by the crypto helper; signatures may grow, not change without updating callers).
 //
-// Store layout (docs/format.md): one immutable header object "vault" and one immutable
-// object per passphrase slot under "k/". Changing a passphrase adds a slot and then removes
-// the old one; the header is never rewritten.
+// Store layout (docs/format.md): one immutable header object per key generation ("vault",
+// then "h/<gen>" after each imgfs rekey, generation.go) and one immutable object per
+// passphrase slot under "k/". Changing a passphrase adds a slot and then removes the old
+// one; a header is never rewritten.
 package keyring
 
 import (
