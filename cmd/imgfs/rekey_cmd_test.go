@@ -90,6 +90,12 @@ func opensUnderOldKey(t *testing.T, store backend.Store, k *keyring.Keys, oldSlo
 		switch {
 		case name == keyring.HeaderName:
 			hits = append(hits, name) // the generation-0 header is the old key's
+		case strings.HasPrefix(name, keyring.GenerationPrefix):
+			// Only the current generation's header may be left (it opens under the new key).
+			cur, err := keyring.CurrentGeneration(context.Background(), store)
+			if err != nil || name != keyring.GenerationName(cur) {
+				hits = append(hits, name)
+			}
 		case oldSlots[name]:
 			hits = append(hits, name)
 		case strings.HasPrefix(name, "r/"):
