@@ -305,7 +305,6 @@ func rekeyContent(ctx context.Context, store backend.Store, next *keyring.Keys, 
 	return ids, ck.maybeSave(ctx, store, next, done, true)
 }
 
-
 // resealContent chunks size bytes from src with chunker (the loop of sealChunks, without a
 // base) and seals and uploads each chunk under cs.
 func resealContent(ctx context.Context, store backend.Store, cs keyring.Secret, chunker *dedup.Chunker, src io.Reader, size int64,
