@@ -188,6 +188,16 @@ func TestRekeyT25(t *testing.T) {
 		if r := e.must(pw, "ls", "--store", e.store, "/"); !strings.Contains(r.stdout, "big.bin") {
 			t.Fatalf("ls through the old key's cache: %q", r.stdout)
 		}
+		// The documented cost of a metadata-only rekey: a file written again after it is
+		// sealed under the new convergence secret, not deduplicated against the old copy;
+		// after --content it is.
+		again := filepath.Join(t.TempDir(), "again")
+		writeFile(t, filepath.Join(again, "a.bin"), a, 0o644, time.Now())
+		n0 := len(storeSet(t, store, "c/"))
+		e.must(pw, "import", "--store", e.store, again, "/again-"+strconv.FormatBool(content))
+		if grew := len(storeSet(t, store, "c/")) - n0; grew != map[bool]int{false: 1, true: 0}[content] {
+			t.Fatalf("importing a.bin again after the rekey (content %v) stored %d new content object(s)", content, grew)
+		}
 		e.must(pw, "gc", "--store", e.store, "--grace", "0")
 		if hits := opensUnderOldKey(t, store, k0, oldSlots); len(hits) > 0 {
 			t.Fatalf("T25: after rekey and gc, %d object(s) still open under the old master key: %v", len(hits), hits)
