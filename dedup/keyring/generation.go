@@ -201,26 +201,24 @@ func switched(ctx context.Context, store backend.Store, h *header) (bool, error)
 // headerSet is what the store holds: the current header, and the staged generations above it.
 type headerSet struct {
 	current *header
-	staged  []*header // newer than current, not switched (newest first)
-	older   []storedHeader
+	staged  []*header // newer than current, not current (newest first)
+	older   []*header // left over below current by a rekey interrupted after its switch
 	all     []storedHeader
 }
 
-// readHeaders finds the current generation: the newest header that is generation 0, or the
-// oldest header left, or whose switch root is in place. Newer ones are staged (a rekey
-// running or interrupted before its switch); older ones are left over from a rekey
-// interrupted after its switch.
+// readHeaders finds the current generation: the newest header that is generation 0, or
+// whose switch root is in place, or below which no header but reservations is left (the
+// rekey that wrote it has finished, and gc may have collected its switch root since). Newer
+// ones are staged (a rekey running or interrupted before its switch); older ones are left
+// over from a rekey interrupted after its switch.
 func readHeaders(ctx context.Context, store backend.Store) (*headerSet, error) {
 	all, err := listHeaders(ctx, store)
 	if err != nil {
 		return nil, err
 	}
-	if len(all) == 0 {
-		return nil, ErrNoVault
-	}
 	set := &headerSet{all: all}
-	var vid *[vidLen]byte
-	for i, sh := range all {
+	var hs []*header // newest first
+	for _, sh := range all {
 		h, err := loadHeader(ctx, store, sh)
 		if err != nil {
 			return nil, err
@@ -228,25 +226,34 @@ func readHeaders(ctx context.Context, store backend.Store) (*headerSet, error) {
 		if h == nil {
 			continue // deleted meanwhile (a rekey finishing)
 		}
-		if vid == nil {
-			vid = &h.vid
-		} else if h.vid != *vid {
+		if len(hs) > 0 && h.vid != hs[0].vid {
 			return nil, ErrWrongPassphrase // generations of two vaults: not ours to choose
 		}
-		ok := h.gen == 0 || i == len(all)-1
+		hs = append(hs, h)
+	}
+	for i, h := range hs {
+		ok := h.gen == 0 || onlyReservations(hs[i+1:])
 		if !ok {
 			if ok, err = switched(ctx, store, h); err != nil {
 				return nil, err
 			}
 		}
 		if ok {
-			set.current = h
-			set.older = all[i+1:]
+			set.current, set.staged, set.older = h, hs[:i], hs[i+1:]
 			return set, nil
 		}
-		set.staged = append(set.staged, h)
 	}
 	return nil, ErrNoVault
+}
+
+// onlyReservations: every header in hs is a reservation (generation 0 is not).
+func onlyReservations(hs []*header) bool {
+	for _, h := range hs {
+		if h.gen == 0 || h.switchSeq != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // unlockHeader unlocks h with pass through the slots in the store.

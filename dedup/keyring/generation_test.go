@@ -294,6 +294,13 @@ func TestGenerationReservation(t *testing.T) {
 	if u := mustUnlock(t, st, "pw"); u.Generation != 2 || !bytes.Equal(u.MasterKey, next.MasterKey) {
 		t.Fatal("the switched generation is not current")
 	}
+	// A finish interrupted after removing the old header, and then gc collects the switch
+	// root: the switched generation stays current, not the reservation below it.
+	st.Delete(ctx, HeaderName)
+	st.Delete(ctx, rootName(3))
+	if u := mustUnlock(t, st, "pw"); u.Generation != 2 {
+		t.Fatalf("generation %d current, want 2", u.Generation)
+	}
 	// A reservation with a non-zero hash is malformed.
 	b, err := buildHeaderV2(next, 9, [32]byte{}, 0, [32]byte{1})
 	if err != nil {
