@@ -14,7 +14,7 @@ import (
 
 // Byte layouts of the vault header and key slots (docs/format.md).
 //
-// Header object "vault" (124 bytes, immutable):
+// Header object "vault" (124 bytes, immutable; generation 0, later ones in generation.go):
 //
 //	0  8  magic "IMGFSVLT"
 //	8  1  format version (1)
@@ -74,11 +74,20 @@ type header struct {
 	nonce []byte
 	encCS []byte
 	mac   []byte
+	// generation ≥ 1 only (generation.go)
+	gen        uint64
+	prev       [32]byte
+	switchSeq  uint64
+	switchHash [32]byte
 }
 
 var errDamaged = errors.New("damaged") // internal; callers see ErrWrongPassphrase
 
+// parseHeader parses generation 0 (format version 1) and later generations (version 2).
 func parseHeader(b []byte) (*header, error) {
+	if len(b) == headerV2Size {
+		return parseHeaderV2(b)
+	}
 	if len(b) != headerSize || [8]byte(b[0:8]) != headerMagic || b[8] != formatVersion || !zero(b[10:16]) {
 		return nil, errDamaged
 	}

@@ -2,9 +2,10 @@
 // (Argon2id + AES-256-GCM + key commitment) and the Secret type that never prints.
 // CONTRACT (owned by the crypto helper; signatures may grow, not change without updating callers).
 //
-// Store layout (docs/format.md): one immutable header object "vault" and one immutable
-// object per passphrase slot under "k/". Changing a passphrase adds a slot and then removes
-// the old one; the header is never rewritten.
+// Store layout (docs/format.md): one immutable header object per key generation ("vault",
+// then "h/<gen>" after each imgfs rekey, generation.go) and one immutable object per
+// passphrase slot under "k/". Changing a passphrase adds a slot and then removes the old
+// one; a header is never rewritten.
 package keyring
 
 import (
@@ -34,7 +35,10 @@ const (
 
 // Keys are the unlocked keys of one vault.
 type Keys struct {
-	VaultID           [16]byte
+	VaultID [16]byte
+	// Generation is the header generation these keys belong to (0 = the original header;
+	// each imgfs rekey adds one, docs/format.md §3.1).
+	Generation        uint64
 	Mode              string
 	MasterKey         Secret // MK
 	ConvergenceSecret Secret // CS
@@ -131,10 +135,14 @@ func buildHeader(k *Keys) ([]byte, error) {
 
 // openHeader verifies the header MAC under k and returns CS.
 func openHeader(h *header, k *Keys) (Secret, error) {
-	if !hmac.Equal(mac(k.HeaderKey, []byte("imgfs v1 header mac"), h.raw[:92]), h.mac) {
+	macLabel, csLabel, macEnd, csEnd := "imgfs v1 header mac", "imgfs v1 header cs", 92, 32
+	if h.gen > 0 {
+		macLabel, csLabel, macEnd, csEnd = "imgfs v2 header mac", "imgfs v2 header cs", 172, 124
+	}
+	if !hmac.Equal(mac(k.HeaderKey, []byte(macLabel), h.raw[:macEnd]), h.mac) {
 		return nil, errDamaged
 	}
-	cs, err := gcm(csKey(k)).Open(nil, h.nonce, h.encCS, append([]byte("imgfs v1 header cs"), h.raw[0:32]...))
+	cs, err := gcm(csKey(k)).Open(nil, h.nonce, h.encCS, append([]byte(csLabel), h.raw[0:csEnd]...))
 	if err != nil || len(cs) != keyLen {
 		return nil, errDamaged
 	}
@@ -212,21 +220,6 @@ func readSmall(ctx context.Context, store backend.Store, name string, limit int6
 	return b, nil
 }
 
-func readHeader(ctx context.Context, store backend.Store) (*header, error) {
-	b, err := readSmall(ctx, store, HeaderName, headerSize)
-	if errors.Is(err, backend.ErrNotExist) {
-		return nil, ErrNoVault
-	}
-	if err != nil {
-		return nil, fmt.Errorf("keyring: reading vault header: %w", err)
-	}
-	h, err := parseHeader(b)
-	if err != nil {
-		return nil, ErrWrongPassphrase
-	}
-	return h, nil
-}
-
 type storedSlot struct {
 	name string
 	s    *slot
@@ -287,6 +280,7 @@ func unlockWith(h *header, slots []storedSlot, pass []byte) (*Keys, []string) {
 				continue
 			}
 			k.ConvergenceSecret = cs
+			k.Generation = h.gen
 			keys = k
 		} else if !hmac.Equal(k.MasterKey, keys.MasterKey) {
 			continue
@@ -296,16 +290,13 @@ func unlockWith(h *header, slots []storedSlot, pass []byte) (*Keys, []string) {
 	return keys, matched
 }
 
-// Exists reports whether the store holds a vault header.
+// Exists reports whether the store holds a vault header (of any generation).
 func Exists(ctx context.Context, store backend.Store) (bool, error) {
-	_, err := store.Stat(ctx, HeaderName)
-	if errors.Is(err, backend.ErrNotExist) {
-		return false, nil
-	}
+	all, err := listHeaders(ctx, store)
 	if err != nil {
-		return false, fmt.Errorf("keyring: %w", err)
+		return false, err
 	}
-	return true, nil
+	return len(all) > 0, nil
 }
 
 // Create writes a new vault header and one key slot to the store. Fails if a vault exists.
@@ -372,24 +363,16 @@ func Create(ctx context.Context, store backend.Store, passphrase []byte, opts Cr
 	return k, nil
 }
 
-// Unlock reads the header and slots and returns the keys, or ErrWrongPassphrase / ErrNoVault.
-// Store errors are returned as such (wrapped), so a network failure is not reported as a
-// wrong passphrase.
+// Unlock reads the current header generation and the slots and returns the keys, or
+// ErrWrongPassphrase / ErrNoVault. Store errors are returned as such (wrapped), so a
+// network failure is not reported as a wrong passphrase. Callers that keep local state
+// check Keys.Generation against the highest generation they have seen (CheckGeneration).
 func Unlock(ctx context.Context, store backend.Store, passphrase []byte) (*Keys, error) {
-	h, err := readHeader(ctx, store)
+	set, err := readHeaders(ctx, store)
 	if err != nil {
 		return nil, err
 	}
-	slots, err := readSlots(ctx, store, h)
-	if err != nil {
-		return nil, err
-	}
-	for _, ss := range slots {
-		if k, _ := unlockWith(h, []storedSlot{ss}, passphrase); k != nil {
-			return k, nil
-		}
-	}
-	return nil, ErrWrongPassphrase
+	return unlockHeader(ctx, store, set.current, passphrase)
 }
 
 // AddSlot stores a new passphrase slot for the unlocked vault (zero params = DefaultKDF).
@@ -414,10 +397,11 @@ func AddSlot(ctx context.Context, store backend.Store, keys *Keys, newPass []byt
 // (ErrLastSlot) unless at least one other slot written by this vault's key remains, and
 // returns ErrWrongPassphrase when no slot matches.
 func RemoveSlot(ctx context.Context, store backend.Store, keys *Keys, passToRemove []byte) error {
-	h, err := readHeader(ctx, store)
+	set, err := readHeaders(ctx, store)
 	if err != nil {
 		return err
 	}
+	h := set.current
 	if h.vid != keys.VaultID {
 		return errors.New("keyring: keys belong to another vault")
 	}

@@ -129,6 +129,10 @@ func Open(ctx context.Context, store backend.Store, keys *keyring.Keys, opts Opt
 	if opts.ReadCacheBytes <= 0 {
 		opts.ReadCacheBytes = 512 << 20
 	}
+	// A cache of keys a rekey replaced is rebuilt or refused (keygen.go).
+	if err := checkKeyGeneration(opts.CacheDir, keys.Generation, opts.ReadOnly, opts.Logger); err != nil {
+		return nil, err
+	}
 	f := &FS{store: store, keys: keys, opts: opts, log: opts.Logger, dir: opts.CacheDir, ro: opts.ReadOnly,
 		lc: newLocalCrypto(keys.LocalKey), open: map[Ino]*openFile{}, queued: map[uint64]bool{},
 		sealing: map[uint64]chan struct{}{}, sealKick: make(chan struct{}, 1), commitKick: make(chan struct{}, 1),
@@ -173,19 +177,26 @@ func Open(ctx context.Context, store backend.Store, keys *keyring.Keys, opts Opt
 func (f *FS) localWork() string {
 	why := ""
 	f.db.View(func(tx *bolt.Tx) error {
-		switch {
-		case tx.Bucket(bMeta).Get([]byte(mInit)) == nil:
-		case tx.Bucket(bPending).Stats().KeyN > 0:
-			why = fmt.Sprintf("%d file version(s) not yet stored", tx.Bucket(bPending).Stats().KeyN)
-		case getU64(tx, mChg) != getU64(tx, mCommitted) &&
-			(getU64(tx, mAnchorSeq) != 0 || tx.Bucket(bInodes).Stats().KeyN > 1): // not just an empty new tree
-			why = "changes not yet in a root"
-		case tx.Bucket(bOrphans).Stats().KeyN > 0:
-			why = "files deleted while open, not yet cleaned up"
-		}
+		why = localWorkTx(tx)
 		return nil
 	})
 	return why
+}
+
+// localWorkTx is localWork inside a transaction; it reads only unsealed counters and
+// bucket sizes, so it needs no key (keygen.go uses it on a cache of older keys).
+func localWorkTx(tx *bolt.Tx) string {
+	switch {
+	case tx.Bucket(bMeta).Get([]byte(mInit)) == nil:
+	case tx.Bucket(bPending).Stats().KeyN > 0:
+		return fmt.Sprintf("%d file version(s) not yet stored", tx.Bucket(bPending).Stats().KeyN)
+	case getU64(tx, mChg) != getU64(tx, mCommitted) &&
+		(getU64(tx, mAnchorSeq) != 0 || tx.Bucket(bInodes).Stats().KeyN > 1): // not just an empty new tree
+		return "changes not yet in a root"
+	case tx.Bucket(bOrphans).Stats().KeyN > 0:
+		return "files deleted while open, not yet cleaned up"
+	}
+	return ""
 }
 
 // freeze reopens the cache's bbolt read-only for a read-only open of a cache with local
