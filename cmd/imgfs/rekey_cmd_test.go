@@ -21,6 +21,7 @@ import (
 	"github.com/imgfs/imgfs/dedup/leakscan"
 	"github.com/imgfs/imgfs/dedup/maint"
 	"github.com/imgfs/imgfs/fs/core"
+	"github.com/imgfs/imgfs/fs/daemon"
 )
 
 // Tests of imgfs rekey through the binary (docs/security-tests.md T25; docs/cli.md "rekey").
@@ -385,21 +386,21 @@ func TestRekeyRefusesBesideDevice(t *testing.T) {
 	}
 }
 
-// TestMountNoticesRekey: the mount hook's watch sees a rekey by another process and says
+// TestMountNoticesRekey: the daemon's key watch sees a rekey by another process and says
 // what to do in imgfs status.
 func TestMountNoticesRekey(t *testing.T) {
 	e := newEnv(t)
 	pw, store, _ := e.importedVault()
 	var logged bytes.Buffer
-	w, err := newGenerationWatch(context.Background(), store, slog.New(slog.NewTextHandler(&logged, nil)))
+	w, err := daemon.NewKeyWatch(context.Background(), store, slog.New(slog.NewTextHandler(&logged, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w.check(context.Background()) || strings.Contains(w.status(), "OLD") {
-		t.Fatalf("rekey noticed before any: %s", w.status())
+	if w.Check(context.Background()) || strings.Contains(w.Status(), "OLD") {
+		t.Fatalf("rekey noticed before any: %s", w.Status())
 	}
 	e.must(pw, "rekey", "--store", e.store)
-	if !w.check(context.Background()) || !strings.Contains(w.status(), "unmount and mount again") || !strings.Contains(logged.String(), "rekeyed") {
-		t.Fatalf("rekey not noticed: %s / %s", w.status(), logged.String())
+	if !w.Check(context.Background()) || !strings.Contains(w.Status(), "unmount and mount again") || !strings.Contains(logged.String(), "rekeyed") {
+		t.Fatalf("rekey not noticed: %s / %s", w.Status(), logged.String())
 	}
 }

@@ -126,6 +126,8 @@ type daemon struct {
 	similar      *similar.Indexer // nil when the index is off
 	similarState string           // why it is off
 	devices      cachedDevices
+	keyWatch     *KeyWatch // nil until the core is open
+	stopKeyWatch context.CancelFunc
 
 	served   chan struct{} // closed when Serve returned
 	closed   chan struct{} // closed when the core is closed
@@ -208,6 +210,10 @@ func Serve(ctx context.Context, o Options) error {
 		return err
 	}
 	d.core = o.Vault.FS
+	if err := d.startKeyWatch(ctx); err != nil {
+		d.closeCore()
+		return fmt.Errorf("key generation: %w", err)
+	}
 	fsOpts := imgfs.Options{ReadOnly: o.ReadOnly, Logger: log, FUSEDebug: o.DebugFUSE}
 	if err := d.startSimilar(&fsOpts); err != nil {
 		d.closeCore()
@@ -299,6 +305,9 @@ func (d *daemon) status() Status {
 		st.DedupRatio = float64(s.LogicalBytes) / float64(s.StoredBytes)
 	}
 	st.Extra = map[string]any{"devices": d.devices.get(d.core)}
+	if d.keyWatch != nil {
+		st.Extra["key"] = d.keyWatch.Status()
+	}
 	d.similarStatus(st.Extra)
 	return st
 }
@@ -372,6 +381,9 @@ func (d *daemon) finish(forced bool) {
 }
 
 func (d *daemon) closeCore() {
+	if d.stopKeyWatch != nil {
+		d.stopKeyWatch()
+	}
 	if err := d.o.Vault.CloseFS(); err != nil {
 		d.closeErr = append(d.closeErr, "close: "+err.Error())
 	}

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -16,47 +16,46 @@ import (
 // changes. It says so in the log, once, and in imgfs status, with what to do: unmount and
 // mount again (the cache is then rebuilt under the new key).
 
-// generationCheckEvery: one LIST and one or two GETs per check, every 12th refresh poll
-// (a minute at the default --refresh 5s), or every minute when refresh is off.
-func generationCheckEvery() time.Duration {
-	if refreshEvery <= 0 {
+// keyCheckEvery: one LIST and one or two GETs per check, every 12th refresh poll (a minute
+// at the default --refresh 5s), or every minute when refresh is off.
+func keyCheckEvery(refresh time.Duration) time.Duration {
+	if refresh <= 0 {
 		return time.Minute
 	}
-	return 12 * refreshEvery
+	return 12 * refresh
 }
 
-func init() {
-	registerMountHook(mountHook{Name: "key generation", AfterOpen: func(e *mountEnv) error {
-		ctx, cancel := context.WithCancel(context.Background())
-		w, err := newGenerationWatch(ctx, e.Store, e.Log)
-		if err != nil {
-			cancel()
-			return err
-		}
-		go w.run(ctx, generationCheckEvery())
-		e.AddStatus(func() map[string]any { return map[string]any{"key": w.status()} })
-		e.OnClose(func() error { cancel(); return nil })
-		return nil
-	}})
+// startKeyWatch watches the vault's key generation until the daemon finishes.
+func (d *daemon) startKeyWatch(ctx context.Context) error {
+	w, err := NewKeyWatch(ctx, d.o.Vault.Store, d.log)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d.keyWatch, d.stopKeyWatch = w, cancel
+	go w.Run(ctx, keyCheckEvery(d.o.Refresh))
+	return nil
 }
 
-type generationWatch struct {
+// KeyWatch notices a newer key generation in the store than the one a mount opened with.
+type KeyWatch struct {
 	store   backend.Store
 	log     *slog.Logger
 	base    uint64
 	rekeyed atomic.Uint64 // the newer generation seen, 0 = none
 }
 
-func newGenerationWatch(ctx context.Context, store backend.Store, log *slog.Logger) (*generationWatch, error) {
+// NewKeyWatch reads the store's current key generation as the mount's own.
+func NewKeyWatch(ctx context.Context, store backend.Store, log *slog.Logger) (*KeyWatch, error) {
 	g, err := keyring.CurrentGeneration(ctx, store)
 	if err != nil {
 		return nil, err
 	}
-	return &generationWatch{store: store, log: log, base: g}, nil
+	return &KeyWatch{store: store, log: log, base: g}, nil
 }
 
-// check looks once; it reports whether the vault was rekeyed since the mount.
-func (w *generationWatch) check(ctx context.Context) bool {
+// Check looks once; it reports whether the vault was rekeyed since the mount.
+func (w *KeyWatch) Check(ctx context.Context) bool {
 	if w.rekeyed.Load() != 0 {
 		return true
 	}
@@ -70,7 +69,8 @@ func (w *generationWatch) check(ctx context.Context) bool {
 	return true
 }
 
-func (w *generationWatch) run(ctx context.Context, every time.Duration) {
+// Run checks every interval until ctx ends or a rekey is seen.
+func (w *KeyWatch) Run(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -78,14 +78,15 @@ func (w *generationWatch) run(ctx context.Context, every time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if w.check(ctx) {
+			if w.Check(ctx) {
 				return
 			}
 		}
 	}
 }
 
-func (w *generationWatch) status() string {
+// Status is the key line of imgfs status.
+func (w *KeyWatch) Status() string {
 	if g := w.rekeyed.Load(); g != 0 {
 		return fmt.Sprintf("generation %d is OLD: the vault was rekeyed (generation %d); unmount and mount again", w.base, g)
 	}
