@@ -202,8 +202,8 @@ func gcm(key []byte) cipher.AEAD {
 	return g
 }
 
-// Argon2id parameter bounds. Floors follow RFC 9106's second recommendation (SECURITY.md
-// 5.1); ceilings stop a damaged or hostile slot from asking for absurd work or memory.
+// Argon2id parameter bounds. Floors follow RFC 9106's second recommendation (docs/format.md
+// §4); ceilings stop a damaged or hostile slot from asking for absurd work or memory.
 var (
 	DefaultKDF = KDFParams{Time: 3, MemoryKiB: 256 * 1024, Threads: 4}
 	MinKDF     = KDFParams{Time: 3, MemoryKiB: 64 * 1024, Threads: 1}

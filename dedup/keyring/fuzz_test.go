@@ -1,6 +1,6 @@
 package keyring
 
-// Fuzz targets for the stored bytes of this package (SECURITY.md T26, T27, T34): vault
+// Fuzz targets for the stored bytes of this package (docs/security-tests.md T26, T27, T34): vault
 // header, key slot, slot names, and Unlock over arbitrary header + slot bytes. Each
 // asserts no panic and, for accepted inputs, that re-encoding gives back the input.
 // A brief run: go test -run=^$ -fuzz=^FuzzParseHeader$ -fuzztime=10s ./dedup/keyring/

@@ -1,6 +1,5 @@
 // Package keyring holds the vault's keys: the vault header, passphrase key slots
 // (Argon2id + AES-256-GCM + key commitment) and the Secret type that never prints.
-// CONTRACT (owned by the crypto helper; signatures may grow, not change without updating callers).
 //
 // Store layout (docs/format.md): one immutable header object per key generation ("vault",
 // then "h/<gen>" after each imgfs rekey, generation.go) and one immutable object per
@@ -26,7 +25,7 @@ import (
 // Secret is key material. String, GoString, Format, MarshalJSON and MarshalText print "[redacted]".
 type Secret []byte
 
-// Convergence modes (SECURITY.md 4.1).
+// Convergence modes (docs/format.md §2).
 const (
 	ModeVault  = "vault"
 	ModeGroup  = "group"
@@ -94,7 +93,7 @@ var (
 // maxSlots bounds the slots Unlock tries (each costs one Argon2id).
 const maxSlots = 32
 
-// deriveKeys fills the HKDF subkeys of MK (SECURITY.md 5.1).
+// deriveKeys fills the HKDF subkeys of MK (docs/format.md §2).
 func deriveKeys(mk Secret, vid [vidLen]byte, mode string) *Keys {
 	return &Keys{
 		VaultID:   vid,
@@ -187,7 +186,7 @@ func buildSlot(k *Keys, pass []byte, p KDFParams) ([]byte, error) {
 
 // unwrapSlot derives the passphrase key and returns MK. The commitment is checked with
 // hmac.Equal before the AEAD is touched, so a crafted slot cannot act as a partitioning
-// oracle (SECURITY.md 4.4, T23).
+// oracle (docs/security-tests.md T23).
 func unwrapSlot(s *slot, pass []byte) (Secret, error) {
 	a := argon2Key(pass, s.salt, s.params)
 	defer clear(a)
