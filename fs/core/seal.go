@@ -147,7 +147,7 @@ func (f *FS) sealOne(ctx context.Context, id uint64) error {
 		if tx.Bucket(bPending).Get(be64(id)) == nil {
 			return nil
 		}
-		if err := tx.Bucket(bPending).Delete(be64(id)); err != nil {
+		if err := bdel(tx, bPending, be64(id)); err != nil {
 			return err
 		}
 		f.dropSpoolAfter(tx, id)
