@@ -2,6 +2,9 @@ package core
 
 import (
 	"path/filepath"
+	"runtime"
+
+	"golang.org/x/sys/unix"
 )
 
 // Spool pool: a close(2) must make a new spool file durable, which costs an fsync of the
@@ -40,6 +43,7 @@ func (f *FS) kickPool() {
 
 func (f *FS) poolFiller() {
 	defer f.wg.Done()
+	background()
 	for {
 		select {
 		case <-f.ctx.Done():
@@ -82,4 +86,14 @@ func (f *FS) drainPool() {
 			return
 		}
 	}
+}
+
+// background makes the calling goroutine's OS thread a low-priority one (nice 10) for the
+// rest of its life: sealing and pool filling yield the CPU to the file operations that a
+// program waits for (docs/perf.md), and catch up when those pause. Fsync and Sync seal on
+// the caller's thread, at its priority. The goroutine must never unlock the thread: when it
+// returns, the runtime ends the thread instead of reusing it.
+func background() {
+	runtime.LockOSThread()
+	unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), 10) // best effort
 }

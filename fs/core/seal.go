@@ -46,6 +46,7 @@ func (f *FS) enqueueSeal(id uint64) {
 
 func (f *FS) sealWorker() {
 	defer f.wg.Done()
+	background()
 	for {
 		f.sealMu.Lock()
 		var id uint64
