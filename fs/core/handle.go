@@ -29,12 +29,10 @@ type openFile struct {
 	spID   uint64
 	spDisk int64 // bytes of sp accounted in f.spoolUsed
 	frozen bool  // sp is recorded in the journal
-	// dirSynced: sp's directory entry is already durable (a pre-created pool file)
-	dirSynced bool
-	dirty     bool // sp has writes not yet flushed
-	src       io.ReaderAt
-	srcSz     int64
-	srcCl     io.Closer
+	dirty  bool  // sp has writes not yet flushed
+	src    io.ReaderAt
+	srcSz  int64
+	srcCl  io.Closer
 
 	amu       sync.Mutex // leaf lock for the attribute overlay
 	overlay_  bool
@@ -376,15 +374,14 @@ func (of *openFile) ensureSpool(emptyOK bool) error {
 	var sp *spoolFile
 	var size int64
 	var err error
-	dirSynced := false
 	if emptyOK {
-		id, sp, dirSynced, err = f.newSpool()
+		id, sp, err = f.newSpool()
 		if err != nil {
 			return localErr("creating spool", err)
 		}
 	} else {
 		for try := 0; ; try++ {
-			id, sp, size, dirSynced, err = of.cowSpool()
+			id, sp, size, err = of.cowSpool()
 			if errors.Is(err, os.ErrNotExist) && try < 3 {
 				continue // the recorded spool was sealed meanwhile
 			}
@@ -397,14 +394,14 @@ func (of *openFile) ensureSpool(emptyOK bool) error {
 	if of.sp != nil {
 		of.sp.Close()
 	}
-	of.sp, of.spID, of.frozen, of.spDisk, of.dirSynced = sp, id, false, 0, dirSynced
+	of.sp, of.spID, of.frozen, of.spDisk = sp, id, false, 0
 	of.account()
 	of.setSize(size, false)
 	return nil
 }
 
 // cowSpool makes a new spool with the current content of the file (of.mu held).
-func (of *openFile) cowSpool() (id uint64, sp *spoolFile, size int64, dirSynced bool, err error) {
+func (of *openFile) cowSpool() (id uint64, sp *spoolFile, size int64, err error) {
 	f := of.f
 	var n inode
 	if err := f.view(func(tx *bolt.Tx) error {
@@ -412,7 +409,7 @@ func (of *openFile) cowSpool() (id uint64, sp *spoolFile, size int64, dirSynced 
 		n, err = f.getInode(tx, of.ino)
 		return err
 	}); err != nil {
-		return 0, nil, 0, false, err
+		return 0, nil, 0, err
 	}
 	var from *spoolFile // a spool to copy held blocks from
 	var base dedup.Content
@@ -428,7 +425,7 @@ func (of *openFile) cowSpool() (id uint64, sp *spoolFile, size int64, dirSynced 
 	case of.sp == nil && n.Spool != 0:
 		rsp, rec, err := f.openRecorded(n.Spool)
 		if err != nil {
-			return 0, nil, 0, false, err
+			return 0, nil, 0, err
 		}
 		defer rsp.Close()
 		from, base, baseLen, size = rsp, rec.Base, rec.BaseLen, n.Size
@@ -436,33 +433,33 @@ func (of *openFile) cowSpool() (id uint64, sp *spoolFile, size int64, dirSynced 
 		base, baseLen, size = n.Ref, n.Ref.Size(), n.Ref.Size()
 	case of.sp == nil:
 	default:
-		return 0, nil, 0, false, eio("copy-on-write", errors.New("open file and inode disagree"))
+		return 0, nil, 0, eio("copy-on-write", errors.New("open file and inode disagree"))
 	}
 	if from != nil {
 		var held [][2]int64
 		if held, err = from.heldBlocks(); err != nil {
-			return 0, nil, 0, false, localErr("reading spool", err)
+			return 0, nil, 0, localErr("reading spool", err)
 		}
 		var bytes int64
 		for _, h := range held {
 			bytes += (h[1] - h[0]) * spoolSlot
 		}
 		if err := f.reserveSpool(bytes); err != nil {
-			return 0, nil, 0, false, err
+			return 0, nil, 0, err
 		}
 		id = f.spoolSeq.Add(1)
 		sp, err = copySpool(from, f.spoolPath(id), f.lc.spool)
 	} else {
-		id, sp, dirSynced, err = f.newSpool()
+		id, sp, err = f.newSpool()
 	}
 	if err != nil {
-		return 0, nil, 0, false, localErr("creating spool", err)
+		return 0, nil, 0, localErr("creating spool", err)
 	}
 	if base.Len() > 0 {
 		r := f.openContent(base)
 		sp.setBase(base, r, r, baseLen)
 	}
-	return id, sp, size, dirSynced, nil
+	return id, sp, size, nil
 }
 
 // openRecorded opens the spool of journal record id over its base, for reading.
