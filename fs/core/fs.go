@@ -166,7 +166,10 @@ func Open(ctx context.Context, store backend.Store, keys *keyring.Keys, opts Opt
 	}
 	f.db = db
 	if err := f.start(ctx); err != nil {
-		db.Close()
+		if f.jr != nil {
+			f.jr.f.Close()
+		}
+		f.db.Close()
 		return nil, err
 	}
 	return f, nil
