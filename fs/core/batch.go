@@ -166,17 +166,22 @@ func (f *FS) syncSpoolsLocked(tx *bolt.Tx) error {
 	return syncDir(filepath.Join(f.dir, "spool"))
 }
 
-// batchCommit is the group commit: the spool data of the window reaches the disk with one
-// syncfs(2) outside f.mu (spools recorded meanwhile are fsynced by commitLocked), then the
-// batch commits.
+// batchCommit is the group commit: the spools of the window that are not sealed yet reach
+// the disk with one syncfs(2) outside f.mu (a few, and those recorded meanwhile, are
+// fsynced by commitLocked), then the batch commits. Spools sealed already need nothing: a
+// spool deleted before the kernel wrote it back never costs a disk write.
 func (f *FS) batchCommit() {
 	f.mu.Lock()
-	ids := make([]uint64, 0, len(f.unsynced))
-	for id := range f.unsynced {
-		ids = append(ids, id)
+	var ids []uint64
+	if f.wtx != nil {
+		for id := range f.unsynced {
+			if f.wtx.Bucket(bPending).Get(be64(id)) != nil {
+				ids = append(ids, id) // not sealed yet (a sealed spool needs no fsync)
+			}
+		}
 	}
 	f.mu.Unlock()
-	if len(ids) > 0 && syncfs(filepath.Join(f.dir, "spool")) == nil {
+	if len(ids) > 4 && syncfs(filepath.Join(f.dir, "spool")) == nil {
 		f.mu.Lock()
 		for _, id := range ids {
 			delete(f.unsynced, id)
