@@ -134,3 +134,36 @@ func BenchmarkEditFsync(b *testing.B) {
 	}
 	reportCPU(b, c0, 0)
 }
+
+// BenchmarkEditFsyncPhases is BenchmarkEditFsync with the phases of the fsync timed. Reports the phases of the fsync:
+// recording the write, re-sealing the touched chunk(s) and storing them, and the root commit.
+func BenchmarkEditFsyncPhases(b *testing.B) {
+	e := newEnv(b)
+	e.opts.CommitDelay = time.Hour
+	f := e.open()
+	ino := writeFile(b, f, "/big", randBytes(64<<20))
+	ok(b, f.Sync(ctx()))
+	h := must(f.OpenFile(ino, os.O_RDWR))
+	defer h.Release()
+	buf := randBytes(4096)
+	var rec, seal, commit time.Duration
+	b.ResetTimer()
+	c0 := cpuClock()
+	for i := 0; i < b.N; i++ {
+		off := int64(i*7919*4096) % (64<<20 - 4096)
+		must(h.WriteAt(buf, off))
+		t0 := time.Now()
+		ok(b, f.recordOpen(h.of))
+		t1 := time.Now()
+		ok(b, f.sealIno(ctx(), ino))
+		t2 := time.Now()
+		ok(b, f.commitNow(ctx()))
+		t3 := time.Now()
+		rec, seal, commit = rec+t1.Sub(t0), seal+t2.Sub(t1), commit+t3.Sub(t2)
+	}
+	reportCPU(b, c0, 0)
+	n := float64(b.N)
+	b.ReportMetric(float64(rec.Microseconds())/1000/n, "record-ms/op")
+	b.ReportMetric(float64(seal.Microseconds())/1000/n, "seal-ms/op")
+	b.ReportMetric(float64(commit.Microseconds())/1000/n, "commit-ms/op")
+}

@@ -66,7 +66,11 @@ type FS struct {
 	open   map[Ino]*openFile
 	wtx    *bolt.Tx // shared write transaction (batch.go), nil when none is open
 	wtxOps int
-	closed bool
+	jr     *journal      // redo journal of the batch (journal.go); nil for a read-only open
+	window time.Duration // group-commit window (batchDelay)
+	// unsynced: spools that journal records of the batch point at, not yet fsynced
+	unsynced map[uint64]bool
+	closed   bool
 
 	spoolUsed atomic.Int64  // bytes of spool files on disk
 	spoolSeq  atomic.Uint64 // last spool id handed out
@@ -137,7 +141,7 @@ func Open(ctx context.Context, store backend.Store, keys *keyring.Keys, opts Opt
 		lc: newLocalCrypto(keys.LocalKey), open: map[Ino]*openFile{}, queued: map[uint64]bool{},
 		sealing: map[uint64]chan struct{}{}, sealKick: make(chan struct{}, 1), commitKick: make(chan struct{}, 1),
 		pool: make(chan pooled, poolSize), poolKick: make(chan struct{}, 1),
-		fetching: map[dedup.Locator]chan struct{}{}}
+		fetching: map[dedup.Locator]chan struct{}{}, window: batchDelay}
 	if f.log == nil {
 		f.log = slog.Default()
 	}
@@ -167,7 +171,10 @@ func Open(ctx context.Context, store backend.Store, keys *keyring.Keys, opts Opt
 	f.db = db
 	f.sync = rootsync.NewSyncer(store, nil, f.rootHeader, f.log)
 	if err := f.start(ctx); err != nil {
-		db.Close()
+		if f.jr != nil {
+			f.jr.f.Close()
+		}
+		f.db.Close()
 		return nil, err
 	}
 	return f, nil
@@ -178,6 +185,9 @@ func (f *FS) localWork() string {
 	why := ""
 	f.db.View(func(tx *bolt.Tx) error {
 		why = localWorkTx(tx)
+		if st, err := os.Stat(filepath.Join(f.dir, journalFile)); why == "" && err == nil && st.Size() > 0 {
+			why = "changes in the journal not yet committed"
+		}
 		return nil
 	})
 	return why
@@ -206,6 +216,14 @@ func (f *FS) freeze(why string) error {
 	f.log.Warn("core: this cache holds work that is not in the store yet; the read-only open shows the cache as it is and changes nothing in it (mount it as a writer, or run a writer command, to store it and see newer changes)",
 		"cache", f.dir, "work", why)
 	path := f.db.Path()
+	if st, err := os.Stat(filepath.Join(f.dir, journalFile)); err == nil && st.Size() > 0 {
+		// The journal holds changes since the last batch commit: they are applied in a
+		// write transaction that is read from and never committed (the db stays open
+		// read-write, which writes nothing to an existing db file).
+		f.frozen = true
+		f.ctx, f.cancel = context.WithCancel(context.Background())
+		return f.overlayJournal()
+	}
 	if err := f.db.Close(); err != nil {
 		return localErr("local state", err)
 	}
@@ -257,6 +275,11 @@ func (f *FS) start(ctx context.Context) error {
 		return errnoErr(syscall.EINVAL, "cache directory %s belongs to another vault; use another --cache directory", f.dir)
 	}
 	if !f.ro {
+		// Before anything reads or changes the working copy: what close(2) and the other
+		// operations acknowledged since the last batch commit (kill -9, power loss).
+		if err := f.replayJournal(); err != nil {
+			return err
+		}
 		if f.writerID, err = f.deviceID(); err != nil {
 			return err
 		}
@@ -325,6 +348,10 @@ func (f *FS) Close() error {
 		f.wg.Wait()
 		f.drainPool()
 		f.mu.Lock()
+		if f.frozen && f.wtx != nil {
+			f.wtx.Rollback() // the journal overlay of a read-only open (freeze)
+			f.wtx = nil
+		}
 		if err := f.commitLocked(); err != nil {
 			errs = append(errs, err)
 		}
@@ -349,6 +376,9 @@ func (f *FS) Close() error {
 		for _, of := range f.open {
 			of.closeFiles()
 		}
+		if f.jr != nil {
+			f.jr.f.Close()
+		}
 		f.mu.Unlock()
 		if err := f.db.Close(); err != nil {
 			errs = append(errs, localErr("closing local state", err))
@@ -365,8 +395,14 @@ func (f *FS) crash() {
 		f.wg.Wait()
 		f.mu.Lock()
 		if f.wtx != nil {
-			f.wtx.Rollback() // what a kill -9 loses: the batch since the last barrier
+			// What a kill -9 loses: the batch since the last commit, which the journal
+			// holds up to the last operation that returned.
+			txJournals.Delete(f.wtx)
+			f.wtx.Rollback()
 			f.wtx = nil
+		}
+		if f.jr != nil {
+			f.jr.f.Close()
 		}
 		f.closed = true
 		for _, of := range f.open {
@@ -388,7 +424,7 @@ func getU64(tx *bolt.Tx, key string) uint64 {
 }
 
 func putU64(tx *bolt.Tx, key string, v uint64) error {
-	return tx.Bucket(bMeta).Put([]byte(key), be64(v))
+	return bput(tx, bMeta, []byte(key), be64(v))
 }
 
 // change marks the namespace changed (a root commit is due) inside a write tx.
@@ -434,13 +470,13 @@ func (f *FS) putInode(tx *bolt.Tx, ino Ino, n *inode) error {
 	if err := markShard(tx, ino); err != nil {
 		return err
 	}
-	return tx.Bucket(bInodes).Put(k, f.lc.seal("inodes", k, encodeInodeRecord(n)))
+	return bput(tx, bInodes, k, f.lc.seal("inodes", k, encodeInodeRecord(n)))
 }
 
 // markShard records that ino's tree shard changed (compared with the chg captured by the
 // next commit, like aux tables).
 func markShard(tx *bolt.Tx, ino Ino) error {
-	return tx.Bucket(bMeta).Put(shardKey(mShDirty, uint64(ino)/shardSize), be64(getU64(tx, mChg)+1))
+	return bput(tx, bMeta, shardKey(mShDirty, uint64(ino)/shardSize), be64(getU64(tx, mChg)+1))
 }
 
 func shardKey(prefix string, shard uint64) []byte { return append([]byte(prefix), be64(shard)...) }
@@ -496,14 +532,14 @@ func (f *FS) putDirent(tx *bolt.Tx, parent Ino, de dirent) error {
 		return err
 	}
 	k := f.lc.direntKey(parent, de.Name)
-	return tx.Bucket(bDirents).Put(k, f.lc.seal("dirents", k, encodeDirent(de)))
+	return bput(tx, bDirents, k, f.lc.seal("dirents", k, encodeDirent(de)))
 }
 
 func (f *FS) delDirent(tx *bolt.Tx, parent Ino, name string, child Ino) error {
 	if err := markShard(tx, child); err != nil {
 		return err
 	}
-	return tx.Bucket(bDirents).Delete(f.lc.direntKey(parent, name))
+	return bdel(tx, bDirents, f.lc.direntKey(parent, name))
 }
 
 // openDirent decrypts and decodes the directory entry stored at key k.

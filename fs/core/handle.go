@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -30,12 +29,10 @@ type openFile struct {
 	spID   uint64
 	spDisk int64 // bytes of sp accounted in f.spoolUsed
 	frozen bool  // sp is recorded in the journal
-	// dirSynced: sp's directory entry is already durable (a pre-created pool file)
-	dirSynced bool
-	dirty     bool // sp has writes not yet flushed
-	src       io.ReaderAt
-	srcSz     int64
-	srcCl     io.Closer
+	dirty  bool  // sp has writes not yet flushed
+	src    io.ReaderAt
+	srcSz  int64
+	srcCl  io.Closer
 
 	amu       sync.Mutex // leaf lock for the attribute overlay
 	overlay_  bool
@@ -377,15 +374,14 @@ func (of *openFile) ensureSpool(emptyOK bool) error {
 	var sp *spoolFile
 	var size int64
 	var err error
-	dirSynced := false
 	if emptyOK {
-		id, sp, dirSynced, err = f.newSpool()
+		id, sp, err = f.newSpool()
 		if err != nil {
 			return localErr("creating spool", err)
 		}
 	} else {
 		for try := 0; ; try++ {
-			id, sp, size, dirSynced, err = of.cowSpool()
+			id, sp, size, err = of.cowSpool()
 			if errors.Is(err, os.ErrNotExist) && try < 3 {
 				continue // the recorded spool was sealed meanwhile
 			}
@@ -398,14 +394,14 @@ func (of *openFile) ensureSpool(emptyOK bool) error {
 	if of.sp != nil {
 		of.sp.Close()
 	}
-	of.sp, of.spID, of.frozen, of.spDisk, of.dirSynced = sp, id, false, 0, dirSynced
+	of.sp, of.spID, of.frozen, of.spDisk = sp, id, false, 0
 	of.account()
 	of.setSize(size, false)
 	return nil
 }
 
 // cowSpool makes a new spool with the current content of the file (of.mu held).
-func (of *openFile) cowSpool() (id uint64, sp *spoolFile, size int64, dirSynced bool, err error) {
+func (of *openFile) cowSpool() (id uint64, sp *spoolFile, size int64, err error) {
 	f := of.f
 	var n inode
 	if err := f.view(func(tx *bolt.Tx) error {
@@ -413,7 +409,7 @@ func (of *openFile) cowSpool() (id uint64, sp *spoolFile, size int64, dirSynced 
 		n, err = f.getInode(tx, of.ino)
 		return err
 	}); err != nil {
-		return 0, nil, 0, false, err
+		return 0, nil, 0, err
 	}
 	var from *spoolFile // a spool to copy held blocks from
 	var base dedup.Content
@@ -429,7 +425,7 @@ func (of *openFile) cowSpool() (id uint64, sp *spoolFile, size int64, dirSynced 
 	case of.sp == nil && n.Spool != 0:
 		rsp, rec, err := f.openRecorded(n.Spool)
 		if err != nil {
-			return 0, nil, 0, false, err
+			return 0, nil, 0, err
 		}
 		defer rsp.Close()
 		from, base, baseLen, size = rsp, rec.Base, rec.BaseLen, n.Size
@@ -437,33 +433,33 @@ func (of *openFile) cowSpool() (id uint64, sp *spoolFile, size int64, dirSynced 
 		base, baseLen, size = n.Ref, n.Ref.Size(), n.Ref.Size()
 	case of.sp == nil:
 	default:
-		return 0, nil, 0, false, eio("copy-on-write", errors.New("open file and inode disagree"))
+		return 0, nil, 0, eio("copy-on-write", errors.New("open file and inode disagree"))
 	}
 	if from != nil {
 		var held [][2]int64
 		if held, err = from.heldBlocks(); err != nil {
-			return 0, nil, 0, false, localErr("reading spool", err)
+			return 0, nil, 0, localErr("reading spool", err)
 		}
 		var bytes int64
 		for _, h := range held {
 			bytes += (h[1] - h[0]) * spoolSlot
 		}
 		if err := f.reserveSpool(bytes); err != nil {
-			return 0, nil, 0, false, err
+			return 0, nil, 0, err
 		}
 		id = f.spoolSeq.Add(1)
 		sp, err = copySpool(from, f.spoolPath(id), f.lc.spool)
 	} else {
-		id, sp, dirSynced, err = f.newSpool()
+		id, sp, err = f.newSpool()
 	}
 	if err != nil {
-		return 0, nil, 0, false, localErr("creating spool", err)
+		return 0, nil, 0, localErr("creating spool", err)
 	}
 	if base.Len() > 0 {
 		r := f.openContent(base)
 		sp.setBase(base, r, r, baseLen)
 	}
-	return id, sp, size, dirSynced, nil
+	return id, sp, size, nil
 }
 
 // openRecorded opens the spool of journal record id over its base, for reading.
@@ -627,9 +623,10 @@ func (f *FS) truncateIno(ino Ino, size int64) error {
 	return errors.Join(err, f.releaseOpen(of))
 }
 
-// Flush is close(2): returns once the spool file and a journal record are fsynced. Only a
-// handle that wrote flushes: closing a reader must not record another handle's half-done
-// writes as a version.
+// Flush is close(2): returns once the spool's data and a journal record are in the kernel
+// (write(2), no fsync: survives kill -9 at once, power loss after the next group commit,
+// docs/core.md). Only a handle that wrote flushes: closing a reader must not record another
+// handle's half-done writes as a version.
 func (h *Handle) Flush() error {
 	err := h.flush()
 	if err != nil {
@@ -640,57 +637,29 @@ func (h *Handle) Flush() error {
 
 func (h *Handle) flush() error {
 	if !h.wrote.Load() {
-		if h.created {
-			return h.f.barrier()
-		}
-		return nil
+		return nil // a create was journaled when it happened
 	}
 	return h.f.flushOpen(h.of)
 }
 
-// barrier commits the namespace batch (a create that close must make durable).
-func (f *FS) barrier() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.closed {
-		return nil
-	}
-	return f.commitLocked()
-}
+// flushOpen records unflushed writes of of: one batch operation points the inode at the
+// spool and adds the pending record; its journal record carries the spool's slot digest
+// (journal.go). No fsync: the group commit makes the spool and the record durable. After
+// it the spool is frozen and queued for sealing.
+func (f *FS) flushOpen(of *openFile) error { return f.recordOpen(of) }
 
-// flushOpen records unflushed writes of of: fsync the spool file (and its directory), then
-// one bbolt transaction points the inode at the spool and adds the journal record. After it
-// the spool is frozen and queued for sealing.
-func (f *FS) flushOpen(of *openFile) error { return f.recordOpen(of, true) }
-
-// recordOpen is flushOpen; with barrier false the bbolt transaction is left in the batch
-// (Fsync: the root commit that follows commits it, and the spool is fsynced before, so
-// whenever the record becomes durable its spool is too).
-func (f *FS) recordOpen(of *openFile, barrier bool) error {
+// recordOpen is flushOpen (Fsync uses it too: the root commit that follows commits the
+// batch, spools first).
+func (f *FS) recordOpen(of *openFile) error {
 	of.mu.Lock()
 	defer of.mu.Unlock()
 	if !of.dirty || of.sp == nil {
-		// Nothing new to record (another handle's close recorded it, or nothing was
-		// written): still a barrier, so what close acknowledges (the create) is durable.
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		if f.closed || !barrier {
-			return nil
-		}
-		return f.commitLocked()
+		return nil // nothing new (another handle's close recorded it, or nothing written)
 	}
 	if of.isUnlinked() {
 		return nil // nothing can name it any more; the data lives until the last Release
 	}
-	if err := of.sp.f.Sync(); err != nil {
-		return localErr("fsync spool", err)
-	}
-	if !of.dirSynced {
-		if err := syncDir(filepath.Join(f.dir, "spool")); err != nil {
-			return localErr("fsync spool directory", err)
-		}
-		of.dirSynced = true
-	}
+	digest := slotDigest(of.sp.nonces)
 	size := of.curSize()
 	of.amu.Lock()
 	mtime := of.mtime
@@ -702,7 +671,7 @@ func (f *FS) recordOpen(of *openFile, barrier bool) error {
 			return err
 		}
 		if old := n.Spool; old != 0 && old != of.spID {
-			if err := tx.Bucket(bPending).Delete(be64(old)); err != nil {
+			if err := bdel(tx, bPending, be64(old)); err != nil {
 				return err
 			}
 			f.dropSpoolAfter(tx, old)
@@ -711,11 +680,17 @@ func (f *FS) recordOpen(of *openFile, barrier bool) error {
 		if err := f.putInode(tx, of.ino, &n); err != nil {
 			return err
 		}
-		return tx.Bucket(bPending).Put(be64(of.spID), encodePending(pendingRec{Ino: of.ino, Size: size,
+		if f.jr != nil {
+			f.jr.cur.checks = append(f.jr.cur.checks, spoolCheck{id: of.spID, digest: digest})
+		}
+		return bput(tx, bPending, be64(of.spID), encodePending(pendingRec{Ino: of.ino, Size: size,
 			Base: of.sp.baseC, BaseLen: of.sp.baseLen}))
 	})
-	if err == nil && barrier {
-		err = f.commitLocked() // the durability barrier of close(2)
+	if err == nil {
+		if f.unsynced == nil {
+			f.unsynced = map[uint64]bool{}
+		}
+		f.unsynced[of.spID] = true
 	}
 	f.mu.Unlock()
 	if err != nil {
@@ -749,7 +724,7 @@ func (h *Handle) fsync(ctx context.Context) error {
 	if f.ro {
 		return nil
 	}
-	if err := f.recordOpen(h.of, false); err != nil {
+	if err := f.recordOpen(h.of); err != nil {
 		return err
 	}
 	if h.of.isUnlinked() {
@@ -790,7 +765,7 @@ func (f *FS) fsyncIno(ctx context.Context, ino Ino) error {
 	}
 	f.mu.Unlock()
 	if of != nil {
-		err := f.recordOpen(of, false)
+		err := f.recordOpen(of)
 		unlinked := of.isUnlinked()
 		if err = errors.Join(err, f.releaseOpen(of)); err != nil || unlinked {
 			return err

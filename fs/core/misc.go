@@ -50,7 +50,7 @@ func (f *FS) putXattr(tx *bolt.Tx, ino Ino, name string, value []byte) error {
 		return err
 	}
 	k := f.lc.xattrKey(ino, name)
-	return tx.Bucket(bXattrs).Put(k, f.lc.seal("xattrs", k, encodeKV([]byte(name), value)))
+	return bput(tx, bXattrs, k, f.lc.seal("xattrs", k, encodeKV([]byte(name), value)))
 }
 
 func (f *FS) GetXattr(ino Ino, name string) ([]byte, error) {
@@ -145,7 +145,7 @@ func (f *FS) RemoveXattr(ino Ino, name string) error {
 		if err := f.putInode(tx, ino, &n); err != nil {
 			return err
 		}
-		return tx.Bucket(bXattrs).Delete(k)
+		return bdel(tx, bXattrs, k)
 	})
 }
 
@@ -159,12 +159,8 @@ func validTable(table string) error {
 }
 
 func (f *FS) putAux(tx *bolt.Tx, table string, key, value []byte) error {
-	b, err := tx.Bucket(bAux).CreateBucketIfNotExists([]byte(table))
-	if err != nil {
-		return err
-	}
 	k := f.lc.auxKey(table, key)
-	return b.Put(k, f.lc.seal("aux:"+table, k, encodeKV(key, value)))
+	return bputAux(tx, table, k, f.lc.seal("aux:"+table, k, encodeKV(key, value)))
 }
 
 // openAux decrypts and decodes the stored aux record v under bbolt key k of table.
@@ -277,7 +273,7 @@ func (f *FS) DeleteAux(table string, key []byte) error {
 		if err := markAux(tx, table, f.lc.auxKey(table, key)); err != nil {
 			return err
 		}
-		return b.Delete(f.lc.auxKey(table, key))
+		return bdelAux(tx, table, f.lc.auxKey(table, key))
 	})
 }
 
@@ -515,7 +511,11 @@ func (f *FS) Status() Status {
 			}
 			return nil
 		})
-		s.PendingSeals = int64(tx.Bucket(bPending).Stats().KeyN)
+		// Counted with a cursor: Stats reads committed pages only, not the running batch.
+		tx.Bucket(bPending).ForEach(func(_, _ []byte) error {
+			s.PendingSeals++
+			return nil
+		})
 		s.PendingCommit = getU64(tx, mChg) != getU64(tx, mCommitted)
 		return nil
 	})

@@ -228,7 +228,6 @@ func (f *FS) Symlink(parent Ino, name, target string) (_ Attr, err error) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	defer f.barrierLocked(&err)
 	var a Attr
 	err = f.update(func(tx *bolt.Tx) error {
 		n := inode{Mode: os.ModeSymlink | 0o777, Nlink: 1, Target: target, Size: int64(len(target))}
@@ -268,7 +267,6 @@ func (f *FS) Link(ino Ino, newParent Ino, newName string) (_ Attr, err error) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	defer f.barrierLocked(&err)
 	var a Attr
 	err = f.update(func(tx *bolt.Tx) error {
 		n, err := f.getInode(tx, ino)
@@ -334,7 +332,7 @@ func (f *FS) dropLink(tx *bolt.Tx, ino Ino, n *inode, parent Ino, name string) e
 	}
 	if f.open[ino] != nil {
 		f.open[ino].setUnlinked()
-		if err := tx.Bucket(bOrphans).Put(be64(uint64(ino)), nil); err != nil {
+		if err := bput(tx, bOrphans, be64(uint64(ino)), []byte{}); err != nil {
 			return err
 		}
 		return f.putInode(tx, ino, n)
@@ -346,7 +344,7 @@ func (f *FS) dropLink(tx *bolt.Tx, ino Ino, n *inode, parent Ino, name string) e
 // spool file goes after the transaction (see dropSpoolLater).
 func (f *FS) deleteInode(tx *bolt.Tx, ino Ino, n *inode) error {
 	if n.Spool != 0 {
-		if err := tx.Bucket(bPending).Delete(be64(n.Spool)); err != nil {
+		if err := bdel(tx, bPending, be64(n.Spool)); err != nil {
 			return err
 		}
 		f.dropSpoolAfter(tx, n.Spool)
@@ -354,17 +352,17 @@ func (f *FS) deleteInode(tx *bolt.Tx, ino Ino, n *inode) error {
 	c := tx.Bucket(bXattrs).Cursor()
 	pre := be64(uint64(ino))
 	for k, _ := c.Seek(pre); k != nil && string(k[:8]) == string(pre); k, _ = c.Seek(pre) {
-		if err := c.Delete(); err != nil {
+		if err := bdel(tx, bXattrs, append([]byte(nil), k...)); err != nil {
 			return err
 		}
 	}
-	if err := tx.Bucket(bOrphans).Delete(pre); err != nil {
+	if err := bdel(tx, bOrphans, pre); err != nil {
 		return err
 	}
 	if err := markShard(tx, ino); err != nil {
 		return err
 	}
-	return tx.Bucket(bInodes).Delete(pre)
+	return bdel(tx, bInodes, pre)
 }
 
 // dropSpoolAfter deletes a spool file once tx has committed (never before: until then the
@@ -455,7 +453,6 @@ func (f *FS) Rename(oldParent Ino, oldName string, newParent Ino, newName string
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	defer f.barrierLocked(&err)
 	return f.update(func(tx *bolt.Tx) error {
 		op, err := f.dirInode(tx, oldParent)
 		if err != nil {

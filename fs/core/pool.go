@@ -1,14 +1,16 @@
 package core
 
 import (
-	"path/filepath"
+	"runtime"
+
+	"golang.org/x/sys/unix"
 )
 
-// Spool pool: a close(2) must make a new spool file durable, which costs an fsync of the
-// spool directory on top of the file's own. A background goroutine keeps a few empty spool
-// files ready whose directory entries were fsynced together, so Flush needs only the
-// file's fsync. Unused pool files are unreferenced spools: Close and the next Open delete
-// them.
+// Spool pool: creating a spool file (open with O_CREAT|O_EXCL, header) costs a directory
+// update; a background goroutine keeps a few empty spool files ready so that the first
+// write after an open does not wait for it. Their directory entries become durable with the
+// group commit that first needs them (batch.go). Unused pool files are unreferenced spools:
+// Close and the next Open delete them.
 
 const poolSize = 8
 
@@ -17,18 +19,18 @@ type pooled struct {
 	sp *spoolFile
 }
 
-// newSpool returns an empty spool file: from the pool (dirSynced) or created now.
-func (f *FS) newSpool() (id uint64, sp *spoolFile, dirSynced bool, err error) {
+// newSpool returns an empty spool file: from the pool or created now.
+func (f *FS) newSpool() (id uint64, sp *spoolFile, err error) {
 	select {
 	case p := <-f.pool:
 		f.kickPool()
-		return p.id, p.sp, true, nil
+		return p.id, p.sp, nil
 	default:
 	}
 	f.kickPool()
 	id = f.spoolSeq.Add(1)
 	sp, err = createSpool(f.spoolPath(id), f.lc.spool)
-	return id, sp, false, err
+	return id, sp, err
 }
 
 func (f *FS) kickPool() {
@@ -40,6 +42,7 @@ func (f *FS) kickPool() {
 
 func (f *FS) poolFiller() {
 	defer f.wg.Done()
+	background()
 	for {
 		select {
 		case <-f.ctx.Done():
@@ -51,19 +54,9 @@ func (f *FS) poolFiller() {
 			id := f.spoolSeq.Add(1)
 			sp, err := createSpool(f.spoolPath(id), f.lc.spool)
 			if err != nil {
-				break // disk full or similar: Flush will create and sync its own
+				break // disk full or similar: the write creates its own
 			}
 			batch = append(batch, pooled{id, sp})
-		}
-		if len(batch) == 0 {
-			continue
-		}
-		if err := syncDir(filepath.Join(f.dir, "spool")); err != nil {
-			for _, p := range batch {
-				p.sp.Close()
-				f.removeSpool(p.id)
-			}
-			continue
 		}
 		for _, p := range batch {
 			f.pool <- p // never blocks: only this goroutine fills, below poolSize
@@ -82,4 +75,14 @@ func (f *FS) drainPool() {
 			return
 		}
 	}
+}
+
+// background makes the calling goroutine's OS thread a low-priority one (nice 10) for the
+// rest of its life: sealing and pool filling yield the CPU to the file operations that a
+// program waits for (docs/perf.md), and catch up when those pause. Fsync and Sync seal on
+// the caller's thread, at its priority. The goroutine must never unlock the thread: when it
+// returns, the runtime ends the thread instead of reusing it.
+func background() {
+	runtime.LockOSThread()
+	unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), 10) // best effort
 }

@@ -46,6 +46,7 @@ func (f *FS) enqueueSeal(id uint64) {
 
 func (f *FS) sealWorker() {
 	defer f.wg.Done()
+	background()
 	for {
 		f.sealMu.Lock()
 		var id uint64
@@ -147,7 +148,7 @@ func (f *FS) sealOne(ctx context.Context, id uint64) error {
 		if tx.Bucket(bPending).Get(be64(id)) == nil {
 			return nil
 		}
-		if err := tx.Bucket(bPending).Delete(be64(id)); err != nil {
+		if err := bdel(tx, bPending, be64(id)); err != nil {
 			return err
 		}
 		f.dropSpoolAfter(tx, id)

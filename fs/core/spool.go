@@ -50,6 +50,10 @@ type spoolFile struct {
 	base    io.ReaderAt   // reads baseC
 	baseCl  io.Closer
 	baseLen int64 // base bytes visible: min(base size, every truncation since)
+
+	// nonces of the slots this spool holds, for the journal's spool check (journal.go);
+	// nil for a spool opened only to be read
+	nonces map[int64][12]byte
 }
 
 // setBase puts the spool over content c (read through r, closed with the spool), of which
@@ -87,7 +91,9 @@ func createSpool(path string, k []byte) (*spoolFile, error) {
 		os.Remove(path)
 		return nil, err
 	}
-	return newSpoolFile(f, spoolKey(k, salt)), nil
+	s := newSpoolFile(f, spoolKey(k, salt))
+	s.nonces = map[int64][12]byte{}
+	return s, nil
 }
 
 // openSpool opens an existing spool file.
@@ -142,7 +148,55 @@ func copySpool(src *spoolFile, path string, k []byte) (*spoolFile, error) {
 		os.Remove(path)
 		return nil, err
 	}
-	return newSpoolFile(f, spoolKey(k, hdr[8:40])), nil
+	s := newSpoolFile(f, spoolKey(k, hdr[8:40]))
+	if s.nonces, err = s.heldNonces(false); err != nil {
+		s.Close()
+		os.Remove(path)
+		return nil, err
+	}
+	return s, nil
+}
+
+// heldNonces returns the nonces of the slots the spool holds; with verify, every slot is
+// authenticated too (a slot whose pages did not all reach the disk fails).
+func (s *spoolFile) heldNonces(verify bool) (map[int64][12]byte, error) {
+	runs, err := s.heldBlocks()
+	if err != nil {
+		return nil, err
+	}
+	out := map[int64][12]byte{}
+	var aad [8]byte
+	for _, r := range runs {
+		for i := r[0]; i < r[1]; i++ {
+			b := s.buf[:12]
+			if verify {
+				b = s.buf
+			}
+			if n, err := s.f.ReadAt(b, slotOff(i)); n < len(b) {
+				if err == nil || err == io.EOF {
+					err = errSpoolAuth
+				}
+				return nil, err
+			}
+			if verify {
+				binary.BigEndian.PutUint64(aad[:], uint64(i))
+				if _, err := s.aead.Open(s.pt[:0], s.buf[:12], s.buf[12:], aad[:]); err != nil {
+					return nil, errSpoolAuth
+				}
+			}
+			out[i] = [12]byte(s.buf[:12])
+		}
+	}
+	return out, nil
+}
+
+// verifiedDigest is the slot digest of what is on disk, every slot authenticated.
+func (s *spoolFile) verifiedDigest() ([32]byte, error) {
+	n, err := s.heldNonces(true)
+	if err != nil {
+		return [32]byte{}, err
+	}
+	return slotDigest(n), nil
 }
 
 func (s *spoolFile) Close() error {
@@ -201,6 +255,9 @@ func (s *spoolFile) writeBlock(i int64, pt []byte) error {
 	}
 	var aad [8]byte
 	binary.BigEndian.PutUint64(aad[:], uint64(i))
+	if s.nonces != nil {
+		s.nonces[i] = [12]byte(nonce)
+	}
 	out := s.aead.Seal(s.buf[:12], nonce, pt, aad[:])
 	_, err := s.f.WriteAt(out, slotOff(i))
 	return err
@@ -274,6 +331,11 @@ func (s *spoolFile) truncate(size, oldSize int64) error {
 		}
 	}
 	if size < oldSize {
+		for i := range s.nonces {
+			if i >= nb {
+				delete(s.nonces, i)
+			}
+		}
 		return s.f.Truncate(slotOff(nb))
 	}
 	return nil

@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// A file being written while other files are closed, renamed and the 200 ms batch
+// A file being written while other files are closed, renamed and the group-commit window
 // commits is not recorded before its own close: after kill -9 it is absent.
 func TestKill9UnflushedNotPersistedByBarriers(t *testing.T) {
 	e := newEnv(t)

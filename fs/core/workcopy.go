@@ -125,12 +125,12 @@ func (f *FS) usersOf(loc dedup.Locator) string {
 const mFresh = "fresh/"
 
 // noteFresh records the chunks of c as uploaded since the last root (inside the sealer's
-// transaction).
+// batch transaction, so it is journaled with the seal swap).
 func noteFresh(tx *bolt.Tx, c dedup.Content) error {
 	chg := be64(getU64(tx, mChg))
 	for i := 0; i < c.Len(); i++ {
 		l := c.ChunkLocator(i)
-		if err := tx.Bucket(bMeta).Put(append([]byte(mFresh), l[:]...), chg); err != nil {
+		if err := bput(tx, bMeta, append([]byte(mFresh), l[:]...), chg); err != nil { // journaled like the swap
 			return err
 		}
 	}
