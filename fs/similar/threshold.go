@@ -44,3 +44,49 @@ func AutoThreshold(n int) float32 {
 	t = math.Ceil(t*1000-1e-9) / 1000
 	return float32(min(t, MaxAutoThreshold))
 }
+
+// The verification floor (verify.go; docs/similar.md, Verification). Pairs from the floor up
+// to the threshold are candidates, kept only when their Local descriptors confirm them. The
+// floor is the lowest of candidateRates whose candidates, among n photos, stay within
+// MaxCandidatesPerPhoto per photo (the verification work per new photo) and expect, with
+// the verifier's false-pass rate verifyFalsePass, fewer than MaxExpectedFalse false matches
+// together with the threshold's own.
+const (
+	// MaxCandidatesPerPhoto bounds the verifications a new photo costs (about 0.15 ms each).
+	MaxCandidatesPerPhoto = 300
+	// verifyFalsePass is the share of unrelated candidate pairs the verifier passes, measured
+	// with bench/similar-calibrate (docs/similar.md).
+	verifyFalsePass = 1.5e-5
+)
+
+// candidateRates is the share of unrelated pairs scoring at least 0.88, 0.89, ... 0.92: the
+// higher of the rates measured on neardup DEV's unrelated pairs and on the background set
+// (bench/similar-calibrate). Above 0.92, the tail model.
+var candidateRates = []float64{0.22, 0.075, 0.0136, 1.31e-3, 5.4e-5}
+
+// candidateRate is the share of unrelated pairs scoring at least the floor f (f >= 0.88).
+func candidateRate(f float32) float64 {
+	if i := int(math.Round((float64(f) - 0.88) * 100)); i < len(candidateRates) {
+		return candidateRates[max(i, 0)]
+	}
+	return tailP * math.Exp(-(float64(f)-tailU)/tailScale)
+}
+
+// AutoVerifyFloor is the verification floor for n photos (0.88 for small libraries, 0.93 at
+// 100,000): the lowest of 0.88, 0.89, ... below AutoThreshold(n) within the bounds above; the
+// threshold itself when none is.
+func AutoVerifyFloor(n int) float32 {
+	t := AutoThreshold(n)
+	pairs := float64(n) * float64(max(n-1, 0)) / 2
+	budget := MaxExpectedFalse - ExpectedFalseMatches(n, t)
+	for i := 0; ; i++ {
+		f := float32(math.Round(88+float64(i)) / 100)
+		if f >= t {
+			return t
+		}
+		rate := candidateRate(f)
+		if float64(n)*rate <= MaxCandidatesPerPhoto && pairs*rate*verifyFalsePass < budget {
+			return f
+		}
+	}
+}

@@ -61,3 +61,27 @@ func TestIndexerAutoThreshold(t *testing.T) {
 		x.Close()
 	}
 }
+
+// TestAutoVerifyFloor: 0.88 for small libraries, rising with the library (the candidates per
+// photo and the verifier's expected false passes stay bounded), never above the threshold.
+func TestAutoVerifyFloor(t *testing.T) {
+	if f := AutoVerifyFloor(500); f != 0.88 {
+		t.Errorf("500 photos: floor %v, want 0.88", f)
+	}
+	prev := float32(0)
+	for _, n := range []int{0, 2, 100, 1000, 2000, 5000, 10_000, 30_000, 100_000, 1_000_000} {
+		f, th := AutoVerifyFloor(n), AutoThreshold(n)
+		t.Logf("%d photos: floor %.3f, threshold %.3f", n, f, th)
+		if f < prev || f > th {
+			t.Errorf("%d photos: floor %v (previous %v, threshold %v)", n, f, prev, th)
+		}
+		prev = f
+		pairs := float64(n) * float64(max(n-1, 0)) / 2
+		if f < th {
+			rate := candidateRate(f)
+			if float64(n)*rate > MaxCandidatesPerPhoto || pairs*rate*verifyFalsePass+ExpectedFalseMatches(n, th) >= MaxExpectedFalse {
+				t.Errorf("%d photos: floor %v breaks its bounds", n, f)
+			}
+		}
+	}
+}
