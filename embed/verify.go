@@ -169,6 +169,23 @@ func Verify(a, b Local, p VerifyParams) (Verdict, error) {
 	return v, nil
 }
 
+// VerifyEmbeddings verifies a pair of photos under the alignment (plain, or one photo
+// mirrored) in which their vectors are closest, with that alignment's Local descriptors.
+func VerifyEmbeddings(a, b Embedding, p VerifyParams) (Verdict, error) {
+	if len(a.Vector) != len(b.Vector) || len(a.Mirror) != len(a.Vector) || len(b.Mirror) != len(b.Vector) {
+		return Verdict{}, ErrLocalShape
+	}
+	plain := Cosine(a.Vector, b.Vector)
+	ma, mb := Cosine(a.Mirror, b.Vector), Cosine(a.Vector, b.Mirror)
+	la, lb := a.Local, b.Local
+	if ma > plain && ma >= mb {
+		la = a.LocalMirror
+	} else if mb > plain {
+		lb = b.LocalMirror
+	}
+	return Verify(la, lb, p)
+}
+
 // Pass reports whether the verdict confirms the pair under p.
 func (v Verdict) Pass(p VerifyParams) bool { return v.Inliers >= p.MinIn }
 

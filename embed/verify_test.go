@@ -76,3 +76,20 @@ func encodeAndDecode(t *testing.T, img image.Image, q int) image.Image {
 	}
 	return d
 }
+
+// BenchmarkVerify: one verification of two 7x7x96 descriptors (docs/similar.md gives the
+// cost per candidate pair).
+func BenchmarkVerify(b *testing.B) {
+	fm := func(seed int64) FeatureMap {
+		img := photo(seed, 14, 14)
+		f := FeatureMap{H: 14, W: 14, C: 96, Data: make([]float32, 14*14*96)}
+		for i := range f.Data {
+			f.Data[i] = float32(img.Pix[(i/96)*4+i%3]) * float32(1+i%7)
+		}
+		return f
+	}
+	x, y := LocalOf(fm(1), LocalGrid), LocalOf(fm(2), LocalGrid)
+	for i := 0; i < b.N; i++ {
+		Verify(x, y, DefaultVerify)
+	}
+}

@@ -120,6 +120,7 @@ func TestDecodeFormats(t *testing.T) {
 		{"rle8.bmp", "bmp", []string{"-colors", "200", "-type", "Palette"}, 0.01},
 		{"rle8-16colours.bmp", "bmp", []string{"-colors", "16", "-type", "Palette", "-compress", "RLE"}, 0.01},
 		{"rle8-v3.bmp", "bmp", []string{"-colors", "64", "-type", "Palette"}, 0.01},
+		{"bilevel.bmp", "bmp", []string{"-monochrome", "-compress", "None"}, 0.01},
 		{"gray16.png", "png", []string{"-colorspace", "Gray", "-depth", "16"}, 0.6},
 		{"rgba16.png", "png", []string{"-alpha", "set", "-channel", "A", "-evaluate", "set", "50%", "+channel", "-depth", "16"}, 0.6},
 		{"cmyk-progressive.jpg", "jpeg", []string{"-colorspace", "CMYK", "-interlace", "JPEG"}, 4},

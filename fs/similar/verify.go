@@ -83,28 +83,18 @@ func (x *Indexer) entryOf(id index.ID) (index.Entry, bool) {
 	return e, true
 }
 
-// verifyEntries reports whether the Local descriptors of a and b confirm the pair, under the
-// alignment (plain or one photo mirrored) in which their vectors are closest.
+// verifyEntries reports whether the Local descriptors of a and b confirm the pair
+// (embed.VerifyEmbeddings: under the alignment in which their vectors are closest).
 func verifyEntries(a, b index.Entry) bool {
-	if a.Local == nil || b.Local == nil || len(a.Vector) != len(b.Vector) {
+	if a.Local == nil || b.Local == nil {
 		return false
 	}
-	loc := func(e index.Entry, mirror bool) embed.Local {
-		c := e.Local
-		if mirror {
-			c = e.LocalMirror
-		}
-		return embed.Local{Grid: e.LocalGrid, C: e.LocalC, Cells: c}
+	emb := func(e index.Entry) embed.Embedding {
+		return embed.Embedding{Vector: e.Vector, Mirror: e.Mirror,
+			Local:       embed.Local{Grid: e.LocalGrid, C: e.LocalC, Cells: e.Local},
+			LocalMirror: embed.Local{Grid: e.LocalGrid, C: e.LocalC, Cells: e.LocalMirror}}
 	}
-	plain := embed.Cosine(a.Vector, b.Vector)
-	ma, mb := embed.Cosine(a.Mirror, b.Vector), embed.Cosine(a.Vector, b.Mirror)
-	la, lb := loc(a, false), loc(b, false)
-	if ma > plain && ma >= mb {
-		la = loc(a, true)
-	} else if mb > plain {
-		lb = loc(b, true)
-	}
-	v, err := embed.Verify(la, lb, embed.DefaultVerify)
+	v, err := embed.VerifyEmbeddings(emb(a), emb(b), embed.DefaultVerify)
 	return err == nil && v.Pass(embed.DefaultVerify)
 }
 
