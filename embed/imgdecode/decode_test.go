@@ -121,6 +121,9 @@ func TestDecodeFormats(t *testing.T) {
 		{"rle8-16colours.bmp", "bmp", []string{"-colors", "16", "-type", "Palette", "-compress", "RLE"}, 0.01},
 		{"rle8-v3.bmp", "bmp", []string{"-colors", "64", "-type", "Palette"}, 0.01},
 		{"bilevel.bmp", "bmp", []string{"-monochrome", "-compress", "None"}, 0.01},
+		// OS/2 12-byte headers (bmpcore.go).
+		{"os2-pal.bmp", "bmp", []string{"-colors", "16", "-type", "Palette"}, 0.01},
+		{"os2-rgb.bmp", "bmp", []string{"-type", "TrueColor"}, 0.01},
 		{"gray16.png", "png", []string{"-colorspace", "Gray", "-depth", "16"}, 0.6},
 		{"rgba16.png", "png", []string{"-alpha", "set", "-channel", "A", "-evaluate", "set", "50%", "+channel", "-depth", "16"}, 0.6},
 		{"cmyk-progressive.jpg", "jpeg", []string{"-colorspace", "CMYK", "-interlace", "JPEG"}, 4},
@@ -137,6 +140,8 @@ func TestDecodeFormats(t *testing.T) {
 				args, out = []string{src, "-colors", "16"}, "PNG8:"+p
 			case "rle8-v3.bmp":
 				out = "BMP3:" + p // 40-byte header
+			case "os2-pal.bmp", "os2-rgb.bmp":
+				out = "BMP2:" + p
 			}
 			convert(t, append(args, out)...)
 			f, err := os.Open(p)
