@@ -2,6 +2,7 @@ package similar
 
 import (
 	"io"
+	"sort"
 
 	"github.com/imgfs/imgfs/embed"
 	"github.com/imgfs/imgfs/embed/index"
@@ -102,6 +103,13 @@ func verifyEntries(a, b index.Entry) bool {
 // verify. self, when not nil, is the entry of every pair's A (a photo just embedded).
 func (x *Indexer) keepVerified(ps []index.Pair, self *index.Entry) []index.Pair {
 	t := x.cfg.Threshold
+	// Pairs grouped by A, so A's entry stays cached while its candidates are verified.
+	sort.Slice(ps, func(i, j int) bool {
+		if ps[i].A != ps[j].A {
+			return ps[i].A < ps[j].A
+		}
+		return ps[i].B < ps[j].B
+	})
 	cache := map[index.ID]*index.Entry{}
 	get := func(id index.ID) *index.Entry {
 		if self != nil && len(ps) > 0 && id == ps[0].A {
@@ -110,8 +118,8 @@ func (x *Indexer) keepVerified(ps []index.Pair, self *index.Entry) []index.Pair 
 		if e, ok := cache[id]; ok {
 			return e
 		}
-		if len(cache) >= 4096 {
-			clear(cache) // bounded memory at mount; pairs come grouped by photo
+		if len(cache) >= 1024 {
+			clear(cache) // bounded memory at mount: about 17 KB an entry
 		}
 		var p *index.Entry
 		if e, ok := x.entryOf(id); ok {
