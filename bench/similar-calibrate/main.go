@@ -482,7 +482,7 @@ func background(m *embed.Model, dev [][2][]float32, devLocs [][2]embed.Local, li
 	for _, t := range []float64{0.93, 0.94, 0.95, 0.96, 0.97, 0.98} {
 		fmt.Printf("| %.2f | %.1e | %.1f |\n", t, tail(t), tail(t)*5e9)
 	}
-	verifyBackground(all, allLocs, score, unrelated, total, nd, tail, vFloor, vThresh)
+	verifyBackground(all, allLocs, score, unrelated, total, nd, tail, vFloor, vThresh, name)
 }
 
 // verifyBackground measures the verification stage on the unrelated pairs: how many the
@@ -490,7 +490,7 @@ func background(m *embed.Model, dev [][2][]float32, devLocs [][2]embed.Local, li
 // tail of the candidates' inlier counts (fitted on half the candidates, checked on the
 // other half) for the per-candidate false-pass rate that 2.9 million pairs cannot measure
 // at a 100,000-photo library's level (docs/similar.md, Verification).
-func verifyBackground(all [][2][]float32, locs [][2]embed.Local, score map[[2]int]float32, unrelated func(a, b int) bool, total int64, nd int, tail func(float64) float64, vFloor, vThresh float32) {
+func verifyBackground(all [][2][]float32, locs [][2]embed.Local, score map[[2]int]float32, unrelated func(a, b int) bool, total int64, nd int, tail func(float64) float64, vFloor, vThresh float32, name func(int) string) {
 	cand := map[[2]int]float32{}
 	for k, s := range score {
 		if unrelated(k[0], k[1]) && s >= 0.88 {
@@ -500,7 +500,7 @@ func verifyBackground(all [][2][]float32, locs [][2]embed.Local, score map[[2]in
 	ins := verifyPairs(all, locs, cand, 0.88)
 	K := embed.DefaultVerify.MinIn
 	fmt.Printf("\nverification of the unrelated pairs (%d pairs scoring >= 0.88 verified; pass: >= %d inliers)\n\n", len(ins), K)
-	fmt.Println("| floor | candidates below the threshold | verified (false) | of them DEV x background | per-candidate pass rate | shown unrelated pairs at the threshold too | pair FPR |")
+	fmt.Println("| floor | candidates below the threshold | verified (false) | per-candidate pass rate | shown unrelated pairs at the threshold too | pair FPR | DEV x background: candidates, verified, pass rate |")
 	fmt.Println("|---|---|---|---|---|---|---|")
 	above := 0
 	for _, s := range cand {
@@ -509,12 +509,15 @@ func verifyBackground(all [][2][]float32, locs [][2]embed.Local, score map[[2]in
 		}
 	}
 	for _, f := range []float32{0.88, 0.89, 0.9, 0.91, 0.92, 0.93} {
-		var c, pass, passDev int
+		var c, pass, cDev, passDev int
 		for k, s := range cand {
 			if s < f || s >= vThresh {
 				continue
 			}
 			c++
+			if k[0] < nd {
+				cDev++
+			}
 			if ins[k] >= K {
 				pass++
 				if k[0] < nd {
@@ -522,7 +525,30 @@ func verifyBackground(all [][2][]float32, locs [][2]embed.Local, score map[[2]in
 				}
 			}
 		}
-		fmt.Printf("| %.2f | %d | %d | %d | %.1e | %d | %.1e |\n", f, c, pass, passDev, float64(pass)/float64(max(c, 1)), pass+above, float64(pass+above)/float64(total))
+		fmt.Printf("| %.2f | %d | %d | %.1e | %d | %.1e | %d, %d, %.1e |\n", f, c, pass, float64(pass)/float64(max(c, 1)), pass+above, float64(pass+above)/float64(total),
+			cDev, passDev, float64(passDev)/float64(max(cDev, 1)))
+	}
+	type vp struct {
+		k  [2]int
+		in int
+	}
+	var vps []vp
+	for k, in := range ins {
+		if in >= K && cand[k] < vThresh {
+			vps = append(vps, vp{k, in})
+		}
+	}
+	sort.Slice(vps, func(i, j int) bool {
+		if (vps[i].k[0] < nd) != (vps[j].k[0] < nd) {
+			return vps[i].k[0] < nd
+		}
+		return vps[i].in > vps[j].in
+	})
+	fmt.Println("\nverified unrelated pairs (DEV x background first, then most inliers):")
+	for i, p := range vps {
+		if i < 40 {
+			fmt.Printf("  %d inliers, score %.4f: %s %s\n", p.in, cand[p.k], name(p.k[0]), name(p.k[1]))
+		}
 	}
 	// Inlier counts of the candidates from 0.88: geometric tail over u, fitted on half.
 	var half [2][]int

@@ -62,7 +62,7 @@ type Config struct {
 	// ReadOnly (a read-only mount): serve the stored index, embed nothing, write nothing.
 	ReadOnly bool
 	// VerifyFloor is the lowest score of a candidate pair that the verification stage
-	// (verify.go) may confirm: 0: AutoVerifyFloor of the number of photos; negative: off.
+	// (verify.go) may confirm: 0: automatic (threshold.go); negative: off.
 	VerifyFloor float32
 }
 
@@ -314,12 +314,7 @@ func (x *Indexer) Start(v Vault) error {
 			photos++
 		}
 	}
-	if x.auto {
-		x.cfg.Threshold = AutoThreshold(photos)
-	}
-	if x.cfg.VerifyFloor == 0 {
-		x.verifyFloor = AutoVerifyFloor(photos)
-	}
+	x.setThresholds(photos)
 	x.inoID, x.inos, x.noImage, x.stale = inoID, inos, noImage, stale
 	x.started = true
 	for _, it := range q {

@@ -47,16 +47,22 @@ func AutoThreshold(n int) float32 {
 
 // The verification floor (verify.go; docs/similar.md, Verification). Pairs from the floor up
 // to the threshold are candidates, kept only when their Local descriptors confirm them. The
-// floor is the lowest of candidateRates whose candidates, among n photos, stay within
+// floor is the lowest of 0.88, 0.89, ... whose candidates, among n photos, stay within
 // MaxCandidatesPerPhoto per photo (the verification work per new photo) and expect, with
 // the verifier's false-pass rate verifyFalsePass, fewer than MaxExpectedFalse false matches
 // together with the threshold's own.
 const (
 	// MaxCandidatesPerPhoto bounds the verifications a new photo costs (about 0.15 ms each).
 	MaxCandidatesPerPhoto = 300
-	// verifyFalsePass is the share of unrelated candidate pairs the verifier passes, measured
-	// with bench/similar-calibrate (docs/similar.md).
-	verifyFalsePass = 1.5e-5
+	// verifyFalsePass is the share of unrelated candidate pairs of real photos the verifier
+	// passes: 9 of 180,166 DEV x background candidates from 0.88 (5.0e-5), 0 of DEV's own
+	// (bench/similar-calibrate; docs/similar.md says where it fails: objects cut out on a
+	// plain background).
+	verifyFalsePass = 5e-5
+	// MinVerifiedThreshold is the lowest automatic threshold when pairs below it are
+	// verified: unverified pairs from 0.93 would spend the false-match budget the verified
+	// candidates need, and the verifier confirms nearly all true pairs there.
+	MinVerifiedThreshold = 0.94
 )
 
 // candidateRates is the share of unrelated pairs scoring at least 0.88, 0.89, ... 0.92: the
@@ -72,11 +78,9 @@ func candidateRate(f float32) float64 {
 	return tailP * math.Exp(-(float64(f)-tailU)/tailScale)
 }
 
-// AutoVerifyFloor is the verification floor for n photos (0.88 for small libraries, 0.93 at
-// 100,000): the lowest of 0.88, 0.89, ... below AutoThreshold(n) within the bounds above; the
-// threshold itself when none is.
-func AutoVerifyFloor(n int) float32 {
-	t := AutoThreshold(n)
+// VerifyFloor is the verification floor for n photos under threshold t: the lowest of 0.88,
+// 0.89, ... below t within the bounds above; t itself when none is.
+func VerifyFloor(n int, t float32) float32 {
 	pairs := float64(n) * float64(max(n-1, 0)) / 2
 	budget := MaxExpectedFalse - ExpectedFalseMatches(n, t)
 	for i := 0; ; i++ {
@@ -89,4 +93,17 @@ func AutoVerifyFloor(n int) float32 {
 			return f
 		}
 	}
+}
+
+// AutoThresholds is the automatic threshold and verification floor of n photos when pairs
+// are verified: the threshold is at least MinVerifiedThreshold, and the floor is
+// VerifyFloor's (0.94 and 0.88 up to about 1,500 photos; 0.956 and 0.93 at 100,000). When
+// no floor fits below it, the threshold is AutoThreshold(n) and there is no verification.
+func AutoThresholds(n int) (threshold, floor float32) {
+	t := max(AutoThreshold(n), MinVerifiedThreshold)
+	if f := VerifyFloor(n, t); f < t {
+		return t, f
+	}
+	t = AutoThreshold(n)
+	return t, t
 }

@@ -46,6 +46,26 @@ func (x *Indexer) embedEntry(r io.Reader) (ent index.Entry, err error) {
 	return ent, err
 }
 
+// setThresholds sets the mount's threshold (when automatic) and verification floor for a
+// library of n photos (threshold.go). Without Local descriptors (an Embedder that is not a
+// FullEmbedder) or with verification off there is no floor.
+func (x *Indexer) setThresholds(n int) {
+	_, full := x.emb.(FullEmbedder)
+	switch verify := full && x.cfg.VerifyFloor >= 0; {
+	case !verify:
+		if x.auto {
+			x.cfg.Threshold = AutoThreshold(n)
+		}
+		x.verifyFloor = 0
+	case x.auto && x.cfg.VerifyFloor == 0:
+		x.cfg.Threshold, x.verifyFloor = AutoThresholds(n)
+	case x.auto:
+		x.cfg.Threshold = AutoThreshold(n)
+	case x.cfg.VerifyFloor == 0:
+		x.verifyFloor = VerifyFloor(n, x.cfg.Threshold)
+	}
+}
+
 // floor is the lowest score in the graph: the verification floor when candidates are
 // verified, else the threshold.
 func (x *Indexer) floor() float32 {
