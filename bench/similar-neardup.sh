@@ -6,6 +6,7 @@
 # ones, docs/similar.md), and scores them with neardup/score.py: the decision column says
 # whether .similar/ shows the pair; a second run ranks the shown pairs first (score + 1).
 #   bash bench/similar-neardup.sh [ND_DIR]   (default /tmp/nd; made with make-variants.sh -s dev-v1)
+#   SIMND_OUT=DIR keeps preds.tsv, rank.tsv and shown.json there.
 set -euo pipefail
 ND=${1:-/tmp/nd}
 SHARED=${SHARED:-/work/shared/neardup}
@@ -32,5 +33,6 @@ with open(sys.argv[3], "w") as f, open(sys.argv[4], "w") as r:
         r.write("%s\t%s\t%.6f\t%d\n" % (key(p) + (p["score"] + d, d)))
 PY
 echo "pairs shown by .similar/: $(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1])).get("pairs", [])))' $T/shown.json) (floor $TH)"
+[ -z "${SIMND_OUT:-}" ] || { mkdir -p "$SIMND_OUT" && cp $T/preds.tsv $T/rank.tsv $T/shown.json "$SIMND_OUT/"; }
 python3 "$SHARED/score.py" --name "imgfs .similar (mount, shown pairs; ranked by score)" $T/preds.tsv "$ND/truth.tsv"
 python3 "$SHARED/score.py" --name "imgfs .similar (mount, shown pairs first)" $T/rank.tsv "$ND/truth.tsv"

@@ -171,7 +171,23 @@ func Verify(a, b Local, p VerifyParams) (Verdict, error) {
 
 // VerifyEmbeddings verifies a pair of photos under the alignment (plain, or one photo
 // mirrored) in which their vectors are closest, with that alignment's Local descriptors.
+// Verify is not symmetric (the distinctiveness test looks from the first photo, and which
+// photo is mirrored matters), so the pair is checked both ways and the weaker verdict is
+// returned: the result does not depend on the order in which the photos arrived.
 func VerifyEmbeddings(a, b Embedding, p VerifyParams) (Verdict, error) {
+	v, err := verifyAligned(a, b, p)
+	if err != nil {
+		return v, err
+	}
+	w, err := verifyAligned(b, a, p)
+	if err != nil || w.Inliers < v.Inliers {
+		return w, err
+	}
+	return v, nil
+}
+
+// verifyAligned is VerifyEmbeddings one way: a's descriptor against b's.
+func verifyAligned(a, b Embedding, p VerifyParams) (Verdict, error) {
 	if len(a.Vector) != len(b.Vector) || len(a.Mirror) != len(a.Vector) || len(b.Mirror) != len(b.Vector) {
 		return Verdict{}, ErrLocalShape
 	}

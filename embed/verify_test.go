@@ -62,7 +62,17 @@ func TestVerify(t *testing.T) {
 	check("mirror, mirror descriptor", ea.LocalMirror, em.Local, true)
 	check("mirror, plain descriptor", ea.Local, em.Local, false)
 	for seed := int64(2); seed < 6; seed++ {
-		check("unrelated", ea.Local, emb(photo(seed, 640, 480)).Local, false)
+		eo := emb(photo(seed, 640, 480))
+		check("unrelated", ea.Local, eo.Local, false)
+		// VerifyEmbeddings does not depend on the order of the two photos.
+		v1, err1 := VerifyEmbeddings(ea, eo, p)
+		v2, err2 := VerifyEmbeddings(eo, ea, p)
+		if err1 != nil || err2 != nil || v1.Inliers != v2.Inliers || v1.Pass(p) {
+			t.Errorf("VerifyEmbeddings: %d inliers one way, %d the other (%v, %v)", v1.Inliers, v2.Inliers, err1, err2)
+		}
+	}
+	if v, err := VerifyEmbeddings(em, ea, p); err != nil || !v.Pass(p) {
+		t.Errorf("VerifyEmbeddings of a mirrored copy: %+v, %v", v, err)
 	}
 	if _, err := Verify(ea.Local, Local{Grid: 3, C: 96, Cells: make([]int8, 9*96)}, p); err == nil {
 		t.Error("descriptors of different shapes compared")
