@@ -54,10 +54,10 @@ func AutoThreshold(n int) float32 {
 const (
 	// MaxCandidatesPerPhoto bounds the verifications a new photo costs (about 0.15 ms each).
 	MaxCandidatesPerPhoto = 300
-	// verifyFalsePass is the share of unrelated candidate pairs of real photos the verifier
-	// passes: 9 of 180,166 DEV x background candidates from 0.88 (5.0e-5), 0 of DEV's own
-	// (bench/similar-calibrate; docs/similar.md says where it fails: objects cut out on a
-	// plain background).
+	// verifyFalsePass bounds the share of unrelated candidate pairs of real photos the
+	// verifier passes: 4 of 180,166 DEV x background candidates from 0.88 (2.2e-5), 0 of
+	// about 163,000 of DEV's own (bench/similar-calibrate); rounded up. docs/similar.md says
+	// where it fails: objects cut out on a plain background.
 	verifyFalsePass = 5e-5
 	// MinVerifiedThreshold is the lowest automatic threshold when pairs below it are
 	// verified: unverified pairs from 0.93 would spend the false-match budget the verified
