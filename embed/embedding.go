@@ -23,12 +23,16 @@ type Recipe struct {
 	Flip   bool     // average the pooled features of the image and its mirror image
 	Power  float64  // signed power normalisation of each pooled vector (0: none)
 	Trim   bool     // cut off uniform borders before resampling (trim.go)
+	// Local is the side of the cell grid of the verification descriptor (verify.go) taken
+	// from the first layer's map; 0: none.
+	Local int
 }
 
 // DefaultRecipe was chosen by measured near-duplicate quality (docs/embed.md): max pooling of
 // MobileNetV2's 14x14x96 block_12_add output over a 3x3 grid, 9 cells x 96 = 864 dimensions.
 // Uniform borders are trimmed first (trim.go).
-var DefaultRecipe = Recipe{Layers: []string{"block_12_add"}, Pool: "max", Grid: 3, Trim: true}
+// Each photo also gets a 7x7-cell Local descriptor of the same map for verification.
+var DefaultRecipe = Recipe{Layers: []string{"block_12_add"}, Pool: "max", Grid: 3, Trim: true, Local: LocalGrid}
 
 // recipeVersion counts changes to how Recipe fields are interpreted (or to preprocessing).
 // 2: EXIF orientation applied; JPEGs decoded at reduced DCT scale (Decode).
@@ -54,6 +58,9 @@ func (r Recipe) String() string {
 	}
 	if r.Trim {
 		b.WriteString(":trim")
+	}
+	if r.Local > 0 {
+		fmt.Fprintf(&b, ":local%d", r.Local)
 	}
 	return b.String()
 }
@@ -83,6 +90,9 @@ func (r Recipe) validate(m *Model) error {
 		if n := m.nodes[m.byName[l]]; n.h < r.Grid || n.w < r.Grid {
 			return fmt.Errorf("embed: layer %s (%dx%d) is smaller than a %d-cell grid", l, n.h, n.w, r.Grid)
 		}
+	}
+	if n := m.nodes[m.byName[r.Layers[0]]]; r.Local != 0 && (r.Local < 2 || r.Local > n.h || r.Local > n.w) {
+		return fmt.Errorf("embed: local grid %d does not fit layer %s (%dx%d)", r.Local, r.Layers[0], n.h, n.w)
 	}
 	if r.Power < 0 || r.Power > 4 {
 		return errors.New("embed: power normalisation exponent must be in [0, 4]")
@@ -127,7 +137,8 @@ func (m *Model) Embed(img image.Image) ([]float32, error) {
 	if err != nil {
 		return nil, err
 	}
-	return m.embedInput(rgba, false)
+	vec, _, err := m.embedInput(rgba, false)
+	return vec, err
 }
 
 // EmbedMirror computes the embedding vectors of img and of its mirror image (left-right),
@@ -135,17 +146,24 @@ func (m *Model) Embed(img image.Image) ([]float32, error) {
 // query with both finds a mirrored copy whichever of the two was indexed first
 // (docs/similar.md).
 func (m *Model) EmbedMirror(img image.Image) (vec, mirror []float32, err error) {
+	e, err := m.embedBoth(img)
+	return e.Vector, e.Mirror, err
+}
+
+// embedBoth computes the vectors and Local descriptors of img and of its mirror image.
+func (m *Model) embedBoth(img image.Image) (Embedding, error) {
 	rgba, err := m.input(img)
 	if err != nil {
-		return nil, nil, err
+		return Embedding{}, err
 	}
-	if vec, err = m.embedInput(rgba, false); err != nil {
-		return nil, nil, err
+	var e Embedding
+	if e.Vector, e.Local, err = m.embedInput(rgba, false); err != nil {
+		return Embedding{}, err
 	}
-	if mirror, err = m.embedInput(rgba, true); err != nil {
-		return nil, nil, err
+	if e.Mirror, e.LocalMirror, err = m.embedInput(rgba, true); err != nil {
+		return Embedding{}, err
 	}
-	return vec, mirror, nil
+	return e, nil
 }
 
 // input preprocesses img for the network (docs/embed.md, Preprocessing).
@@ -156,11 +174,13 @@ func (m *Model) input(img image.Image) (*image.RGBA, error) {
 	return toInput(img, m.in.Width, m.in.Height, m.recipe.Trim)
 }
 
-// embedInput runs the recipe on a preprocessed image (mirrored when flip).
-func (m *Model) embedInput(rgba *image.RGBA, flip bool) ([]float32, error) {
+// embedInput runs the recipe on a preprocessed image (mirrored when flip): the vector, and
+// the Local descriptor when the recipe asks for one.
+func (m *Model) embedInput(rgba *image.RGBA, flip bool) ([]float32, Local, error) {
 	r := m.recipe
 	x := make([]float32, m.in.Width*m.in.Height*3)
 	var pooled [][]float32
+	var loc Local
 	passes := 1
 	if r.Flip {
 		passes = 2
@@ -169,7 +189,10 @@ func (m *Model) embedInput(rgba *image.RGBA, flip bool) ([]float32, error) {
 		tensorInput(rgba, (p == 1) != flip, x)
 		fms, err := m.Forward(x, r.Layers...)
 		if err != nil {
-			return nil, err
+			return nil, Local{}, err
+		}
+		if p == 0 && r.Local > 0 {
+			loc = LocalOf(fms[0], r.Local)
 		}
 		var cells []FeatureMap
 		for _, fm := range fms {
@@ -203,7 +226,7 @@ func (m *Model) embedInput(rgba *image.RGBA, flip bool) ([]float32, error) {
 		}
 		out = append(out, Normalize(v)...)
 	}
-	return Normalize(out), nil
+	return Normalize(out), loc, nil
 }
 
 // GridCells splits fm into n x n cells (row-major; cell i spans rows i*H/n to (i+1)*H/n).
@@ -244,6 +267,9 @@ type Embedding struct {
 	PHash   uint64    // 64-bit DCT perceptual hash (embed/phash) of the same decoded image
 	DHash   uint64    // 64-bit difference hash
 	ModelID string    // Model.Version() at the time: recompute when it differs
+	// Local and LocalMirror are the verification descriptors (verify.go) of the image and
+	// of its mirror image; empty when the recipe has none.
+	Local, LocalMirror Local
 }
 
 // MaxPixels is the default cap on an image's declared width*height (decompression bombs).
@@ -284,10 +310,11 @@ func EmbedFile(m *Model, r io.Reader) (Embedding, error) {
 	if err != nil {
 		return Embedding{}, err
 	}
-	v, mv, err := m.EmbedMirror(img)
+	e, err := m.embedBoth(img)
 	if err != nil {
 		return Embedding{}, err
 	}
-	ph, dh := phash.Hashes(img)
-	return Embedding{Vector: v, Mirror: mv, PHash: ph, DHash: dh, ModelID: m.Version()}, nil
+	e.PHash, e.DHash = phash.Hashes(img)
+	e.ModelID = m.Version()
+	return e, nil
 }

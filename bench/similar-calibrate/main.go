@@ -8,7 +8,10 @@
 // -preds writes every pair with a score of at least -floor in neardup/score.py's format;
 // -hashes writes the pHash/dHash baselines; -bg measures the false-positive rate on
 // unrelated background photos (bench/fetch-background.sh) and fits the tail model
-// (docs/similar.md).
+// (docs/similar.md). Pairs between the verification floor (-floor-verify) and the threshold
+// (-threshold) are verified with the photos' Local descriptors as the indexer does: the
+// -preds file's decision column says whether .similar/ shows the pair, and PREDS.rank.tsv
+// ranks shown pairs first (score + 1); -bg counts the unrelated pairs the verifier passes.
 //
 //	bash /work/shared/neardup/make-variants.sh -s dev-v1 /work/shared/neardup/originals /tmp/nd
 //	bash bench/fetch-background.sh /tmp/imgfs-bg
@@ -48,6 +51,8 @@ func main() {
 	floor := flag.Float64("floor", 0.3, "lowest score written to -preds")
 	bgList := flag.String("bg", "", "file listing unrelated background photos (one path a line) for the false-positive rate")
 	hashPreds := flag.String("hashes", "", "also write pHash and dHash pairs to PREFIX.phash.tsv and PREFIX.dhash.tsv")
+	vFloor := flag.Float64("floor-verify", 0.88, "verification floor (fs/similar AutoVerifyFloor of the library)")
+	vThresh := flag.Float64("threshold", 0.93, "threshold: pairs at or above it are shown unverified")
 	flag.Parse()
 	rows := readTruth(filepath.Join(*nd, "truth.tsv"))
 	p, err := embed.LocateModel(embed.DefaultModelName)
@@ -61,10 +66,19 @@ func main() {
 	if *hashPreds != "" {
 		writeHashPreds(files, rows, *hashPreds)
 	}
-	vecs := embedAll(m, files, *cache)
+	vecs, locs := embedAll(m, files, *cache)
 
 	score := allPairs(vecs, float32(*floor))
+	inliers := verifyPairs(vecs, locs, score, float32(*vFloor))
+	shown := func(k [2]int) bool {
+		s := score[k]
+		in, ok := inliers[k]
+		return s >= float32(*vThresh) || ok && s >= float32(*vFloor) && in >= embed.DefaultVerify.MinIn
+	}
 	if *preds != "" {
+		rank, err := os.Create(strings.TrimSuffix(*preds, ".tsv") + ".rank.tsv")
+		check(err)
+		rw := bufio.NewWriter(rank)
 		f, err := os.Create(*preds)
 		check(err)
 		w := bufio.NewWriter(f)
@@ -74,10 +88,17 @@ func main() {
 			if a.role == "ref" && b.role == "query" {
 				a, b = b, a
 			}
-			fmt.Fprintf(w, "%s\t%s\t%.6f\n", a.file, b.file, s)
+			d, bonus := 0, 0.0
+			if shown(k) {
+				d, bonus = 1, 1
+			}
+			fmt.Fprintf(w, "%s\t%s\t%.6f\t%d\n", a.file, b.file, s, d)
+			fmt.Fprintf(rw, "%s\t%s\t%.6f\t%d\n", a.file, b.file, float64(s)+bonus, d)
 		}
 		check(w.Flush())
 		check(f.Close())
+		check(rw.Flush())
+		check(rank.Close())
 	}
 
 	// Ground truth: same group = near-duplicates.
@@ -119,6 +140,26 @@ func main() {
 		prec := float64(tp) / float64(max(tp+fp, 1))
 		fmt.Printf("| %.2f | %.2e (%d) | %.2f%% (%d) | %.4f | %.4f |\n", t, float64(fp)/float64(unrelated), fp,
 			100*float64(len(wrong))/float64(n), len(wrong), prec, float64(tpQR)/float64(positives))
+	}
+	// The verification stage on DEV (fs/similar: shown = score >= threshold, or score >=
+	// floor and verified).
+	{
+		var fp, tp, qr int64
+		for k := range score {
+			if !shown(k) {
+				continue
+			}
+			a, b := rows[k[0]], rows[k[1]]
+			if a.group != b.group {
+				fp++
+			} else if (a.role == "query") != (b.role == "query") {
+				qr++
+			} else {
+				tp++
+			}
+		}
+		fmt.Printf("\nverification (floor %.3f, threshold %.3f, %d candidate pairs verified): shown unrelated pairs %d (FPR %.2e), recall (copy, original) %.4f\n\n",
+			*vFloor, *vThresh, len(inliers), fp, float64(fp)/float64(unrelated), float64(qr)/float64(positives))
 	}
 	// Per transform recall at a few thresholds.
 	fmt.Println("\nrecall of (edited copy, original) per transform")
@@ -173,7 +214,7 @@ func main() {
 		fmt.Println()
 	}
 	if *bgList != "" {
-		background(m, vecs, *bgList, *cache+".bg")
+		background(m, vecs, locs, *bgList, *cache+".bg", float32(*vFloor), float32(*vThresh))
 	}
 }
 
@@ -226,22 +267,25 @@ func readTruth(path string) []row {
 }
 
 type cacheFile struct {
-	Model string
-	Files []string
-	Vecs  [][2][]float32
+	Model  string
+	Files  []string
+	Vecs   [][2][]float32
+	Locals [][2]embed.Local
 }
 
-// embedAll embeds each file (vector and mirror vector) exactly as the indexer does.
-func embedAll(m *embed.Model, files []string, cache string) [][2][]float32 {
+// embedAll embeds each file (vector and mirror vector, and their Local descriptors) exactly
+// as the indexer does.
+func embedAll(m *embed.Model, files []string, cache string) ([][2][]float32, [][2]embed.Local) {
 	if f, err := os.Open(cache); err == nil {
 		var c cacheFile
 		if gob.NewDecoder(bufio.NewReader(f)).Decode(&c) == nil && c.Model == m.ID() && slices.Equal(c.Files, files) {
 			f.Close()
-			return c.Vecs
+			return c.Vecs, c.Locals
 		}
 		f.Close()
 	}
 	vecs := make([][2][]float32, len(files))
+	locs := make([][2]embed.Local, len(files))
 	t0 := time.Now()
 	var wg sync.WaitGroup
 	ch := make(chan int)
@@ -262,6 +306,7 @@ func embedAll(m *embed.Model, files []string, cache string) [][2][]float32 {
 					continue
 				}
 				vecs[i] = [2][]float32{e.Vector, e.Mirror}
+				locs[i] = [2]embed.Local{e.Local, e.LocalMirror}
 			}
 		}()
 	}
@@ -272,10 +317,44 @@ func embedAll(m *embed.Model, files []string, cache string) [][2][]float32 {
 	wg.Wait()
 	fmt.Fprintf(os.Stderr, "embedded %d images in %v\n", len(files), time.Since(t0).Round(time.Second))
 	if f, err := os.Create(cache); err == nil {
-		gob.NewEncoder(f).Encode(cacheFile{m.ID(), files, vecs})
+		gob.NewEncoder(f).Encode(cacheFile{m.ID(), files, vecs, locs})
 		f.Close()
 	}
-	return vecs
+	return vecs, locs
+}
+
+// verifyPairs runs the verifier (embed.VerifyEmbeddings, as fs/similar does) on every pair
+// scoring at least floor and returns its inlier counts.
+func verifyPairs(vecs [][2][]float32, locs [][2]embed.Local, score map[[2]int]float32, floor float32) map[[2]int]int {
+	var ks [][2]int
+	for k, s := range score {
+		if s >= floor {
+			ks = append(ks, k)
+		}
+	}
+	ins := make([]int, len(ks))
+	var wg sync.WaitGroup
+	per := (len(ks) + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0)
+	for lo := 0; lo < len(ks); lo += per {
+		wg.Add(1)
+		go func(lo, hi int) {
+			defer wg.Done()
+			for i := lo; i < hi; i++ {
+				a, b := ks[i][0], ks[i][1]
+				ea := embed.Embedding{Vector: vecs[a][0], Mirror: vecs[a][1], Local: locs[a][0], LocalMirror: locs[a][1]}
+				eb := embed.Embedding{Vector: vecs[b][0], Mirror: vecs[b][1], Local: locs[b][0], LocalMirror: locs[b][1]}
+				if v, err := embed.VerifyEmbeddings(ea, eb, embed.DefaultVerify); err == nil {
+					ins[i] = v.Inliers
+				}
+			}
+		}(lo, min(lo+per, len(ks)))
+	}
+	wg.Wait()
+	out := make(map[[2]int]int, len(ks))
+	for i, k := range ks {
+		out[k] = ins[i]
+	}
+	return out
 }
 
 func check(err error) {
@@ -293,7 +372,7 @@ func check(err error) {
 // indexer's. An exponential tail is fitted to the exceedances of half the pairs over their
 // 1e-3 quantile, checked on the other half, and extrapolated to the expected false matches
 // of a 100,000-photo library (5e9 pairs). docs/similar.md.
-func background(m *embed.Model, dev [][2][]float32, list, cache string) {
+func background(m *embed.Model, dev [][2][]float32, devLocs [][2]embed.Local, list, cache string, vFloor, vThresh float32) {
 	b, err := os.ReadFile(list)
 	check(err)
 	var files, srcs []string
@@ -304,14 +383,16 @@ func background(m *embed.Model, dev [][2][]float32, list, cache string) {
 		}
 		files, srcs = append(files, path), append(srcs, src)
 	}
-	bg := embedAll(m, files, cache)
+	bg, bgLocs := embedAll(m, files, cache)
 	nd := len(dev)
 	all := append([][2][]float32{}, dev...)
+	allLocs := append([][2]embed.Local{}, devLocs...)
 	source := make([]string, nd, nd+len(bg))
 	perSource := map[string]int{}
 	for i, v := range bg {
 		if v[0] != nil {
 			all = append(all, v)
+			allLocs = append(allLocs, bgLocs[i])
 			source = append(source, srcs[i])
 			perSource[srcs[i]]++
 		}
@@ -400,6 +481,107 @@ func background(m *embed.Model, dev [][2][]float32, list, cache string) {
 	fmt.Println("|---|---|---|")
 	for _, t := range []float64{0.93, 0.94, 0.95, 0.96, 0.97, 0.98} {
 		fmt.Printf("| %.2f | %.1e | %.1f |\n", t, tail(t), tail(t)*5e9)
+	}
+	verifyBackground(all, allLocs, score, unrelated, total, nd, tail, vFloor, vThresh, name)
+}
+
+// verifyBackground measures the verification stage on the unrelated pairs: how many the
+// verifier passes among the candidates from each floor up to the threshold, and a geometric
+// tail of the candidates' inlier counts (fitted on half the candidates, checked on the
+// other half) for the per-candidate false-pass rate that 2.9 million pairs cannot measure
+// at a 100,000-photo library's level (docs/similar.md, Verification).
+func verifyBackground(all [][2][]float32, locs [][2]embed.Local, score map[[2]int]float32, unrelated func(a, b int) bool, total int64, nd int, tail func(float64) float64, vFloor, vThresh float32, name func(int) string) {
+	cand := map[[2]int]float32{}
+	for k, s := range score {
+		if unrelated(k[0], k[1]) && s >= 0.88 {
+			cand[k] = s
+		}
+	}
+	ins := verifyPairs(all, locs, cand, 0.88)
+	K := embed.DefaultVerify.MinIn
+	fmt.Printf("\nverification of the unrelated pairs (%d pairs scoring >= 0.88 verified; pass: >= %d inliers)\n\n", len(ins), K)
+	fmt.Println("| floor | candidates below the threshold | verified (false) | per-candidate pass rate | shown unrelated pairs at the threshold too | pair FPR | DEV x background: candidates, verified, pass rate |")
+	fmt.Println("|---|---|---|---|---|---|---|")
+	above := 0
+	for _, s := range cand {
+		if s >= vThresh {
+			above++
+		}
+	}
+	for _, f := range []float32{0.88, 0.89, 0.9, 0.91, 0.92, 0.93} {
+		var c, pass, cDev, passDev int
+		for k, s := range cand {
+			if s < f || s >= vThresh {
+				continue
+			}
+			c++
+			if k[0] < nd {
+				cDev++
+			}
+			if ins[k] >= K {
+				pass++
+				if k[0] < nd {
+					passDev++
+				}
+			}
+		}
+		fmt.Printf("| %.2f | %d | %d | %.1e | %d | %.1e | %d, %d, %.1e |\n", f, c, pass, float64(pass)/float64(max(c, 1)), pass+above, float64(pass+above)/float64(total),
+			cDev, passDev, float64(passDev)/float64(max(cDev, 1)))
+	}
+	type vp struct {
+		k  [2]int
+		in int
+	}
+	var vps []vp
+	for k, in := range ins {
+		if in >= K && cand[k] < vThresh {
+			vps = append(vps, vp{k, in})
+		}
+	}
+	sort.Slice(vps, func(i, j int) bool {
+		if (vps[i].k[0] < nd) != (vps[j].k[0] < nd) {
+			return vps[i].k[0] < nd
+		}
+		return vps[i].in > vps[j].in
+	})
+	fmt.Println("\nverified unrelated pairs (DEV x background first, then most inliers):")
+	for i, p := range vps {
+		if i < 40 {
+			fmt.Printf("  %d inliers, score %.4f: %s %s\n", p.in, cand[p.k], name(p.k[0]), name(p.k[1]))
+		}
+	}
+	// Inlier counts of the candidates from 0.88: geometric tail over u, fitted on half.
+	var half [2][]int
+	for k, in := range ins {
+		h := (k[0] + k[1]) % 2
+		half[h] = append(half[h], in)
+	}
+	const u = 6
+	var nU, excess float64
+	for _, in := range half[0] {
+		if in >= u {
+			nU++
+			excess += float64(in - u)
+		}
+	}
+	pu := nU / float64(len(half[0]))
+	q := (excess / nU) / (1 + excess/nU) // geometric: P(in >= u+j | in >= u) = q^j
+	model := func(k int) float64 { return pu * math.Pow(q, float64(k-u)) }
+	fmt.Printf("\ninlier tail (candidates >= 0.88, fitted on half): P(inliers >= k) = %.2e * %.3f^(k-%d)\n\n", pu, q, u)
+	fmt.Println("| k | predicted candidates (other half) | observed |")
+	fmt.Println("|---|---|---|")
+	for k := u; k <= 20; k += 2 {
+		obs := 0
+		for _, in := range half[1] {
+			if in >= k {
+				obs++
+			}
+		}
+		fmt.Printf("| %d | %.1f | %d |\n", k, model(k)*float64(len(half[1])), obs)
+	}
+	fmt.Printf("\nexpected false matches at 100,000 photos (5e9 pairs), threshold 0.956 unverified plus candidates from the floor verified at the modelled pass rate %.1e:\n", model(K))
+	for _, f := range []float64{0.92, 0.93, 0.94} {
+		fmt.Printf("  floor %.2f: %.1f (threshold) + %.1f (verified)\n", f, tail(0.956)*5e9, (tail(f)-tail(0.956))*5e9*model(K))
 	}
 }
 

@@ -131,6 +131,12 @@ func DecodeConfig(b []byte) (Config, error) {
 		case "webp":
 			cfg, err = webp.DecodeConfig(r)
 		case "bmp":
+			if nb, ok, cerr := bmpFromCore(b); ok {
+				if cerr != nil {
+					return cerr
+				}
+				r = bytes.NewReader(nb)
+			}
 			if hdr, ok, rerr := bmpRLE(b); ok {
 				cfg, err = image.Config{Width: hdr.w, Height: hdr.h}, rerr
 			} else {
@@ -181,6 +187,12 @@ func DecodeWith(b []byte, o Options) (image.Image, string, error) {
 				img = webpRGB(img)
 			}
 		case "bmp":
+			if nb, ok, cerr := bmpFromCore(b); ok {
+				if cerr != nil {
+					return cerr
+				}
+				r = bytes.NewReader(nb)
+			}
 			if hdr, ok, rerr := bmpRLE(b); ok {
 				if err = rerr; err == nil {
 					img, err = decodeBMPRLE(b, hdr)

@@ -92,6 +92,26 @@ func scene(t testing.TB, dir string, w, h int) string {
 	return p
 }
 
+// v5ToV4 rewrites the BMP at p from a 124-byte (v5) header to a 108-byte (v4) one: the v5
+// header's last 16 bytes (intent, profile offset and size, reserved) are dropped.
+func v5ToV4(t *testing.T, p string) {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	le := binary.LittleEndian
+	if le.Uint32(b[14:]) != 124 {
+		t.Fatalf("%s: header of %d bytes, want 124", p, le.Uint32(b[14:]))
+	}
+	b = append(b[:14+108:14+108], b[14+124:]...)
+	le.PutUint32(b[2:], uint32(len(b)))
+	le.PutUint32(b[10:], le.Uint32(b[10:])-16)
+	le.PutUint32(b[14:], 108)
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestDecodeFormats(t *testing.T) {
 	needMagick(t)
 	dir := t.TempDir()
@@ -120,6 +140,13 @@ func TestDecodeFormats(t *testing.T) {
 		{"rle8.bmp", "bmp", []string{"-colors", "200", "-type", "Palette"}, 0.01},
 		{"rle8-16colours.bmp", "bmp", []string{"-colors", "16", "-type", "Palette", "-compress", "RLE"}, 0.01},
 		{"rle8-v3.bmp", "bmp", []string{"-colors", "64", "-type", "Palette"}, 0.01},
+		{"bilevel.bmp", "bmp", []string{"-monochrome", "-compress", "None"}, 0.01},
+		// ImageMagick 6 writes no 108-byte (v4) header: its v5 file, cut down to v4 below.
+		{"rle8-v4.bmp", "bmp", []string{"-colors", "200", "-type", "Palette"}, 0.01},
+		{"pal-v4.bmp", "bmp", []string{"-colors", "16", "-compress", "None", "-type", "Palette"}, 0.01},
+		// OS/2 12-byte headers (bmpcore.go).
+		{"os2-pal.bmp", "bmp", []string{"-colors", "16", "-type", "Palette"}, 0.01},
+		{"os2-rgb.bmp", "bmp", []string{"-type", "TrueColor"}, 0.01},
 		{"gray16.png", "png", []string{"-colorspace", "Gray", "-depth", "16"}, 0.6},
 		{"rgba16.png", "png", []string{"-alpha", "set", "-channel", "A", "-evaluate", "set", "50%", "+channel", "-depth", "16"}, 0.6},
 		{"cmyk-progressive.jpg", "jpeg", []string{"-colorspace", "CMYK", "-interlace", "JPEG"}, 4},
@@ -136,8 +163,13 @@ func TestDecodeFormats(t *testing.T) {
 				args, out = []string{src, "-colors", "16"}, "PNG8:"+p
 			case "rle8-v3.bmp":
 				out = "BMP3:" + p // 40-byte header
+			case "os2-pal.bmp", "os2-rgb.bmp":
+				out = "BMP2:" + p
 			}
 			convert(t, append(args, out)...)
+			if strings.HasSuffix(c.name, "-v4.bmp") {
+				v5ToV4(t, p)
+			}
 			f, err := os.Open(p)
 			if err != nil {
 				t.Fatal(err)

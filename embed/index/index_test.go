@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"math"
+	"slices"
 	"sort"
 	"testing"
 )
@@ -328,6 +329,49 @@ func TestEntryMirror(t *testing.T) {
 	}
 }
 
+// TestEntryLocal: version 3 carries the verification descriptors; they need a mirror vector
+// and must have the declared shape.
+func TestEntryLocal(t *testing.T) {
+	vs := Synthetic(2, testDim, 1, 1, 0, 8)
+	loc, locm := make([]int8, 2*2*3), make([]int8, 2*2*3)
+	for i := range loc {
+		loc[i], locm[i] = int8(i-6), int8(100-i)
+	}
+	e0 := Entry{Model: "m", Vector: vs[0], Mirror: vs[1], LocalGrid: 2, LocalC: 3, Local: loc, LocalMirror: locm}
+	b, err := EncodeEntry(e0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b[2] != 3 {
+		t.Fatalf("version %d, want 3", b[2])
+	}
+	e, err := DecodeEntry(b)
+	if err != nil || e.LocalGrid != 2 || e.LocalC != 3 || !slices.Equal(e.Local, loc) || !slices.Equal(e.LocalMirror, locm) || e.Mirror[3] != vs[1][3] {
+		t.Fatalf("decode: %+v %v", e, err)
+	}
+	for n := 0; n < len(b); n++ {
+		if _, err := DecodeEntry(b[:n]); err == nil {
+			t.Fatalf("truncation to %d accepted", n)
+		}
+	}
+	c := bytes.Clone(b)
+	c[2] = 2
+	if _, err := DecodeEntry(c); err == nil {
+		t.Fatal("version 2 with local bytes accepted")
+	}
+	bad := []Entry{
+		{Model: "m", Vector: vs[0], LocalGrid: 2, LocalC: 3, Local: loc, LocalMirror: locm},                // no mirror
+		{Model: "m", Vector: vs[0], Mirror: vs[1], LocalGrid: 2, LocalC: 2, Local: loc, LocalMirror: locm}, // shape
+		{Model: "m", Vector: vs[0], Mirror: vs[1], LocalGrid: 2, LocalC: 3, Local: loc},                    // one of two
+		{Model: "m", Vector: vs[0], Mirror: vs[1], LocalGrid: 1, LocalC: 12, Local: loc, LocalMirror: locm},
+	}
+	for i, e := range bad {
+		if _, err := EncodeEntry(e); err == nil {
+			t.Errorf("bad entry %d encoded", i)
+		}
+	}
+}
+
 func FuzzDecode(f *testing.F) {
 	v := Synthetic(1, 16, 1, 1, 0, 7)[0]
 	b, _ := EncodeEntry(Entry{Model: "m1", Vector: v})
@@ -338,6 +382,8 @@ func FuzzDecode(f *testing.F) {
 	vs := Synthetic(2, 16, 1, 1, 0, 9)
 	b3, _ := EncodeEntry(Entry{Model: "m2", Vector: vs[0], Mirror: vs[1]})
 	f.Add(b3)
+	b4, _ := EncodeEntry(Entry{Model: "m3", Vector: vs[0], Mirror: vs[1], LocalGrid: 2, LocalC: 1, Local: []int8{1, -2, 3, 127}, LocalMirror: []int8{-128, 0, 5, 6}})
+	f.Add(b4)
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e, err := DecodeEntry(b)

@@ -76,11 +76,11 @@ func (x *Indexer) Serve(req QueryRequest) (QueryResponse, error) {
 	if req.Threshold < 0 || req.Threshold > 1 {
 		return QueryResponse{}, fmt.Errorf("threshold %v out of range (0, 1]", req.Threshold)
 	}
-	th := req.Threshold
-	if th == 0 {
-		th = x.cfg.Threshold
-	}
+	th := req.Threshold // 0: the mount's (the graph: verified pairs down to the floor)
 	resp := QueryResponse{Threshold: th, Backlog: x.Backlog()}
+	if th == 0 {
+		resp.Threshold = x.floor()
+	}
 	if req.All {
 		resp.Pairs = x.AllPairs(th)
 		return resp, nil

@@ -61,6 +61,9 @@ type Config struct {
 	EntryValid time.Duration
 	// ReadOnly (a read-only mount): serve the stored index, embed nothing, write nothing.
 	ReadOnly bool
+	// VerifyFloor is the lowest score of a candidate pair that the verification stage
+	// (verify.go) may confirm: 0: automatic (threshold.go); negative: off.
+	VerifyFloor float32
 }
 
 // Match is one near-duplicate of a file.
@@ -90,6 +93,9 @@ type Indexer struct {
 	log  *slog.Logger
 	emb  Embedder
 
+	// verifyFloor: candidates from here up to the threshold are verified (verify.go).
+	verifyFloor float32
+
 	// addMu serialises addVector: two workers adding neighbours at once would otherwise
 	// each query before the other's Add, and the later dropNodeLocked erased the edge the
 	// earlier one found.
@@ -110,6 +116,7 @@ type Indexer struct {
 	busy    int
 	inoID   map[core.Ino]index.ID      // the content an inode had when last seen
 	inos    map[index.ID][]core.Ino    // reverse of inoID (may hold stale inodes)
+	cids    map[index.ID][32]byte      // content ID of each indexed vector (its emb key)
 	nbr     map[index.ID][]index.Match // graph: neighbours at cfg.Threshold
 	noImage map[index.ID]bool
 	stale   map[index.ID]bool // embeddings of another model, not yet recomputed
@@ -160,7 +167,7 @@ func New(cfg Config) (*Indexer, error) {
 	x := &Indexer{
 		cfg: cfg, auto: auto, log: cfg.Logger, emb: cfg.Embedder, idx: idx,
 		queued: map[core.Ino]bool{}, running: map[core.Ino]bool{}, working: map[index.ID]bool{}, inoID: map[core.Ino]index.ID{}, inos: map[index.ID][]core.Ino{},
-		nbr: map[index.ID][]index.Match{}, redone: map[index.ID]uint64{}, noImage: map[index.ID]bool{}, graphReady: make(chan struct{}),
+		nbr: map[index.ID][]index.Match{}, cids: map[index.ID][32]byte{}, verifyFloor: cfg.VerifyFloor, redone: map[index.ID]uint64{}, noImage: map[index.ID]bool{}, graphReady: make(chan struct{}),
 	}
 	x.cond = sync.NewCond(&x.mu)
 	return x, nil
@@ -276,6 +283,7 @@ func (x *Indexer) Start(v Vault) error {
 			continue
 		}
 		x.idx.Add(e.id, e.vec)
+		x.cids[e.id] = e.cid
 	}
 	if !x.cfg.ReadOnly {
 		for _, cid := range orphans {
@@ -300,15 +308,13 @@ func (x *Indexer) Start(v Vault) error {
 	}
 	x.mu.Lock()
 	x.v = v
-	if x.auto {
-		photos := 0
-		for id := range live {
-			if !noImage[id] {
-				photos++
-			}
+	photos := 0
+	for id := range live {
+		if !noImage[id] {
+			photos++
 		}
-		x.cfg.Threshold = AutoThreshold(photos)
 	}
+	x.setThresholds(photos)
 	x.inoID, x.inos, x.noImage, x.stale = inoID, inos, noImage, stale
 	x.started = true
 	for _, it := range q {
@@ -328,7 +334,7 @@ func (x *Indexer) Start(v Vault) error {
 	x.early = nil
 	x.mu.Unlock()
 	x.log.Info("similar: index loaded", "embeddings", x.idx.Len(), "orphans_dropped", len(orphans),
-		"queued", len(q)+missing, "threshold", x.cfg.Threshold)
+		"queued", len(q)+missing, "threshold", x.cfg.Threshold, "verify_floor", x.floor())
 	if len(stale) > 0 {
 		x.log.Warn("similar: embeddings from another model are being recomputed in the background", "count", len(stale))
 	}
@@ -346,7 +352,8 @@ func (x *Indexer) buildGraph() {
 	defer x.wg.Done()
 	defer close(x.graphReady)
 	t0 := time.Now()
-	pairs := append(x.idx.AllPairs(x.cfg.Threshold), x.mirrorPairs(x.cfg.Threshold)...)
+	f := x.floor()
+	pairs := x.keepVerified(bestPairs(append(x.idx.AllPairs(f), x.mirrorPairs(f)...)), nil)
 	x.mu.Lock()
 	for _, p := range pairs {
 		x.addEdgeLocked(p.A, p.B, p.Score)
@@ -471,7 +478,7 @@ func (x *Indexer) process(it qitem) {
 		x.cond.Broadcast()
 		x.mu.Unlock()
 	}()
-	vec, mirror, err := x.embedIno(it.ino)
+	ent, err := x.embedIno(it.ino)
 	if err != nil {
 		var nie notImageError
 		if errors.As(err, &nie) {
@@ -495,7 +502,7 @@ func (x *Indexer) process(it qitem) {
 	if err != nil || !ok || cid2 != cid {
 		return
 	}
-	b, err := index.EncodeEntry(index.Entry{Model: x.emb.ID(), Vector: vec, Mirror: mirror})
+	b, err := index.EncodeEntry(ent)
 	if err != nil {
 		x.log.Warn("similar: bad embedding", "ino", it.ino, "err", err)
 		return
@@ -504,19 +511,28 @@ func (x *Indexer) process(it qitem) {
 		x.log.Warn("similar: store embedding", "ino", it.ino, "err", err)
 		return
 	}
-	x.addVector(id, vec, mirror)
+	x.mu.Lock()
+	x.cids[id] = cid
+	x.mu.Unlock()
+	x.addVector(id, ent)
 }
 
-// addVector puts id into the index and the graph (mirror: its mirror image's vector, or nil).
-func (x *Indexer) addVector(id index.ID, vec, mirror []float32) {
+// addVector puts id's entry (its vector; its mirror vector and Local descriptors, or nil)
+// into the index and the graph.
+func (x *Indexer) addVector(id index.ID, ent index.Entry) {
 	x.addMu.Lock()
 	defer x.addMu.Unlock()
-	x.idx.Add(id, vec)
-	ms := x.neighbours(id, mirror, x.cfg.Threshold)
+	x.idx.Add(id, ent.Vector)
+	ms := x.neighbours(id, ent.Mirror, x.floor())
+	ps := make([]index.Pair, len(ms))
+	for i, m := range ms {
+		ps[i] = index.Pair{A: id, B: m.ID, Score: m.Score}
+	}
+	ps = x.keepVerified(ps, &ent)
 	x.mu.Lock()
 	x.dropNodeLocked(id)
-	for _, m := range ms {
-		x.addEdgeLocked(id, m.ID, m.Score)
+	for _, p := range ps {
+		x.addEdgeLocked(id, p.B, p.Score)
 	}
 	delete(x.noImage, id)
 	delete(x.stale, id)
@@ -557,37 +573,34 @@ type notImageError struct {
 
 func (e notImageError) Error() string { return "not an image: " + e.msg }
 
-// embedIno embeds ino's content, and its mirror image when the Embedder can (else nil).
-func (x *Indexer) embedIno(ino core.Ino) (vec, mirror []float32, err error) {
+// embedIno embeds ino's content: its entry, with the mirror vector and the Local
+// descriptors when the Embedder computes them (else nil).
+func (x *Indexer) embedIno(ino core.Ino) (index.Entry, error) {
 	r, size, err := x.v.OpenReader(ino)
 	if err != nil {
-		return nil, nil, err
+		return index.Entry{}, err
 	}
 	defer r.Close()
 	if size > MaxFileSize {
-		return nil, nil, notImageError{msg: fmt.Sprintf("%d bytes is over the %d-byte limit", size, MaxFileSize)}
+		return index.Entry{}, notImageError{msg: fmt.Sprintf("%d bytes is over the %d-byte limit", size, MaxFileSize)}
 	}
 	var head [16]byte
 	n, err := r.ReadAt(head[:], 0)
 	if n == 0 && err != nil && err != io.EOF {
-		return nil, nil, err
+		return index.Entry{}, err
 	}
 	if !looksLikeImage(head[:n]) {
-		return nil, nil, notImageError{msg: reasonUnknownFormat}
+		return index.Entry{}, notImageError{msg: reasonUnknownFormat}
 	}
 	er := &errReader{r: io.NewSectionReader(r, 0, size)}
-	if me, ok := x.emb.(MirrorEmbedder); ok {
-		vec, mirror, err = me.EmbedReaderMirror(er)
-	} else {
-		vec, err = x.emb.EmbedReader(er)
-	}
+	ent, err := x.embedEntry(er)
 	if er.err != nil && er.err != io.EOF {
-		return nil, nil, er.err // a read error, not the image's fault
+		return index.Entry{}, er.err // a read error, not the image's fault
 	}
 	if err != nil {
-		return nil, nil, notImageError{msg: err.Error(), image: true}
+		return index.Entry{}, notImageError{msg: err.Error(), image: true}
 	}
-	return vec, mirror, nil
+	return ent, nil
 }
 
 // errReader remembers the underlying reader's error, to tell read failures from bad images.
@@ -744,9 +757,7 @@ func trimSlash(p string) string {
 // below the mount's searches the index instead of the graph), at most top (0: all).
 // ino itself is left out; unlinked and changed files are left out.
 func (x *Indexer) Query(ino core.Ino, threshold float32, top int) ([]Match, error) {
-	if threshold == 0 {
-		threshold = x.cfg.Threshold
-	}
+	graph, threshold := x.queryPlan(threshold)
 	cid, ok, err := x.v.ContentID(ino)
 	if err != nil {
 		return nil, err
@@ -756,12 +767,12 @@ func (x *Indexer) Query(ino core.Ino, threshold float32, top int) ([]Match, erro
 	}
 	id := idOf(cid)
 	var cands []index.Match
-	if threshold < x.cfg.Threshold {
+	if !graph {
 		cands = x.neighbours(id, x.storedMirror(cid), threshold)
 	}
 	x.mu.Lock()
 	x.setInoLocked(ino, id)
-	if threshold >= x.cfg.Threshold {
+	if graph {
 		for _, m := range x.nbr[id] {
 			if m.Score >= threshold {
 				cands = append(cands, m)
@@ -830,15 +841,13 @@ type PairOut struct {
 // AllPairs returns every near-duplicate pair of live files (threshold 0: the mount's),
 // best first; byte-identical copies pair with score 1.
 func (x *Indexer) AllPairs(threshold float32) []PairOut {
-	if threshold == 0 {
-		threshold = x.cfg.Threshold
-	}
+	graph, threshold := x.queryPlan(threshold)
 	var edges []index.Pair
-	if threshold < x.cfg.Threshold {
+	if !graph {
 		edges = bestPairs(append(x.idx.AllPairs(threshold), x.mirrorPairs(threshold)...))
 	}
 	x.mu.Lock()
-	if threshold >= x.cfg.Threshold {
+	if graph {
 		for a, ns := range x.nbr {
 			for _, m := range ns {
 				if a < m.ID && m.Score >= threshold {

@@ -61,3 +61,32 @@ func TestIndexerAutoThreshold(t *testing.T) {
 		x.Close()
 	}
 }
+
+// TestAutoThresholds: with verification, the threshold is at least MinVerifiedThreshold and
+// the floor 0.88 for small libraries, rising with the library (the candidates per photo and
+// the expected false matches, threshold's and verified, stay bounded).
+func TestAutoThresholds(t *testing.T) {
+	if th, f := AutoThresholds(500); th != MinVerifiedThreshold || f != 0.88 {
+		t.Errorf("500 photos: threshold %v, floor %v, want %v and 0.88", th, f, MinVerifiedThreshold)
+	}
+	prev := float32(0)
+	for _, n := range []int{0, 2, 100, 1000, 1500, 2000, 5000, 10_000, 30_000, 100_000, 1_000_000} {
+		th, f := AutoThresholds(n)
+		pairs := float64(n) * float64(max(n-1, 0)) / 2
+		e := ExpectedFalseMatches(n, th)
+		if f < th {
+			e += pairs * candidateRate(f) * verifyFalsePass
+		}
+		t.Logf("%d photos: threshold %.3f, floor %.3f, %.1f candidates per photo, %.1f expected false matches", n, th, f, float64(n)*candidateRate(f), e)
+		if f < prev || f > th || th < AutoThreshold(n) {
+			t.Errorf("%d photos: threshold %v, floor %v (previous floor %v)", n, th, f, prev)
+		}
+		prev = f
+		if f < th && (float64(n)*candidateRate(f) > MaxCandidatesPerPhoto || e >= MaxExpectedFalse) {
+			t.Errorf("%d photos: floor %v breaks its bounds", n, f)
+		}
+	}
+	if th, f := AutoThresholds(1_000_000); th != AutoThreshold(1_000_000) || f != th {
+		t.Errorf("1,000,000 photos: threshold %v, floor %v: no floor fits, so no verification", th, f)
+	}
+}
