@@ -79,7 +79,7 @@ func init() {
 	f.StringVar(&mountFlags.cpuProfile, "cpuprofile", "", "write a CPU profile of the daemon to this file (until unmount)")
 	f.StringVar(&mountFlags.spoolLimit, "spool-limit", "0", "most local disk the spool of not yet stored writes may use, e.g. 20GiB (0 = the disk's free space); writes past it fail with ENOSPC")
 	f.Float64Var(&mountFlags.similarThreshold, "similarity-threshold", 0,
-		"cosine similarity at or above which photos are near-duplicates in .similar/ (default: by library size, 0.93 to 0.96; docs/similar.md)")
+		"cosine similarity at or above which photos are near-duplicates in .similar/ (default: by library size, 0.94 to 0.956, plus verified pairs from a floor of 0.88 to 0.93; docs/similar.md)")
 	f.BoolVar(&mountFlags.noSimilar, "no-similar", false, "do not index images or show .similar/")
 	f.DurationVar(&mountFlags.refresh, "refresh", 5*time.Second,
 		"how often to look for other devices' changes (one HEAD request each; 5s = 720 requests/hour); 0 = never")

@@ -57,8 +57,10 @@ the vault's encrypted metadata and follow the photos' contents (docs/similar.md,
 more paths, every mark between two of them. --marks lists the marks of a mount.
 
 The default threshold is the mount's (imgfs mount --similarity-threshold; by default chosen
-from the library's size at mount so that fewer than 10 false matches are expected: 0.93 up
-to about 2,500 photos, 0.94 at 10,000, 0.956 at 100,000; docs/similar.md). The same matches appear as symlinks under
+from the library's size at mount so that fewer than 10 false matches are expected: 0.94 up
+to 10,000 photos, 0.956 at 100,000, plus pairs from a floor of 0.88-0.93 that pass the
+verification stage; docs/similar.md). An explicit --threshold lists every pair at or above
+it, unverified. The same matches appear as symlinks under
 MOUNTPOINT/.similar/, with the score in the xattr user.imgfs.similarity.
 
 Exit codes: 0 ok (also when nothing matches), 1 a path is not an indexed image of a mount,

@@ -3,7 +3,7 @@
 // `.similar/` tree (bazil nodes) and the "similar" control-socket ops.
 //
 // State lives only in the vault's encrypted aux tables (nothing query-dependent reaches the
-// store, SECURITY.md T6/T9):
+// store, docs/security-tests.md T6/T9):
 //
 //	emb   content ID (32 bytes) -> index.Entry (model ID + float32 vector)
 //	embx  content ID -> model ID: sealed content that is not a usable image (not retried)
