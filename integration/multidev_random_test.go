@@ -47,8 +47,9 @@ import (
 //
 // Environment: IMGFS_MULTIMOUNT_ITER iterations per store (default 1), IMGFS_MULTIMOUNT_SEED
 // first seed (default 1), IMGFS_MULTIMOUNT_STEPS steps per iteration (default 45),
-// IMGFS_MULTIMOUNT_STORE "local", "s3" or "" for both, IMGFS_MULTIMOUNT_URL an external S3
-// store (bench/ceph-rgw.sh; with its credentials in the environment) instead of versitygw.
+// IMGFS_MULTIMOUNT_STORE "local", "s3" or "" for both, IMGFS_MULTIMOUNT_DEVICES 2 or 3
+// (default 3), IMGFS_MULTIMOUNT_URL an external S3 store (bench/ceph-rgw.sh; credentials in
+// the environment; every iteration uses a fresh prefix; no offline periods) instead.
 func TestRandomDevicesMounted(t *testing.T) {
 	iters := envInt("IMGFS_MULTIMOUNT_ITER", 1)
 	steps := envInt("IMGFS_MULTIMOUNT_STEPS", 45)
@@ -139,7 +140,7 @@ const mmMarker = "\n@@append "
 func runMounted(t *testing.T, kind string, seed uint64, steps int) mmCounts {
 	run := &mmRun{t: t, r: rand.New(rand.NewPCG(seed, 0x6d6d)), c: mmCounts{},
 		bySum: map[[32]byte]*mmVersion{}, chunks: map[string]bool{}}
-	names := []string{"a", "b", "c"}
+	names := []string{"a", "b", "c"}[:min(3, max(2, envInt("IMGFS_MULTIMOUNT_DEVICES", 3)))]
 	urls := make([]string, len(names))
 	proxies := make([]*faulty.Proxy, len(names))
 	var env []string
@@ -153,7 +154,8 @@ func runMounted(t *testing.T, kind string, seed uint64, steps int) mmCounts {
 		}
 		run.s3 = true
 	case "external":
-		run.gcURL = os.Getenv("IMGFS_MULTIMOUNT_URL")
+		// A fresh prefix per iteration: the bucket outlives the test.
+		run.gcURL = fmt.Sprintf("%s/mm-%d-%d", strings.TrimSuffix(os.Getenv("IMGFS_MULTIMOUNT_URL"), "/"), seed, time.Now().UnixNano())
 		for i := range names {
 			urls[i] = run.gcURL
 		}
@@ -416,8 +418,11 @@ func (run *mmRun) fileOp(d *mmDevice) {
 	root := d.m.Dir
 	tr := run.tree(root)
 	files := make([]string, 0, len(tr.files))
-	for p := range tr.files {
+	for p, b := range tr.files {
 		files = append(files, p)
+		if v := run.bySum[sha256.Sum256(b)]; v != nil {
+			v.path = p // where this device shows it (a conflict copy, moved by a merge)
+		}
 	}
 	sort.Strings(files)
 	dirs := append([]string{"."}, tr.dirs...)
@@ -704,7 +709,7 @@ func (run *mmRun) kill(d *mmDevice) {
 	run.logf("%s kill -9", d.name)
 	run.c["kill -9"]++
 	if run.r.IntN(2) == 0 {
-		before := cacheState(t, d.m.Cache)
+		before := cacheState(d.m.Cache)
 		args := []string{"--store", d.m.StoreURL, "--cache", d.m.Cache}
 		out := filepath.Join(t.TempDir(), "export")
 		for _, cmd := range [][]string{
@@ -718,8 +723,8 @@ func (run *mmRun) kill(d *mmDevice) {
 			}
 			run.c["ro command"]++
 		}
-		if after := cacheState(t, d.m.Cache); after != before {
-			t.Fatalf("read-only commands changed the crashed cache of %s:\nbefore %s\nafter  %s", d.name, before, after)
+		if diff := diffState(before, cacheState(d.m.Cache)); diff != "" {
+			t.Fatalf("read-only commands changed the crashed cache of %s (offline %v):\n%s", d.name, d.down, diff)
 		}
 		for p, b := range run.tree(out).files {
 			if !run.valid(b) {
@@ -735,24 +740,47 @@ func (run *mmRun) kill(d *mmDevice) {
 	d.m.Mount()
 }
 
-// cacheState is every file of a cache directory with its size and hash (not mount.log, which
-// the dead daemon wrote; the commands log to stderr).
-func cacheState(t *testing.T, dir string) string {
-	var b strings.Builder
+// cacheState is every file of a cache directory with its size and hash, except mount.log
+// (the dead daemon's) and obj/, the read cache of sealed objects as stored (docs/core.md: a
+// read-only command may fill it; it never touches the journal, spool or working copy).
+func cacheState(dir string) map[string]string {
+	st := map[string]string{}
 	filepath.WalkDir(dir, func(p string, de fs.DirEntry, err error) error {
-		if err != nil || de.IsDir() || de.Name() == "mount.log" {
+		rel, _ := filepath.Rel(dir, p)
+		switch {
+		case err != nil:
+			st[rel] = err.Error()
+			return nil
+		case de.IsDir() && rel == "obj":
+			return filepath.SkipDir
+		case de.IsDir() || rel == "mount.log":
 			return nil
 		}
 		data, err := os.ReadFile(p)
 		if err != nil {
-			fmt.Fprintf(&b, "%s: %v; ", p, err)
+			st[rel] = err.Error()
 			return nil
 		}
-		rel, _ := filepath.Rel(dir, p)
-		fmt.Fprintf(&b, "%s %d %x; ", rel, len(data), sha256.Sum256(data))
+		st[rel] = fmt.Sprintf("%d bytes %x", len(data), sha256.Sum256(data))
 		return nil
 	})
-	return fmt.Sprintf("%x", sha256.Sum256([]byte(b.String())))
+	return st
+}
+
+func diffState(before, after map[string]string) string {
+	var out []string
+	for k, v := range before {
+		if after[k] != v {
+			out = append(out, fmt.Sprintf("%s: %s -> %s", k, v, after[k]))
+		}
+	}
+	for k, v := range after {
+		if _, ok := before[k]; !ok {
+			out = append(out, fmt.Sprintf("%s: new, %s", k, v))
+		}
+	}
+	sort.Strings(out)
+	return strings.Join(out, "\n")
 }
 
 // settle: every device online and mounted, synced until all show one tree; all unmount; gc;
