@@ -102,17 +102,17 @@ start() {
 	ceph-authtool --create-keyring "$W/mon.keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
 	monmaptool --create --fsid "$(sed -n 's/^fsid = //p' "$CONF")" --addv a "[v2:$IP:3300,v1:$IP:6789]" "$W/monmap" >/dev/null
 	ceph-mon -c "$CONF" --mkfs -i a --monmap "$W/monmap" --keyring "$W/mon.keyring"
-	ceph-mon -c "$CONF" -i a
+	ceph-mon -c "$CONF" -i a 2>>"$W/log/start.err"
 	ceph_ -s >/dev/null
 	log "manager x"
-	ceph-mgr -c "$CONF" -i x
+	ceph-mgr -c "$CONF" -i x 2>>"$W/log/start.err"
 	for n in 0 1 2; do
 		local uuid id
 		uuid=$(uuidgen)
 		id=$(ceph_ osd new "$uuid")
 		mkdir -p "$W/osd/ceph-$id"
 		ceph-osd -c "$CONF" -i "$id" --mkfs --osd-uuid "$uuid" >/dev/null 2>&1
-		ceph-osd -c "$CONF" -i "$id"
+		ceph-osd -c "$CONF" -i "$id" 2>>"$W/log/start.err"
 		log "OSD $id (${OBJECTSTORE:-memstore})"
 	done
 	for _ in $(seq 1 150); do
@@ -121,7 +121,7 @@ start() {
 	done
 	ceph_ osd stat | grep -q '3 up.*3 in' || { echo "OSDs did not come up; logs in $W/log" >&2; exit 1; }
 	log "RADOS gateway on $IP:$RGW_PORT"
-	radosgw -c "$CONF" -n client.rgw.a
+	radosgw -c "$CONF" -n client.rgw.a 2>>"$W/log/start.err"
 	for _ in $(seq 1 300); do
 		if curl -s -o /dev/null --max-time 1 "http://$IP:$RGW_PORT/"; then break; fi
 		sleep 0.2
