@@ -49,7 +49,9 @@ import (
 // first seed (default 1), IMGFS_MULTIMOUNT_STEPS steps per iteration (default 45),
 // IMGFS_MULTIMOUNT_STORE "local", "s3" or "" for both, IMGFS_MULTIMOUNT_DEVICES 2 or 3
 // (default 3), IMGFS_MULTIMOUNT_URL an external S3 store (bench/ceph-rgw.sh; credentials in
-// the environment; every iteration uses a fresh prefix; no offline periods) instead.
+// the environment; every iteration uses a fresh prefix; no offline periods) instead;
+// IMGFS_MULTIMOUNT_CONTROL=1 removes one acknowledged version behind the model's back before
+// the end and passes only if the check reports exactly that version lost.
 func TestRandomDevicesMounted(t *testing.T) {
 	iters := envInt("IMGFS_MULTIMOUNT_ITER", 1)
 	steps := envInt("IMGFS_MULTIMOUNT_STEPS", 45)
@@ -132,6 +134,9 @@ type mmRun struct {
 	chunks map[string]bool // appended chunks
 	gcURL  string          // the store, not through a device's proxy
 	trace  []string        // what happened, printed when the test fails
+	// control: a version removed behind the model's back (IMGFS_MULTIMOUNT_CONTROL=1): the
+	// check must report exactly it lost, and the test passes only then (a positive control).
+	control *mmVersion
 	s3     bool
 	nextID int
 }
@@ -186,6 +191,9 @@ func runMounted(t *testing.T, kind string, seed uint64, steps int) mmCounts {
 	}
 	if t.Failed() {
 		return run.c
+	}
+	if os.Getenv("IMGFS_MULTIMOUNT_CONTROL") == "1" {
+		run.control = run.loseOne()
 	}
 	run.settle()
 	t.Logf("%s seed %d: %s (%s)", kind, seed, run.c, time.Since(start).Round(time.Second))
@@ -834,6 +842,36 @@ func diffState(before, after map[string]string) string {
 	return strings.Join(out, "\n")
 }
 
+// loseOne deletes, through device a's mount, a file whose version is acknowledged and not
+// superseded, without telling the model.
+func (run *mmRun) loseOne() *mmVersion {
+	d := run.devs[0]
+	for p, b := range run.tree(d.m.Dir).files {
+		v := run.bySum[sha256.Sum256(b)]
+		if v == nil || !v.acked || v.gone || v.excused || v.uncert || run.copies(b, d.m.Dir) > 1 {
+			continue
+		}
+		if err := os.Remove(filepath.Join(d.m.Dir, p)); err != nil {
+			run.t.Fatal(err)
+		}
+		run.t.Logf("control: removed %s (version %d) behind the model's back", p, v.id)
+		return v
+	}
+	run.t.Fatal("control: no acknowledged version to remove")
+	return nil
+}
+
+// copies counts the files under root that hold b.
+func (run *mmRun) copies(b []byte, root string) int {
+	n := 0
+	for _, c := range run.tree(root).files {
+		if bytes.Equal(b, c) {
+			n++
+		}
+	}
+	return n
+}
+
 // settle: every device online and mounted, synced until all show one tree; all unmount; gc;
 // then a fresh cache must show that tree, and the versions are checked.
 func (run *mmRun) settle() {
@@ -909,9 +947,15 @@ func (run *mmRun) settle() {
 			t.Logf("version %d by %s (last at %s) is at %s; its trace:\n%s", v.id, v.dev, v.path, p, run.traceOf(v, p))
 		case v.excused:
 			run.c["versions excused"]++
+		case v == run.control:
+			run.c["control version reported lost"]++
+			t.Logf("control: version %d, removed behind the model's back, is reported lost", v.id)
 		default:
 			t.Errorf("version %d by %s, acknowledged at %s, is lost (neither superseded by a device that had seen it nor excused)", v.id, v.dev, v.path)
 		}
+	}
+	if run.control != nil && run.c["control version reported lost"] == 0 {
+		t.Errorf("control: version %d was removed behind the model's back but not reported lost", run.control.id)
 	}
 	if t.Failed() {
 		t.Logf("trace:\n%s", strings.Join(run.trace, "\n"))
