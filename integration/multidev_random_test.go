@@ -137,8 +137,8 @@ type mmRun struct {
 	// control: a version removed behind the model's back (IMGFS_MULTIMOUNT_CONTROL=1): the
 	// check must report exactly it lost, and the test passes only then (a positive control).
 	control *mmVersion
-	s3     bool
-	nextID int
+	s3      bool
+	nextID  int
 }
 
 const mmMarker = "\n@@append "
