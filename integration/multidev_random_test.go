@@ -137,6 +137,7 @@ type mmRun struct {
 	// control: a version removed behind the model's back (IMGFS_MULTIMOUNT_CONTROL=1): the
 	// check must report exactly it lost, and the test passes only then (a positive control).
 	control *mmVersion
+	final   bool // reading the fresh cache at the end: whole versions only
 	s3      bool
 	nextID  int
 }
@@ -305,7 +306,11 @@ func (run *mmRun) tree(root string, names ...bool) mmTree {
 
 // readValid reads a file; bytes that are no version are read again for up to 10 s (the
 // kernel's pages of a file a merge just changed are invalidated from a goroutine, so one
-// read may meet old pages), then they are a failure.
+// read may meet old pages), then they are a failure. Before the end (!run.final) a file may
+// also read as empty or as the first bytes of a version: another device's open(O_CREAT or
+// O_TRUNC) and its writes are visible before its close, as to a reader on that device
+// (its commits may take them in), and a device that is offline keeps showing them until it
+// merges again. The fresh cache at the end must show whole versions only.
 func (run *mmRun) readValid(p string) ([]byte, error) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -314,6 +319,17 @@ func (run *mmRun) readValid(p string) ([]byte, error) {
 			return nil, err
 		}
 		if run.valid(b) {
+			return b, nil
+		}
+		if !run.final && run.partial(b) {
+			if run.c["transient empty reads"]+run.c["transient prefix reads"] < 3 {
+				run.t.Logf("read of %s: %s (a write not yet closed, as the device shows it)", p, run.describe(b))
+			}
+			if len(b) == 0 {
+				run.c["transient empty reads"]++
+			} else {
+				run.c["transient prefix reads"]++
+			}
 			return b, nil
 		}
 		if time.Now().After(deadline) {
@@ -327,9 +343,25 @@ func (run *mmRun) readValid(p string) ([]byte, error) {
 	}
 }
 
+// partial: b is empty or the first bytes of a version (a write not yet closed).
+func (run *mmRun) partial(b []byte) bool {
+	if len(b) == 0 {
+		return true
+	}
+	for _, v := range run.vers {
+		if bytes.HasPrefix(v.data, b) {
+			return true
+		}
+	}
+	return false
+}
+
 // describe says how b relates to the versions: a prefix of one, one with bytes after it, or
 // the longest run of one it starts with.
 func (run *mmRun) describe(b []byte) string {
+	if len(b) == 0 {
+		return "empty"
+	}
 	best, bestN := (*mmVersion)(nil), -1
 	for _, v := range run.vers {
 		switch {
@@ -785,11 +817,9 @@ func (run *mmRun) kill(d *mmDevice) {
 		if diff := diffState(before, after); diff != "" {
 			t.Fatalf("read-only commands changed the crashed cache of %s (offline %v, it holds unsynced work: %v):\n%s", d.name, d.down, frozen, diff)
 		}
-		for p, b := range run.tree(out).files {
-			if !run.valid(b) {
-				t.Fatalf("imgfs export of the crashed cache of %s: %s is no version", d.name, p)
-			}
-		}
+		// Every exported file must be a version (or, as the device showed it, another
+		// device's write not yet closed): tree checks each.
+		run.c["files exported from crashed caches"] += len(run.tree(out).files)
 	}
 	if d.down {
 		d.down = false
@@ -913,6 +943,7 @@ func (run *mmRun) settle() {
 	run.c["gc ran"]++
 	out := filepath.Join(t.TempDir(), "fresh")
 	run.devs[0].m.Imgfs(t, "export", "--store", run.gcURL, "--cache", filepath.Join(run.devs[0].m.Root, "cache", "fresh"), "/", out)
+	run.final = true
 	fresh := run.tree(out)
 	if a, b := treeString(final), treeString(fresh); a != b {
 		t.Fatalf("a fresh cache shows another tree than the devices:\ndevices:\n%s\nfresh:\n%s", a, b)
