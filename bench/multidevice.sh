@@ -21,7 +21,8 @@
 #    TestMultiDeviceS3Bench).
 #
 # Usage: bench/multidevice.sh [N]      (default 200)
-# Env: MOUNTED_ITER, MOUNTED_STEPS (default 45), CORE_ITER (0 skips a part), SEED (first seed
+# Env: MOUNTED_ITER, MOUNTED_STEPS (default 45), MOUNTED_STORE (local or s3; default both),
+#      CORE_ITER (0 skips a part), SEED (first seed
 #      of part 1), S3_ITER (iterations of part 1 again on versitygw behind
 #      faulty.Proxy with 2% 503s, 1% resets, 1% lost answers; default 50, 0 skips), IDLE (idle period of part 2, default 60s), REFRESH
 #      (--refresh of the mounts, default 5s), FILES (default 50), SKIP_S3=1 skips part 2.
@@ -34,6 +35,7 @@ CORE_ITER=${CORE_ITER:-$N}
 if [ "$MOUNTED_ITER" != 0 ]; then
 	echo "== randomised multi-device test with real mounts, $MOUNTED_ITER iterations per store"
 	IMGFS_MULTIMOUNT_ITER=$MOUNTED_ITER IMGFS_MULTIMOUNT_SEED=${SEED:-1} IMGFS_MULTIMOUNT_STEPS=${MOUNTED_STEPS:-45} \
+		IMGFS_MULTIMOUNT_STORE=${MOUNTED_STORE:-} \
 		go test ./integration/ -run '^TestRandomDevicesMounted$' -count=1 -timeout 24h -v 2>/dev/null |
 		grep -E '^(--- FAIL|ok|FAIL|PASS)|^ +--- FAIL|iterations passed|is lost|fresh cache shows|no version|changed the crashed' || true
 fi

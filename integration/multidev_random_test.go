@@ -323,7 +323,14 @@ func (run *mmRun) readValid(p string) ([]byte, error) {
 		}
 		if !run.final && run.partial(b) {
 			if run.c["transient empty reads"]+run.c["transient prefix reads"] < 3 {
-				run.t.Logf("read of %s: %s (a write not yet closed, as the device shows it)", p, run.describe(b))
+				var hist []string
+				for _, l := range run.trace {
+					if strings.Contains(l, " "+filepath.Base(p)) {
+						hist = append(hist, l)
+					}
+				}
+				run.t.Logf("%s read of %s: %s (a write not yet closed, as the device shows it); the trace of that name:\n%s",
+					time.Now().Format("15:04:05.000"), p, run.describe(b), strings.Join(hist, "\n"))
 			}
 			if len(b) == 0 {
 				run.c["transient empty reads"]++
