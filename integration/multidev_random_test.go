@@ -944,7 +944,26 @@ func (run *mmRun) settle() {
 	for _, d := range run.devs {
 		d.m.Umount()
 	}
-	if so, se, err := run.devs[0].m.TryImgfs("gc", "--store", run.gcURL, "--cache", filepath.Join(run.devs[0].m.Root, "cache", "gc"), "--grace", "0s"); err != nil {
+	gc := func() (string, string, error) {
+		return run.devs[0].m.TryImgfs("gc", "--store", run.gcURL, "--cache", filepath.Join(run.devs[0].m.Root, "cache", "gc"), "--grace", "0s")
+	}
+	so, se, err := gc()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ee.ExitCode() == 7 {
+		// Seen about once in 20 S3 runs: a device's presence record still says it may hold
+		// unsynced work although its imgfs umount succeeded. Do what the message says (mount
+		// and unmount it), then gc must run; the count and these lines show it happened.
+		run.c["final gc refused after clean unmounts"]++
+		t.Logf("imgfs gc refused after every device unmounted cleanly: %s", se)
+		for _, d := range run.devs {
+			w := qaGrep(d.m.LogPath(), "level=WARN", "level=ERROR", "unmounted")
+			t.Logf("the last warnings in %s's log:\n%s", d.name, strings.Join(w[max(0, len(w)-15):], "\n"))
+			d.m.Mount()
+			d.m.Umount()
+		}
+		so, se, err = gc()
+	}
+	if err != nil {
 		t.Fatalf("imgfs gc after all devices unmounted: %v\nstdout %s\nstderr %s", err, so, se)
 	}
 	run.c["gc ran"]++
