@@ -542,8 +542,13 @@ func (f *FS) applyMerge(tx *bolt.Tx, res *rootsync.Result, base, ours, theirs *s
 			}
 		}
 		if len(p.Links) == 0 && ino != uint64(RootIno) {
+			// Kept only because it is open here (pinned): the last close deletes it, as
+			// after a local unlink.
 			if err := tx.Bucket(bOrphans).Put(be64(ino), nil); err != nil {
 				return false, err
+			}
+			if of := f.open[Ino(ino)]; of != nil {
+				of.setUnlinked()
 			}
 		}
 		// Unchanged from theirs: the same record and the same names.

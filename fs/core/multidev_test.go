@@ -536,3 +536,33 @@ func TestMergeReportsArrivedContent(t *testing.T) {
 		t.Fatalf("this device's unchanged file was reported again: %v", sealed)
 	}
 }
+
+// A file open on one device and deleted by another: the merge keeps it as an orphan while
+// it is open, and the last close deletes it. Before, the merge did not mark the open file
+// unlinked, so the orphan outlived the close and the device's presence record said it
+// held unsynced work ("files deleted while open"), which made gc refuse after clean
+// unmounts.
+func TestMergedDeleteOfOpenFile(t *testing.T) {
+	e := newEnv(t)
+	e.opts.RefreshInterval = -1
+	f := e.device("a").open()
+	writeFile(t, f, "/photo", []byte("v1"))
+	ok(t, f.Sync(ctx()))
+	g := e.device("b").open()
+	h, err := g.OpenFile(must(g.Resolve("/photo")), os.O_RDONLY)
+	ok(t, err)
+	ok(t, f.Remove(RootIno, "photo", false))
+	ok(t, f.Sync(ctx()))
+	ok(t, g.Refresh(ctx()))
+	if got := string(readAllHandle(t, h)); got != "v1" {
+		t.Fatalf("the open file reads %q after the merged delete", got)
+	}
+	ok(t, h.Release())
+	ok(t, g.Sync(ctx()))
+	if w := g.localWork(); w != "" {
+		t.Fatalf("after the last close and a sync, b reports local work: %s", w)
+	}
+	if _, err := g.Resolve("/photo"); !errors.Is(err, syscall.ENOENT) {
+		t.Fatalf("/photo on b: %v", err)
+	}
+}
