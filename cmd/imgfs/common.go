@@ -315,6 +315,12 @@ func unlockVault(ctx context.Context, cmd *cobra.Command, store backend.Store) (
 // existingVaultPassphrase reads the passphrase of the store's vault; a store without a vault
 // is an error (checked first, so a missing vault is not answered with a passphrase prompt).
 func existingVaultPassphrase(cmd *cobra.Command) func(context.Context, backend.Store) ([]byte, error) {
+	src := currentPassphrase
+	src.flag = flagPassphraseFile
+	return existingVaultPassphraseFrom(cmd, src)
+}
+
+func existingVaultPassphraseFrom(cmd *cobra.Command, src passphraseSource) func(context.Context, backend.Store) ([]byte, error) {
 	return func(ctx context.Context, store backend.Store) ([]byte, error) {
 		ok, err := keyring.Exists(ctx, store)
 		if err != nil {
@@ -323,8 +329,24 @@ func existingVaultPassphrase(cmd *cobra.Command) func(context.Context, backend.S
 		if !ok {
 			return nil, fmt.Errorf("%w: run imgfs init first, or check --store", keyring.ErrNoVault)
 		}
-		return readPassphrase(cmd, false)
+		return readPassphraseFrom(cmd, src, false)
 	}
+}
+
+// unlockKeepingPassphrase is vault.UnlockKeys for the commands that need the passphrase
+// again (rekey, passwd): it returns a copy, which the caller clears.
+func unlockKeepingPassphrase(ctx context.Context, store backend.Store, read func(context.Context, backend.Store) ([]byte, error)) (*keyring.Keys, []byte, error) {
+	var pass []byte
+	keys, err := vault.UnlockKeys(ctx, store, func(ctx context.Context, store backend.Store) ([]byte, error) {
+		p, err := read(ctx, store)
+		pass = bytes.Clone(p)
+		return p, err
+	})
+	if err != nil {
+		clear(pass)
+		return nil, nil, err
+	}
+	return keys, pass, nil
 }
 
 // defaultStorePath is the local default store directory: $XDG_DATA_HOME/imgfs/store.

@@ -54,28 +54,16 @@ func runPasswd(cmd *cobra.Command, add, remove bool, newFile string) error {
 		return err
 	}
 	defer store.Close()
-	if ok, err := keyring.Exists(ctx, store); err != nil {
-		return err
-	} else if !ok {
-		return fmt.Errorf("%w: run imgfs init first, or check --store", keyring.ErrNoVault)
-	}
 	src := currentPassphrase
 	src.flag = flagPassphraseFile
 	if !remove {
 		src.prompt = "Current passphrase"
 	}
-	old, err := readPassphraseFrom(cmd, src, false)
+	keys, old, err := unlockKeepingPassphrase(ctx, store, existingVaultPassphraseFrom(cmd, src))
 	if err != nil {
 		return err
 	}
 	defer clear(old)
-	keys, err := keyring.Unlock(ctx, store, old)
-	if errors.Is(err, keyring.ErrWrongPassphrase) {
-		return keyring.ErrWrongPassphrase
-	}
-	if err != nil {
-		return err
-	}
 	defer keys.Wipe()
 
 	out := cmd.OutOrStdout()

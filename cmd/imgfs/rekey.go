@@ -106,23 +106,11 @@ func runRekey(cmd *cobra.Command, fl rekeyFlags) (err error) {
 		return err
 	}
 	defer store.Close()
-	if ok, err := keyring.Exists(ctx, store); err != nil {
-		return err
-	} else if !ok {
-		return fmt.Errorf("%w: run imgfs init first, or check --store", keyring.ErrNoVault)
-	}
-	pass, err := readPassphrase(cmd, false)
+	cur, pass, err := unlockKeepingPassphrase(ctx, store, existingVaultPassphrase(cmd))
 	if err != nil {
 		return err
 	}
 	defer clear(pass)
-	cur, err := keyring.Unlock(ctx, store, pass)
-	if errors.Is(err, keyring.ErrWrongPassphrase) {
-		return keyring.ErrWrongPassphrase
-	}
-	if err != nil {
-		return err
-	}
 	defer cur.Wipe()
 	if fl.content && cur.Mode != keyring.ModeVault {
 		return usageErrorf("--content: this vault's convergence secret is shared (convergence mode %s), a rekey keeps it, so there is no content to re-encrypt", cur.Mode)
