@@ -68,7 +68,12 @@ func (f *FS) committer() {
 // snapshot builds the tree objects of the shards that changed since the last root (or have
 // no object yet) and returns the locators of the unchanged ones. An empty tree in dirty means
 // the shard has no inodes any more.
-func (f *FS) snapshot(tx *bolt.Tx) (dirty map[uint64]*tree, keep []shardRef, err error) {
+//
+// Held inodes (unacked.go) and regular files whose only content is an unsealed spool are
+// listed in held, each with the shard's tree object of the last root in prior, for
+// applyHolds; keepFresh gets the chunks of their current content.
+func (f *FS) snapshot(tx *bolt.Tx, holds map[Ino]bool) (dirty map[uint64]*tree, keep []shardRef, hs holdSet, err error) {
+	hs = holdSet{prior: map[uint64]dedup.Locator{}, keepFresh: map[dedup.Locator]bool{}}
 	m := tx.Bucket(bMeta)
 	next := getU64(tx, mNextIno)
 	// The shards that hold inodes: one cursor Seek per shard, not a walk of every inode.
@@ -102,7 +107,7 @@ func (f *FS) snapshot(tx *bolt.Tx) (dirty map[uint64]*tree, keep []shardRef, err
 		}
 	}
 	if len(dirty) == 0 {
-		return dirty, keep, nil
+		return dirty, keep, hs, nil
 	}
 	omit := map[Ino]bool{}
 	for sh, t := range dirty {
@@ -112,7 +117,7 @@ func (f *FS) snapshot(tx *bolt.Tx) (dirty map[uint64]*tree, keep []shardRef, err
 		for k, v := xc.Seek(lo); k != nil && be64u(k[:8]) < hi; k, v = xc.Next() {
 			x, err := f.decodeXattr(k, v)
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, hs, err
 			}
 			ino := Ino(be64u(k[:8]))
 			xs[ino] = append(xs[ino], x)
@@ -122,15 +127,22 @@ func (f *FS) snapshot(tx *bolt.Tx) (dirty map[uint64]*tree, keep []shardRef, err
 			ino := Ino(be64u(k))
 			n, err := f.getInode(tx, ino)
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, hs, err
 			}
 			switch {
 			case n.Nlink == 0:
 				omit[ino] = true
 				continue
-			case n.isReg() && n.Spool != 0 && !n.HasRef:
-				omit[ino] = true
-				continue
+			case n.isReg() && (holds[ino] || n.Spool != 0 && !n.HasRef):
+				// Not a version anyone acknowledged, or not sealed: the last root's
+				// version goes in its place (applyHolds).
+				hs.held = append(hs.held, heldRef{shard: sh, ino: ino})
+				if v := m.Get(shardKey(mShLoc, sh)); len(v) == 32 {
+					var l dedup.Locator
+					copy(l[:], v)
+					hs.prior[sh] = l
+				}
+				heldFresh(&n, hs.keepFresh)
 			case n.isReg() && n.HasRef:
 				n.Size = n.Ref.Size()
 			case n.isReg():
@@ -147,7 +159,7 @@ func (f *FS) snapshot(tx *bolt.Tx) (dirty map[uint64]*tree, keep []shardRef, err
 		for sh, t := range dirty {
 			t.Dirents = ents[sh]
 		}
-		return dirty, keep, nil
+		return dirty, keep, hs, nil
 	}
 	err = tx.Bucket(bDirents).ForEach(func(k, v []byte) error {
 		de, err := f.openDirent(k, v)
@@ -159,7 +171,14 @@ func (f *FS) snapshot(tx *bolt.Tx) (dirty map[uint64]*tree, keep []shardRef, err
 		}
 		return nil
 	})
-	return dirty, keep, err
+	return dirty, keep, hs, err
+}
+
+// holdSet: what snapshot found held (see snapshot).
+type holdSet struct {
+	held      []heldRef
+	prior     map[uint64]dedup.Locator
+	keepFresh map[dedup.Locator]bool
 }
 
 // shardDirents finds the directory entries of the inodes in the dirty shards from each
@@ -226,10 +245,15 @@ func (f *FS) buildRoot(ctx context.Context, a rootsync.Anchor) (*rootsync.Candid
 	// Barrier: the snapshot below is a read transaction of committed state.
 	f.mu.Lock()
 	err := f.commitLocked()
+	var holds map[Ino]bool
+	if err == nil {
+		holds, err = f.heldLocked()
+	}
 	f.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
+	var hs holdSet
 	err = f.db.View(func(tx *bolt.Tx) error {
 		chg = getU64(tx, mChg)
 		if getU64(tx, mAnchorSeq) != a.Seq {
@@ -240,10 +264,9 @@ func (f *FS) buildRoot(ctx context.Context, a rootsync.Anchor) (*rootsync.Candid
 			return nil
 		}
 		var err error
-		if shards, keepShards, err = f.snapshot(tx); err != nil {
+		if shards, keepShards, hs, err = f.snapshot(tx, holds); err != nil {
 			return err
 		}
-		fresh = freshRefs(tx, shards)
 		dirty := map[string]bool{}
 		c := tx.Bucket(bMeta).Cursor()
 		for k, _ := c.Seek([]byte(mAuxDirty)); k != nil && bytes.HasPrefix(k, []byte(mAuxDirty)); k, _ = c.Next() {
@@ -272,6 +295,17 @@ func (f *FS) buildRoot(ctx context.Context, a rootsync.Anchor) (*rootsync.Candid
 	if err != nil || nothingNew {
 		return nil, asErrno(err)
 	}
+	if err := f.applyHolds(ctx, shards, hs.held, hs.prior); err != nil {
+		return nil, err
+	}
+	heldShards := map[uint64]bool{}
+	for _, h := range hs.held {
+		heldShards[h.shard] = true
+	}
+	f.db.View(func(tx *bolt.Tx) error {
+		fresh = freshRefs(tx, shards)
+		return nil
+	})
 	seq := a.Seq + 1
 	root := &rootRec{Seq: seq, Prev: a.Hash, Time: time.Now().UnixNano(), Shards: keepShards, Aux: keepAux, Device: f.device(), Writer: f.writerID}
 	newShards := map[uint64]*dedup.Locator{}
@@ -322,7 +356,8 @@ func (f *FS) buildRoot(ctx context.Context, a rootsync.Anchor) (*rootsync.Candid
 				} else if err := m.Put(shardKey(mShLoc, sh), loc[:]); err != nil {
 					return err
 				}
-				if v := m.Get(shardKey(mShDirty, sh)); len(v) == 8 && be64u(v) <= chg {
+				// A shard with a held file stays dirty: the next root has its new version.
+				if v := m.Get(shardKey(mShDirty, sh)); len(v) == 8 && be64u(v) <= chg && !heldShards[sh] {
 					m.Delete(shardKey(mShDirty, sh))
 				}
 			}
@@ -336,7 +371,7 @@ func (f *FS) buildRoot(ctx context.Context, a rootsync.Anchor) (*rootsync.Candid
 					m.Delete([]byte(mAuxDirty + table))
 				}
 			}
-			return clearFresh(tx, chg)
+			return clearFresh(tx, chg, hs.keepFresh)
 		})
 		if err != nil {
 			return err
@@ -674,7 +709,7 @@ func (f *FS) recover() error {
 				return err
 			}
 		}
-		return nil
+		return heldLeftover(tx)
 	})
 	if err != nil {
 		return asErrno(err)

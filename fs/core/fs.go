@@ -64,7 +64,8 @@ type FS struct {
 	// mu serialises namespace changes and guards open. Lock order: openFile.mu, then mu.
 	mu     sync.Mutex
 	open   map[Ino]*openFile
-	wtx    *bolt.Tx // shared write transaction (batch.go), nil when none is open
+	holds  map[Ino]*hold // files whose current content no one acknowledged yet (unacked.go)
+	wtx    *bolt.Tx      // shared write transaction (batch.go), nil when none is open
 	wtxOps int
 	jr     *journal      // redo journal of the batch (journal.go); nil for a read-only open
 	window time.Duration // group-commit window (batchDelay)
@@ -97,8 +98,12 @@ type FS struct {
 	storePath func(name string) (string, error) // set for a local directory store
 	// frozen: a read-only open of a cache with work not yet in the store; its bbolt is
 	// opened read-only and nothing in the cache is touched (docs/core.md, "Several devices").
-	frozen  bool
-	onMerge atomic.Pointer[func(Changes)]
+	frozen bool
+	// scratchDir: a read-only open of a cache without work of its own runs on a copy of its
+	// bbolt in this directory; lockDB is the cache's own bbolt, open and unwritten (scratch)
+	scratchDir string
+	lockDB     *bolt.DB
+	onMerge    atomic.Pointer[func(Changes)]
 	// presenceAnchor: the anchor in the last presence record written (presence.go)
 	presenceAnchor atomic.Uint64
 	// writerID: this cache's presence id, recorded in the roots it writes (rootRec.Writer)
@@ -175,6 +180,7 @@ func Open(ctx context.Context, store backend.Store, keys *keyring.Keys, opts Opt
 			f.jr.f.Close()
 		}
 		f.db.Close()
+		f.closeScratch()
 		return nil, err
 	}
 	return f, nil
@@ -207,6 +213,50 @@ func localWorkTx(tx *bolt.Tx) string {
 		return "files deleted while open, not yet cleaned up"
 	}
 	return ""
+}
+
+// scratch moves a read-only open of a cache without work of its own onto a private copy
+// of its bbolt in the system's temporary directory (sealed values, like the cache): the
+// newest root is loaded into the copy, and later refreshes merged into it, so the cache
+// itself is never written (docs/core.md, "Open"). The cache's own bbolt stays open
+// unwritten, which keeps its lock; the copy is deleted at Close.
+func (f *FS) scratch() error {
+	dir, err := os.MkdirTemp("", "imgfs-ro-")
+	if err != nil {
+		return localErr("creating a scratch copy of the local state", err)
+	}
+	p := filepath.Join(dir, "state.db")
+	err = func() error {
+		out, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if err != nil {
+			return err
+		}
+		err = f.db.View(func(tx *bolt.Tx) error {
+			_, err := tx.WriteTo(out)
+			return err
+		})
+		return errors.Join(err, out.Close())
+	}()
+	var db *bolt.DB
+	if err == nil {
+		db, err = bolt.Open(p, 0o600, &bolt.Options{Timeout: time.Second, NoSync: true})
+	}
+	if err != nil {
+		os.RemoveAll(dir)
+		return localErr("creating a scratch copy of the local state", err)
+	}
+	f.lockDB, f.db, f.scratchDir = f.db, db, dir
+	return nil
+}
+
+// closeScratch closes the cache's own bbolt and deletes the scratch copy of a read-only
+// open (after f.db is closed).
+func (f *FS) closeScratch() error {
+	if f.scratchDir == "" {
+		return nil
+	}
+	err := f.lockDB.Close()
+	return errors.Join(err, os.RemoveAll(f.scratchDir))
 }
 
 // freeze reopens the cache's bbolt read-only for a read-only open of a cache with local
@@ -250,9 +300,13 @@ func (f *FS) start(ctx context.Context) error {
 		return errnoErr(syscall.EINVAL, "cache directory %s belongs to another vault; use another --cache directory", f.dir)
 	}
 	if f.ro && inited {
-		// Before any write: a read-only open must not touch a cache with work of its own.
+		// Before any write: a read-only open must not touch a cache with work of its own,
+		// and works on a private copy of one without.
 		if why := f.localWork(); why != "" {
 			return f.freeze(why)
+		}
+		if err := f.scratch(); err != nil {
+			return err
 		}
 	}
 	err := f.db.Update(func(tx *bolt.Tx) error {
@@ -383,6 +437,9 @@ func (f *FS) Close() error {
 		if err := f.db.Close(); err != nil {
 			errs = append(errs, localErr("closing local state", err))
 		}
+		if err := f.closeScratch(); err != nil {
+			errs = append(errs, localErr("closing local state", err))
+		}
 	})
 	return errors.Join(errs...)
 }
@@ -410,6 +467,7 @@ func (f *FS) crash() {
 		}
 		f.mu.Unlock()
 		f.db.Close()
+		f.closeScratch()
 	})
 }
 

@@ -144,8 +144,9 @@ func (f *FS) releaseOpen(of *openFile) error {
 	}
 	of.sp = nil
 	if !of.isUnlinked() {
-		return nil
+		return f.ackHoldLocked(of.ino) // the last release acknowledges what is recorded
 	}
+	defer f.ackHoldLocked(of.ino)
 	return f.writeLocked(func(tx *bolt.Tx) error {
 		n, err := f.getInode(tx, of.ino)
 		if err != nil {
@@ -223,6 +224,7 @@ func (f *FS) CreateFlags(parent Ino, name string, mode os.FileMode, flags int) (
 		return a, h, nil
 	}
 	of := f.acquire(a.Ino)
+	f.armHoldLocked(a.Ino) // empty until a close acknowledges its content (unacked.go)
 	f.mu.Unlock()
 	h := f.newHandle(of, flags)
 	h.created = true
@@ -613,6 +615,11 @@ func (f *FS) truncateIno(ino Ino, size int64) error {
 		return errnoErr(syscall.EINVAL, "truncate of a non-regular file")
 	}
 	of := f.acquire(ino)
+	if size == 0 && of.refs > 1 {
+		// open(O_TRUNC) reaches us as OPEN, then this: the writes that follow make the
+		// version (unacked.go).
+		f.armHoldLocked(ino)
+	}
 	f.mu.Unlock()
 	of.mu.Lock()
 	err = of.truncateLocked(size)
@@ -629,6 +636,9 @@ func (f *FS) truncateIno(ino Ino, size int64) error {
 // handle's half-done writes as a version.
 func (h *Handle) Flush() error {
 	err := h.flush()
+	if err == nil && (h.write || h.created) {
+		err = h.f.ackHold(h.of.ino) // a close acknowledges the recorded version (unacked.go)
+	}
 	if err != nil {
 		h.f.log.Error("core: close failed", "ino", uint64(h.of.ino), "err", err)
 	}
@@ -778,6 +788,9 @@ func (f *FS) fsyncIno(ctx context.Context, ino Ino) error {
 // supersedes the spool meanwhile is sealed too (else a first version would be left out of
 // the root: the root names only sealed content).
 func (f *FS) storeIno(ctx context.Context, ino Ino) error {
+	if err := f.ackHold(ino); err != nil { // fsync acknowledges the recorded version
+		return err
+	}
 	if err := f.sealIno(ctx, ino); err != nil {
 		return err
 	}

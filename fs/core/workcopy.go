@@ -164,13 +164,16 @@ func freshRefs(tx *bolt.Tx, shards map[uint64]*tree) []string {
 	return out
 }
 
-// clearFresh forgets the fresh objects recorded up to change chg (a root holds them now).
-func clearFresh(tx *bolt.Tx, chg uint64) error {
+// clearFresh forgets the fresh objects recorded up to change chg (a root holds them now),
+// but those in keep (content of held files, which the root does not hold yet).
+func clearFresh(tx *bolt.Tx, chg uint64, keep map[dedup.Locator]bool) error {
 	m := tx.Bucket(bMeta)
 	var del [][]byte
 	c := m.Cursor()
 	for k, v := c.Seek([]byte(mFresh)); k != nil && len(k) == len(mFresh)+32 && string(k[:len(mFresh)]) == mFresh; k, v = c.Next() {
-		if len(v) != 8 || be64u(v) <= chg {
+		var l dedup.Locator
+		copy(l[:], k[len(mFresh):])
+		if (len(v) != 8 || be64u(v) <= chg) && !keep[l] {
 			del = append(del, append([]byte(nil), k...))
 		}
 	}
