@@ -251,11 +251,23 @@ func TestTwoCachesKill9(t *testing.T) {
 	b.Sync()
 	b.Umount()
 
-	// A read-only command on the crashed device's cache changes nothing in it.
-	out, se, err := a.TryImgfs("ls", "--store", a.StoreURL, "--cache", a.Cache, "/")
-	if err != nil || !strings.Contains(out, "big") || !strings.Contains(se, "not in the store yet") {
-		t.Fatalf("imgfs ls on the crashed cache: %v\nstdout %s\nstderr %s", err, out, se)
+	// Read-only commands on the crashed device's cache change nothing in it (all but the
+	// read cache obj/), with unsynced work and, once that is stored, without.
+	roCommands(t, a, true, "big")
+	// A writer-side command on it stores that work first.
+	if so, se, err := a.TryImgfs("gc", "--store", a.StoreURL, "--cache", a.Cache, "--grace", "0s"); err != nil || !strings.Contains(se, "storing it first") {
+		t.Fatalf("imgfs gc on the crashed cache with unsynced work: %v\nstdout %s\nstderr %s", err, so, se)
 	}
+	a.Mount()
+	a.Sync()
+	a.Kill9()
+	b.Mount()
+	if err := os.WriteFile(filepath.Join(b.Dir, "from-b2"), []byte("newer root"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.Sync()
+	b.Umount()
+	roCommands(t, a, false, "from-b2")
 	a.Mount()
 	a.Sync()
 	a.Umount()
@@ -267,5 +279,35 @@ func TestTwoCachesKill9(t *testing.T) {
 		if err != nil || !bytes.Equal(got, want) {
 			t.Fatalf("%s from a fresh cache: %v (%d bytes, want %d)", name, err, len(got), len(want))
 		}
+	}
+}
+
+// roCommands runs imgfs ls -R, check and export with --cache on m's crashed cache and
+// requires the cache to be byte for byte as before (all but the read cache obj/); the
+// listing must show want. work: the cache holds unsynced work (the commands say so); else
+// they show the newest root.
+func roCommands(t *testing.T, m *Mount, work bool, want string) {
+	t.Helper()
+	before := cacheState(m.Cache)
+	args := []string{"--store", m.StoreURL, "--cache", m.Cache}
+	out := filepath.Join(t.TempDir(), "export")
+	for _, cmd := range [][]string{
+		append([]string{"ls", "-R"}, append(args, "/")...),
+		append([]string{"check"}, args...),
+		append(append([]string{"export"}, args...), "/", out),
+	} {
+		so, se, err := m.TryImgfs(cmd...)
+		if err != nil || strings.Contains(se, "not in the store yet") != work {
+			t.Fatalf("imgfs %s on the crashed cache (unsynced work: %v): %v\nstdout %s\nstderr %s", strings.Join(cmd, " "), work, err, so, se)
+		}
+		if cmd[0] == "ls" && !strings.Contains(so, want) {
+			t.Fatalf("imgfs ls on the crashed cache does not show %s:\n%s", want, so)
+		}
+		if diff := diffState(before, cacheState(m.Cache)); diff != "" {
+			t.Fatalf("imgfs %s changed the crashed cache (unsynced work: %v):\n%s", cmd[0], work, diff)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(out, want)); err != nil {
+		t.Fatalf("imgfs export of the crashed cache: %v", err)
 	}
 }

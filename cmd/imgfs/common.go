@@ -451,6 +451,15 @@ func openSession(cmd *cobra.Command, cacheDir string, readOnly bool) (*session, 
 		}
 		return nil, err
 	}
+	if why := v.FS.LocalWork(); why != "" && !readOnly {
+		// A writer-side command (import, gc) first finishes the work this cache holds (a
+		// crashed mount's): stored and in a root before it goes on (docs/core.md).
+		fmt.Fprintf(cmd.ErrOrStderr(), "imgfs: this cache holds work that is not in the store yet (%s); storing it first\n", why)
+		if err := v.FS.Sync(ctx); err != nil {
+			v.Close()
+			return nil, fmt.Errorf("storing this cache's unsynced work (%s) failed: %w; run the command again when the store is reachable (imgfs mount keeps working from the cache meanwhile)", why, err)
+		}
+	}
 	return &session{store: v.Store, keys: v.Keys, fs: v.FS, url: url, v: v}, nil
 }
 

@@ -95,6 +95,10 @@ func (f *FS) OtherUnsyncedDevices(ctx context.Context) ([]Presence, error) {
 	return rootsync.OtherUnsynced(all, id), nil
 }
 
+// LocalWork says what work of its own this cache holds that is not in the store yet ("":
+// none): a writer-side command stores it first (docs/core.md).
+func (f *FS) LocalWork() string { return f.localWork() }
+
 // ForgetDevice deletes the presence records of the devices named device (one that is gone
 // for good, with whatever it did not sync). It returns how many it deleted.
 func ForgetDevice(ctx context.Context, store backend.Store, keys *keyring.Keys, device string) (int, error) {
