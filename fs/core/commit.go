@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
@@ -69,10 +70,10 @@ func (f *FS) committer() {
 // no object yet) and returns the locators of the unchanged ones. An empty tree in dirty means
 // the shard has no inodes any more.
 //
-// Held inodes (unacked.go) and regular files whose only content is an unsealed spool are
-// listed in held, each with the shard's tree object of the last root in prior, for
+// Held inodes (unacked.go), regular files whose only content is an unsealed spool and files
+// whose content uses a broken object (lost from the store, no local copy) are listed in held, each with the shard's tree object of the last root in prior, for
 // applyHolds; keepFresh gets the chunks of their current content.
-func (f *FS) snapshot(tx *bolt.Tx, holds map[Ino]bool) (dirty map[uint64]*tree, keep []shardRef, hs holdSet, err error) {
+func (f *FS) snapshot(tx *bolt.Tx, holds map[Ino]bool, broken map[dedup.Locator]bool) (dirty map[uint64]*tree, keep []shardRef, hs holdSet, err error) {
 	hs = holdSet{prior: map[uint64]dedup.Locator{}, keepFresh: map[dedup.Locator]bool{}}
 	m := tx.Bucket(bMeta)
 	next := getU64(tx, mNextIno)
@@ -133,9 +134,9 @@ func (f *FS) snapshot(tx *bolt.Tx, holds map[Ino]bool) (dirty map[uint64]*tree, 
 			case n.Nlink == 0:
 				omit[ino] = true
 				continue
-			case n.isReg() && (holds[ino] || n.Spool != 0 && !n.HasRef):
-				// Not a version anyone acknowledged, or not sealed: the last root's
-				// version goes in its place (applyHolds).
+			case n.isReg() && (holds[ino] || n.Spool != 0 && !n.HasRef || usesAny(&n, broken)):
+				// Not a version anyone acknowledged, not sealed, or its object is lost:
+				// the last root's version goes in its place (applyHolds).
 				hs.held = append(hs.held, heldRef{shard: sh, ino: ino})
 				if v := m.Get(shardKey(mShLoc, sh)); len(v) == 32 {
 					var l dedup.Locator
@@ -222,12 +223,49 @@ func (f *FS) putMeta(ctx context.Context, kind string, plain []byte) (dedup.Loca
 
 // commitNow writes a root for the current working copy if it changed since the last root
 // (the root protocol: rootsync.Syncer.Commit; the working copy's side: workcopy.go).
+//
+// Files that use an object missing from the store with no local copy left are left at
+// their last root's version (workcopy.go Restore): the root is written, and the error
+// (a *leftOutError: EIO, rootsync.ErrMissing) names them.
 func (f *FS) commitNow(ctx context.Context) error {
 	if f.ro {
 		return nil
 	}
+	f.commitMu.Lock()
+	defer f.commitMu.Unlock()
 	defer f.notePresence(ctx)
-	return syncErr("committing a root", f.sync.Commit(ctx, f.wc()))
+	f.mu.Lock()
+	f.broken = nil
+	f.commitGen++
+	f.mu.Unlock()
+	err := syncErr("committing a root", f.sync.Commit(ctx, f.wc()))
+	f.mu.Lock()
+	lo, msg := f.leftOut, f.leftOutMsg
+	f.mu.Unlock()
+	if err == nil && len(lo) > 0 {
+		return &leftOutError{inos: lo, err: eio("committing a root", fmt.Errorf("%w; left at their last stored version: %s",
+			rootsync.ErrMissing, strings.Join(msg, "; ")))}
+	}
+	return err
+}
+
+// leftOutError: the root was written without the new content of the files in inos (its
+// object is missing from the store and no local copy is left).
+type leftOutError struct {
+	inos map[Ino]bool
+	err  error
+}
+
+func (e *leftOutError) Error() string { return e.err.Error() }
+func (e *leftOutError) Unwrap() error { return e.err }
+
+// leftOutOnly is err unless it only says that files other than ino were left out.
+func leftOutOnly(err error, ino Ino) error {
+	var lo *leftOutError
+	if errors.As(err, &lo) && !lo.inos[ino] {
+		return nil
+	}
+	return err
 }
 
 // buildRoot stores the tree and aux objects of the working copy's next root on top of
@@ -249,6 +287,8 @@ func (f *FS) buildRoot(ctx context.Context, a rootsync.Anchor) (*rootsync.Candid
 	if err == nil {
 		holds, err = f.heldLocked()
 	}
+	broken := maps.Clone(f.broken)
+	gen := f.commitGen
 	f.mu.Unlock()
 	if err != nil {
 		return nil, err
@@ -264,7 +304,7 @@ func (f *FS) buildRoot(ctx context.Context, a rootsync.Anchor) (*rootsync.Candid
 			return nil
 		}
 		var err error
-		if shards, keepShards, hs, err = f.snapshot(tx, holds); err != nil {
+		if shards, keepShards, hs, err = f.snapshot(tx, holds, broken); err != nil {
 			return err
 		}
 		dirty := map[string]bool{}
@@ -295,6 +335,13 @@ func (f *FS) buildRoot(ctx context.Context, a rootsync.Anchor) (*rootsync.Candid
 	if err != nil || nothingNew {
 		return nil, asErrno(err)
 	}
+	f.mu.Lock()
+	if f.leftOutGen != gen {
+		// The first root this commitNow builds: the files left out are found anew (the
+		// report of an earlier commit stays while nothing changed).
+		f.leftOut, f.leftOutMsg, f.leftOutGen = nil, nil, gen
+	}
+	f.mu.Unlock()
 	if err := f.applyHolds(ctx, shards, hs.held, hs.prior); err != nil {
 		return nil, err
 	}

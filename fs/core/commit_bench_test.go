@@ -56,7 +56,7 @@ func TestSnapshotDirentsByName(t *testing.T) {
 	check := func(step string) {
 		t.Helper()
 		ok(t, f.view(func(tx *bolt.Tx) error {
-			dirty, _, _, err := f.snapshot(tx, nil)
+			dirty, _, _, err := f.snapshot(tx, nil, nil)
 			ok(t, err)
 			got, want := map[treeDirent]bool{}, map[treeDirent]bool{}
 			in := map[Ino]bool{}

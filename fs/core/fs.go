@@ -62,13 +62,21 @@ type FS struct {
 	ro    bool
 
 	// mu serialises namespace changes and guards open. Lock order: openFile.mu, then mu.
-	mu     sync.Mutex
-	open   map[Ino]*openFile
-	holds  map[Ino]*hold // files whose current content no one acknowledged yet (unacked.go)
-	wtx    *bolt.Tx      // shared write transaction (batch.go), nil when none is open
-	wtxOps int
-	jr     *journal      // redo journal of the batch (journal.go); nil for a read-only open
-	window time.Duration // group-commit window (batchDelay)
+	mu    sync.Mutex
+	open  map[Ino]*openFile
+	holds map[Ino]*hold // files whose current content no one acknowledged yet (unacked.go)
+	// broken: objects missing from the store with no local copy, found by the current
+	// commit; leftOut: the files it left at their last root's version (workcopy.go Restore)
+	commitMu   sync.Mutex // one commitNow at a time (its left-out report is its own)
+	broken     map[dedup.Locator]bool
+	leftOut    map[Ino]bool
+	leftOutMsg []string
+	commitGen  uint64 // commitNow calls; leftOutGen: the one whose build found leftOut
+	leftOutGen uint64
+	wtx        *bolt.Tx // shared write transaction (batch.go), nil when none is open
+	wtxOps     int
+	jr         *journal      // redo journal of the batch (journal.go); nil for a read-only open
+	window     time.Duration // group-commit window (batchDelay)
 	// unsynced: spools that journal records of the batch point at, not yet fsynced
 	unsynced map[uint64]bool
 	closed   bool

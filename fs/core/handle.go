@@ -794,7 +794,7 @@ func (f *FS) storeIno(ctx context.Context, ino Ino) error {
 	if err := f.sealIno(ctx, ino); err != nil {
 		return err
 	}
-	return f.commitNow(ctx)
+	return leftOutOnly(f.commitNow(ctx), ino) // another file's lost object is not this fsync's
 }
 
 // sealIno seals and stores the recorded spool of ino, if any (and a newer one that replaced

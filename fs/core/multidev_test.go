@@ -424,8 +424,9 @@ func (s localVanishStore) Path(name string) (string, error) { return s.path(name
 
 // "No root ever references a missing object" (docs/core.md, "Several devices"): a content
 // object gone from the store between its upload and the root is uploaded again from the
-// cache's copy before the root is written; without a copy the commit fails (EIO, naming
-// the file) and no root references it.
+// cache's copy before the root is written; without a copy the files that use it stay at
+// their last stored version (a new one stays out), the root is written, and the commit
+// fails (EIO, naming the files).
 func TestMissingObjectBeforeRoot(t *testing.T) {
 	t.Run("restored from the cache", func(t *testing.T) {
 		e := newEnv(t)
@@ -446,6 +447,9 @@ func TestMissingObjectBeforeRoot(t *testing.T) {
 		}
 	})
 	t.Run("no copy left", func(t *testing.T) {
+		// The files that use the lost object stay at their last stored version (a new
+		// one stays out), the rest of the change is stored, and Sync reports EIO naming
+		// the file; writing the file again lets it through.
 		e := newEnv(t)
 		e.opts.CommitDelay = 1 << 40
 		ls := e.store.(*local.Store)
@@ -453,31 +457,48 @@ func TestMissingObjectBeforeRoot(t *testing.T) {
 		e.store = localVanishStore{vs, ls.Path}
 		f := e.open()
 		writeFile(t, f, "/keep.txt", []byte("kept"))
+		writeFile(t, f, "/old.jpg", []byte("old version"))
 		ok(t, f.Sync(ctx()))
-		before := f.anchorSeq()
 		vs.arm(true)
 		writeFile(t, f, "/photo.jpg", randBytes(200_000))
+		writeFile(t, f, "/old.jpg", randBytes(150_000))
 		err := f.Sync(ctx())
 		vs.arm(false)
-		wantErr(t, err, syscall.EIO)
-		if !errors.Is(err, rootsync.ErrMissing) || !strings.Contains(err.Error(), "/photo.jpg") {
-			t.Fatalf("error does not say what is missing and which file uses it: %v", err)
+		writeFile(t, f, "/other.txt", []byte("other")) // stored although the photos are not
+		err2 := f.Sync(ctx())
+		for _, err := range []error{err, err2} {
+			wantErr(t, err, syscall.EIO)
+			if !errors.Is(err, rootsync.ErrMissing) || !strings.Contains(err.Error(), "/photo.jpg") || !strings.Contains(err.Error(), "/old.jpg") {
+				t.Fatalf("error does not say what is missing and which files use it: %v", err)
+			}
 		}
-		if latest, _, err := f.latestRoot(ctx()); err != nil || latest != before {
-			t.Fatalf("a root was written (newest %d, before %d, %v)", latest, before, err)
+		check := func(what string, want map[string]string) {
+			t.Helper()
+			g := e.device("fresh-" + what).open()
+			defer g.Close()
+			for p, w := range want {
+				if w == "" {
+					if _, err := g.Resolve(p); err == nil {
+						t.Fatalf("%s: a fresh cache has %s, whose content is lost", what, p)
+					}
+					continue
+				}
+				if got := readFile(t, g, p); string(got) != w {
+					t.Fatalf("%s: a fresh cache reads %s as %q, want %q", what, p, got, w)
+				}
+			}
 		}
-		// Writing the file again stores it again; then the root goes through.
+		// fsync: EIO for a file left out, not for another one.
+		writeFile(t, f, "/keep.txt", []byte("kept, fsynced"))
+		ok(t, f.FsyncIno(ctx(), must(f.Resolve("/keep.txt"))))
+		wantErr(t, f.FsyncIno(ctx(), must(f.Resolve("/photo.jpg"))), syscall.EIO)
+		check("lost", map[string]string{"/keep.txt": "kept, fsynced", "/other.txt": "other", "/old.jpg": "old version", "/photo.jpg": ""})
+		// Writing the files again stores them again; then the root has them.
 		writeFile(t, f, "/photo.jpg", []byte("written again"))
+		writeFile(t, f, "/old.jpg", []byte("new version"))
 		ok(t, f.Sync(ctx()))
 		ok(t, f.Close())
-		e.cache = t.TempDir()
-		f = e.open()
-		if got := readFile(t, f, "/photo.jpg"); string(got) != "written again" {
-			t.Fatalf("fresh cache reads %q", got)
-		}
-		if got := readFile(t, f, "/keep.txt"); string(got) != "kept" {
-			t.Fatalf("fresh cache reads %q", got)
-		}
+		check("rewritten", map[string]string{"/keep.txt": "kept, fsynced", "/other.txt": "other", "/old.jpg": "new version", "/photo.jpg": "written again"})
 	})
 }
 

@@ -180,3 +180,16 @@ func heldLeftover(tx *bolt.Tx) error {
 	}
 	return nil
 }
+
+// usesAny says whether the sealed content of n uses one of the objects in set.
+func usesAny(n *inode, set map[dedup.Locator]bool) bool {
+	if !n.HasRef || len(set) == 0 {
+		return false
+	}
+	for i := 0; i < n.Ref.Len(); i++ {
+		if set[n.Ref.ChunkLocator(i)] {
+			return true
+		}
+	}
+	return false
+}

@@ -53,7 +53,10 @@ func (w workCopy) Adopt(a rootsync.Anchor) error {
 }
 
 // Restore uploads content object name again from the read cache's copy (the ciphertext
-// this cache uploaded, or fetched); without one the object is lost to this device too.
+// this cache uploaded, or fetched). Without one the object is lost to this device too: the
+// files that use it are left out of the root being built (at their last root's version,
+// snapshot), so one lost object does not keep every other change from the store; commitNow
+// reports them (docs/core.md, "Several devices").
 func (w workCopy) Restore(ctx context.Context, name string) error {
 	f := w.f
 	loc, err := dedup.ParseContentName(name)
@@ -62,8 +65,24 @@ func (w workCopy) Restore(ctx context.Context, name string) error {
 	}
 	p, ok := f.CachedObject(loc)
 	if !ok {
-		return eio("storing a root", fmt.Errorf("%w: %s, and this cache has no copy of it (files that use it: %s)",
-			rootsync.ErrMissing, name, f.usersOf(loc)))
+		inos := f.usersOfInos(loc)
+		paths := f.pathsOf(inos)
+		f.mu.Lock()
+		if f.broken == nil {
+			f.broken = map[dedup.Locator]bool{}
+		}
+		if f.leftOut == nil {
+			f.leftOut = map[Ino]bool{}
+		}
+		f.broken[loc] = true
+		for _, ino := range inos {
+			f.leftOut[ino] = true
+		}
+		f.leftOutMsg = append(f.leftOutMsg, fmt.Sprintf("%s (object %s)", paths, name))
+		f.mu.Unlock()
+		f.log.Error("core: an object of these files is missing from the store and this cache has no copy of it; they stay at their last stored version until written again",
+			"files", paths, "object", name)
+		return fmt.Errorf("%s: %w", name, rootsync.ErrLeftOut)
 	}
 	file, err := os.Open(p)
 	if err != nil {
@@ -82,9 +101,8 @@ func (w workCopy) Restore(ctx context.Context, name string) error {
 	return nil
 }
 
-// usersOf names the inodes whose content uses loc (for the error message; names of files
-// stay local).
-func (f *FS) usersOf(loc dedup.Locator) string {
+// usersOfInos lists the inodes whose content uses loc.
+func (f *FS) usersOfInos(loc dedup.Locator) []Ino {
 	var out []Ino
 	f.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bInodes).ForEach(func(k, _ []byte) error {
@@ -101,6 +119,11 @@ func (f *FS) usersOf(loc dedup.Locator) string {
 			return nil
 		})
 	})
+	return out
+}
+
+// pathsOf names inodes for an error message (names of files stay local).
+func (f *FS) pathsOf(out []Ino) string {
 	paths := ""
 	for i, ino := range out {
 		if i == 5 {

@@ -53,6 +53,10 @@ var (
 	// ErrMissing: an object a new root would reference is gone from the store and no local
 	// copy of it is left; the root is not written.
 	ErrMissing = errors.New("an object the next root references is missing from the store")
+	// ErrLeftOut: Local.Restore found no copy of a missing object and leaves the files that
+	// use it out of the next root (at their last root's version); Commit builds the root
+	// again.
+	ErrLeftOut = errors.New("an object is missing from the store and no local copy is left; the files that use it stay at their last stored version")
 )
 
 // Candidate is a root built on top of an anchor, not yet stored.
@@ -72,8 +76,8 @@ type Local interface {
 	// Build stores the metadata objects of the working copy's next root and returns it
 	// (nil: nothing to commit).
 	Build(ctx context.Context, a Anchor) (*Candidate, error)
-	// Restore uploads the object name again from a local copy; an error wrapping
-	// ErrMissing when there is none.
+	// Restore uploads the object name again from a local copy; without one, an error
+	// wrapping ErrLeftOut (the next Build leaves out what uses it) or ErrMissing.
 	Restore(ctx context.Context, name string) error
 	// Merge makes the working copy the 3-way merge of itself with root seq (which chains
 	// to the anchor, unless the chain could not be checked) and moves the anchor to seq.
@@ -204,15 +208,23 @@ const commitRounds = 10
 func (s *Syncer) Commit(ctx context.Context, l Local) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	own := 0
+	own, rebuilt := 0, 0
 	for round := 0; ; round++ {
 		a := l.Anchor()
 		c, err := l.Build(ctx, a)
 		if err != nil || c == nil {
 			return err
 		}
-		if err := s.checkRefs(ctx, l, c.Refs); err != nil {
+		leftOut, err := s.checkRefs(ctx, l, c.Refs)
+		if err != nil {
 			return err
+		}
+		if leftOut {
+			// The working copy left the files of a lost object out: build again.
+			if rebuilt++; rebuilt > commitRounds {
+				return fmt.Errorf("%w: the working copy still references it", ErrMissing)
+			}
+			continue
 		}
 		seq := a.Seq + 1
 		h, err := s.publish(ctx, seq, c.Obj)
@@ -242,8 +254,9 @@ func (s *Syncer) Commit(ctx context.Context, l Local) error {
 
 // checkRefs keeps "no root ever references a missing object" (docs/core.md, "Several
 // devices"): every object new since the anchor must be in the store, else it is uploaded
-// again from a local copy, else the root is not written.
-func (s *Syncer) checkRefs(ctx context.Context, l Local, refs []string) error {
+// again from a local copy, else the files that use it are left out (leftOut: build the
+// root again) or the root is not written.
+func (s *Syncer) checkRefs(ctx context.Context, l Local, refs []string) (leftOut bool, err error) {
 	const parallel = 8
 	errs := make([]error, len(refs))
 	var wg sync.WaitGroup
@@ -262,7 +275,12 @@ func (s *Syncer) checkRefs(ctx context.Context, l Local, refs []string) error {
 		}()
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	for i, err := range errs {
+		if errors.Is(err, ErrLeftOut) {
+			leftOut, errs[i] = true, nil
+		}
+	}
+	return leftOut, errors.Join(errs...)
 }
 
 // ownRoot: the root at the sequence number tried is one this cache wrote in an earlier

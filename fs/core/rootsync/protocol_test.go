@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -199,6 +200,9 @@ func (w *fakeWC) Restore(ctx context.Context, name string) error {
 	defer w.mu.Unlock()
 	w.restored = append(w.restored, name)
 	if w.restoreErr != nil {
+		if errors.Is(w.restoreErr, ErrLeftOut) {
+			w.refs = slices.DeleteFunc(slices.Clone(w.refs), func(r string) bool { return r == name })
+		}
 		return w.restoreErr
 	}
 	return w.s.store.Put(ctx, name, strings.NewReader("restored"), 8)
@@ -451,6 +455,17 @@ func TestMissingObjectRestoredOrRefused(t *testing.T) {
 	}
 	if newest, _ := newestFiles(t, store); newest != 2 {
 		t.Fatalf("a root (%d) was written that references a missing object", newest)
+	}
+	// A working copy that leaves the files of a lost object out: the root is built again
+	// without it and written.
+	a.restored = nil
+	a.refs, a.restoreErr = []string{lost}, fmt.Errorf("no copy: %w", ErrLeftOut)
+	okT(t, a.s.Commit(ctxT(t), a))
+	if fmt.Sprint(a.restored) != fmt.Sprint([]string{lost}) || len(a.refs) != 0 {
+		t.Fatalf("restore tried %v, refs left %v", a.restored, a.refs)
+	}
+	if newest, _ := newestFiles(t, store); newest != 3 {
+		t.Fatalf("newest root %d after leaving the lost object out, want 3", newest)
 	}
 }
 
