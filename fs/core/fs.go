@@ -62,24 +62,29 @@ type FS struct {
 	ro    bool
 
 	// mu serialises namespace changes and guards open. Lock order: openFile.mu, then mu.
-	mu    sync.Mutex
-	open  map[Ino]*openFile
-	holds map[Ino]*hold // files whose current content no one acknowledged yet (unacked.go)
+	mu     sync.Mutex
+	open   map[Ino]*openFile
+	wtx    *bolt.Tx // shared write transaction (batch.go), nil when none is open
+	wtxOps int
+	jr     *journal      // redo journal of the batch (journal.go); nil for a read-only open
+	window time.Duration // group-commit window (batchDelay)
+	// unsynced: spools that journal records of the batch point at, not yet fsynced
+	unsynced map[uint64]bool
+	closed   bool
+
+	// Under mu: files whose current content no one acknowledged yet (unacked.go), and the
+	// decoded tree objects of the last root's shards they are written from (a few).
+	holds      map[Ino]*hold
+	priorTrees map[dedup.Locator]map[Ino]*inode
 	// broken: objects missing from the store with no local copy, found by the current
-	// commit; leftOut: the files it left at their last root's version (workcopy.go Restore)
+	// commit; leftOut: the files it left at their last root's version (workcopy.go Restore);
+	// commitGen counts commitNow calls, leftOutGen is the one whose build found leftOut.
 	commitMu   sync.Mutex // one commitNow at a time (its left-out report is its own)
 	broken     map[dedup.Locator]bool
 	leftOut    map[Ino]bool
 	leftOutMsg []string
-	commitGen  uint64 // commitNow calls; leftOutGen: the one whose build found leftOut
+	commitGen  uint64
 	leftOutGen uint64
-	wtx        *bolt.Tx // shared write transaction (batch.go), nil when none is open
-	wtxOps     int
-	jr         *journal      // redo journal of the batch (journal.go); nil for a read-only open
-	window     time.Duration // group-commit window (batchDelay)
-	// unsynced: spools that journal records of the batch point at, not yet fsynced
-	unsynced map[uint64]bool
-	closed   bool
 
 	spoolUsed atomic.Int64  // bytes of spool files on disk
 	spoolSeq  atomic.Uint64 // last spool id handed out
@@ -106,12 +111,8 @@ type FS struct {
 	storePath func(name string) (string, error) // set for a local directory store
 	// frozen: a read-only open of a cache with work not yet in the store; its bbolt is
 	// opened read-only and nothing in the cache is touched (docs/core.md, "Several devices").
-	frozen bool
-	// scratchDir: a read-only open of a cache without work of its own runs on a copy of its
-	// bbolt in this directory; lockDB is the cache's own bbolt, open and unwritten (scratch)
-	scratchDir string
-	lockDB     *bolt.DB
-	onMerge    atomic.Pointer[func(Changes)]
+	frozen  bool
+	onMerge atomic.Pointer[func(Changes)]
 	// presenceAnchor: the anchor in the last presence record written (presence.go)
 	presenceAnchor atomic.Uint64
 	// writerID: this cache's presence id, recorded in the roots it writes (rootRec.Writer)
@@ -120,6 +121,11 @@ type FS struct {
 
 	// chunker cuts file content into chunks (format v2, docs/format.md §11)
 	chunker *dedup.Chunker
+
+	// scratchDir: a read-only open of a cache without work of its own runs on a copy of its
+	// bbolt in this directory; lockDB is the cache's own bbolt, open and unwritten (scratch)
+	scratchDir string
+	lockDB     *bolt.DB
 }
 
 func (f *FS) spoolPath(id uint64) string {

@@ -114,18 +114,11 @@ func (f *FS) applyHolds(ctx context.Context, shards map[uint64]*tree, held []hel
 		byShard[h.shard][h.ino] = true
 	}
 	for sh, inos := range byShard {
-		old := map[Ino]*inode{}
+		var old map[Ino]*inode
 		if loc, ok := prior[sh]; ok {
-			plain, err := f.loadMeta(ctx, "tree", loc)
-			if err != nil {
+			var err error
+			if old, err = f.priorTree(ctx, loc); err != nil {
 				return err
-			}
-			pt, err := decodeTree(plain)
-			if err != nil {
-				return eio("tree "+loc.String(), err)
-			}
-			for i := range pt.Inodes {
-				old[pt.Inodes[i].Ino] = &pt.Inodes[i].Node
 			}
 		}
 		t := shards[sh]
@@ -193,3 +186,35 @@ func usesAny(n *inode, set map[dedup.Locator]bool) bool {
 	}
 	return false
 }
+
+// priorTree returns the inodes of tree object loc (a shard of the last root), from a small
+// cache: a long import holds new files in the same shards commit after commit.
+func (f *FS) priorTree(ctx context.Context, loc dedup.Locator) (map[Ino]*inode, error) {
+	f.mu.Lock()
+	old, ok := f.priorTrees[loc]
+	f.mu.Unlock()
+	if ok {
+		return old, nil
+	}
+	plain, err := f.loadMeta(ctx, "tree", loc)
+	if err != nil {
+		return nil, err
+	}
+	pt, err := decodeTree(plain)
+	if err != nil {
+		return nil, eio("tree "+loc.String(), err)
+	}
+	old = map[Ino]*inode{}
+	for i := range pt.Inodes {
+		old[pt.Inodes[i].Ino] = &pt.Inodes[i].Node
+	}
+	f.mu.Lock()
+	if f.priorTrees == nil || len(f.priorTrees) >= priorTreesKept {
+		f.priorTrees = map[dedup.Locator]map[Ino]*inode{}
+	}
+	f.priorTrees[loc] = old
+	f.mu.Unlock()
+	return old, nil
+}
+
+const priorTreesKept = 8
