@@ -357,7 +357,7 @@ func setAnchor(tx *bolt.Tx, a rootsync.Anchor) error {
 // ---- reading roots ----
 
 func readAll(ctx context.Context, store backend.Store, name string, limit int64) ([]byte, error) {
-	return rootsync.ReadAll(ctx, store, name, limit)
+	return backend.ReadSmall(ctx, store, name, limit)
 }
 
 // latestRoot returns the highest root sequence number in the store (ok false: none).
