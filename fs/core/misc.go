@@ -511,6 +511,19 @@ func (f *FS) Status() Status {
 			}
 			return nil
 		})
+		return nil
+	})
+	p := f.Pending()
+	s.PendingSeals, s.PendingUploads, s.PendingCommit = p.PendingSeals, p.PendingUploads, p.PendingCommit
+	return s
+}
+
+// Pending is Status without the totals: what is not yet sealed, stored or committed. Its
+// cost is the pending work, not the vault (Status decrypts every inode record), so `imgfs
+// sync` answers with it (docs/perf.md, "Scale").
+func (f *FS) Pending() Status {
+	var s Status
+	f.view(func(tx *bolt.Tx) error {
 		// Counted with a cursor: Stats reads committed pages only, not the running batch.
 		tx.Bucket(bPending).ForEach(func(_, _ []byte) error {
 			s.PendingSeals++
