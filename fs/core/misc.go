@@ -56,8 +56,10 @@ func (f *FS) putXattr(tx *bolt.Tx, ino Ino, name string, value []byte) error {
 func (f *FS) GetXattr(ino Ino, name string) ([]byte, error) {
 	var out []byte
 	err := f.view(func(tx *bolt.Tx) error {
-		if _, err := f.getInode(tx, ino); err != nil {
-			return err
+		// The inode must exist; it is not decrypted (ls -l asks every file for
+		// security.selinux).
+		if tx.Bucket(bInodes).Get(be64(uint64(ino))) == nil {
+			return errnoErr(syscall.ENOENT, "inode %d", ino)
 		}
 		k := f.lc.xattrKey(ino, name)
 		v := tx.Bucket(bXattrs).Get(k)

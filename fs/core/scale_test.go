@@ -1,6 +1,7 @@
 package core
 
 import (
+	"syscall"
 	"testing"
 	"time"
 )
@@ -27,4 +28,31 @@ func TestPending(t *testing.T) {
 	if st := f.Status(); st.Files != 1 || st.Dirs != 2 || st.PendingCommit {
 		t.Fatalf("after sync: status %+v", st)
 	}
+}
+
+// Lookup reads the parent's inode on a miss only, and GetXattr does not decrypt the inode:
+// the errnos stay those of the full checks (docs/perf.md, "Scale").
+func TestLookupAndXattrErrnos(t *testing.T) {
+	e := newEnv(t)
+	f := e.open()
+	ok(t, f.Mkdir2(t, "/d"))
+	ino := writeFile(t, f, "/d/a.jpg", []byte("x"))
+	d := must(f.Resolve("/d"))
+	if a := must(f.Lookup(d, "a.jpg")); a.Ino != ino {
+		t.Fatalf("lookup gave inode %d, want %d", a.Ino, ino)
+	}
+	_, err := f.Lookup(d, "missing")
+	wantErr(t, err, syscall.ENOENT)
+	_, err = f.Lookup(ino, "a.jpg")
+	wantErr(t, err, syscall.ENOTDIR)
+	_, err = f.Lookup(Ino(1<<40), "a.jpg")
+	wantErr(t, err, syscall.ENOENT)
+	_, err = f.GetXattr(ino, "security.selinux")
+	wantErr(t, err, syscall.ENODATA)
+	ok(t, f.Remove(d, "a.jpg", false))
+	_, err = f.GetXattr(ino, "security.selinux")
+	wantErr(t, err, syscall.ENOENT)
+	ok(t, f.Remove(RootIno, "d", true))
+	_, err = f.Lookup(d, "a.jpg")
+	wantErr(t, err, syscall.ENOENT)
 }
