@@ -4,12 +4,16 @@
 # small files of 0-4 KiB from a pool of 256 contents, 1000 per directory), and at each size
 # a real mount is measured:
 #   mount      : `imgfs mount` from a fresh, empty cache dir (loads the tree from the store)
-#                after dropping the kernel caches -> seconds, and the daemon's RSS (VmRSS)
+#                after dropping the kernel caches -> seconds, the daemon's CPU time when
+#                ready (the wall time suffers most from a loaded machine), its RSS (VmRSS)
 #                after the mount and its peak (VmHWM) after ls -lR.
 #   create+sync: `echo > new file; imgfs sync` on the mount, REPS times -> median, min, max ms.
 #   ls -lR     : drop the kernel caches, ls -lR of the mount -> seconds.
 # At COMPARE files (default 40000; must be one of SIZES) the same tree is written into a
 # gocryptfs mount and both are listed ROUNDS times, interleaved, after dropping the caches.
+#
+# The mounts run with --no-similar (the namespace is measured, not the near-duplicate
+# indexer's first scan); SIMILAR=1 mounts with the indexer and the model in models/.
 #
 # Usage: bench/scale.sh       (SIZES="10000 40000 100000 1000000" REPS=5 ROUNDS=3)
 # Env: WORK (scratch dir, default /var/tmp/scale.XXXX, removed at the end unless KEEP=1).
@@ -30,6 +34,11 @@ chmod 700 "$WORK/run"
 go build -o "$WORK/bin/imgfs" ./cmd/imgfs
 go build -o "$WORK/bin/scalegen" ./bench/scalegen
 IMGFS=$WORK/bin/imgfs
+SIMILAR_FLAG=--no-similar
+if [ "${SIMILAR:-0}" = 1 ]; then
+	SIMILAR_FLAG=
+	export IMGFS_MODEL=${IMGFS_MODEL:-$REPO/models/mobilenet_v2.imgfsmodel}
+fi
 export HOME=$WORK XDG_RUNTIME_DIR=$WORK/run XDG_CACHE_HOME=$WORK/xdg-cache
 head -c 24 /dev/urandom | base64 >"$WORK/pass"
 export IMGFS_PASSPHRASE_FILE=$WORK/pass
@@ -84,11 +93,12 @@ for n in $SIZES; do
 	rm -rf "$WORK/cache"
 	drop_caches
 	s=$(now)
-	"$IMGFS" mount --store "$WORK/store" --cache "$WORK/cache" "$WORK/mnt" 2>>"$WORK/mount.log"
+	"$IMGFS" mount $SIMILAR_FLAG --store "$WORK/store" --cache "$WORK/cache" "$WORK/mnt" 2>>"$WORK/mount.log"
 	e=$(now)
 	mount_s=$(secs "$s" "$e")
 	pid=$(daemon_pid)
 	rss_mount=$(proc_kib "$pid" VmRSS)
+	cpu_mount=$(awk -v t="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$pid/stat")
 	# One-file create + sync.
 	mkdir -p "$WORK/mnt/new-$n"
 	"$IMGFS" sync "$WORK/mnt" >/dev/null
@@ -110,14 +120,14 @@ for n in $SIZES; do
 	if [ "$n" = "$COMPARE" ]; then compare_ls "$n"; fi
 	"$IMGFS" umount "$WORK/mnt"
 	store_du=$(du -sm "$WORK/store" | cut -f1)
-	rows+=("| $n | $build | $mount_s | $(kib "$rss_mount") | $(kib "$rss_peak") | $cs_med | $cs_all| $ls_s | $store_du MB |")
+	rows+=("| $n | $build | $mount_s | $cpu_mount | $(kib "$rss_mount") | $(kib "$rss_peak") | $cs_med | $cs_all| $ls_s | $store_du MB |")
 	echo "scale: $n files done" >&2
 done
 rm -rf "$WORK/cache"
 
-echo "bench/scale.sh on $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), REPS=$REPS"
-echo "| files | build s (scalegen) | mount s (fresh cache) | daemon RSS after mount | daemon RSS peak (after ls -lR) | create+sync median ms | create+sync ms (all) | ls -lR s | store |"
-echo "|---|---|---|---|---|---|---|---|---|"
+echo "bench/scale.sh on $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), REPS=$REPS, mount ${SIMILAR_FLAG:-with the indexer}"
+echo "| files | build s (scalegen) | mount s (fresh cache) | daemon CPU s at ready | daemon RSS after mount | daemon RSS peak (after ls -lR) | create+sync median ms | create+sync ms (all) | ls -lR s | store |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
 if [ ${#lslR_imgfs[@]} -gt 0 ]; then
 	mi=$(echo "${lslR_imgfs[*]}" | median) mg=$(echo "${lslR_gocryptfs[*]}" | median)
