@@ -53,6 +53,9 @@ func (f *FS) putXattr(tx *bolt.Tx, ino Ino, name string, value []byte) error {
 	return bput(tx, bXattrs, k, f.lc.seal("xattrs", k, encodeKV([]byte(name), value)))
 }
 
+// errNoXattr is GetXattr's miss, the common answer (one per file of an ls -l), made once.
+var errNoXattr = errnoErr(syscall.ENODATA, "no such xattr")
+
 func (f *FS) GetXattr(ino Ino, name string) ([]byte, error) {
 	var out []byte
 	err := f.view(func(tx *bolt.Tx) error {
@@ -64,7 +67,7 @@ func (f *FS) GetXattr(ino Ino, name string) ([]byte, error) {
 		k := f.lc.xattrKey(ino, name)
 		v := tx.Bucket(bXattrs).Get(k)
 		if v == nil {
-			return errnoErr(syscall.ENODATA, "no xattr %q", name)
+			return errNoXattr
 		}
 		x, err := f.decodeXattr(k, v)
 		out = x.Value
