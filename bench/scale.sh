@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/scale.sh: the cost of one vault as it grows (docs/perf.md, "Scale"). One vault is
+# bench/scale.sh: the cost of one vault as it grows (docs/scale.md). One vault is
 # grown through the sizes in SIZES by bench/scalegen (which writes through fs/core directly:
 # small files of 0-4 KiB from a pool of 256 contents, 1000 per directory), and at each size
 # a real mount is measured:

@@ -525,7 +525,7 @@ func (f *FS) Status() Status {
 
 // Pending is Status without the totals: what is not yet sealed, stored or committed. Its
 // cost is the pending work, not the vault (Status decrypts every inode record), so `imgfs
-// sync` answers with it (docs/perf.md, "Scale").
+// sync` answers with it (docs/scale.md).
 func (f *FS) Pending() Status {
 	var s Status
 	f.view(func(tx *bolt.Tx) error {

@@ -31,7 +31,7 @@ func TestPending(t *testing.T) {
 }
 
 // Lookup reads the parent's inode on a miss only, and GetXattr does not decrypt the inode:
-// the errnos stay those of the full checks (docs/perf.md, "Scale").
+// the errnos stay those of the full checks (docs/scale.md).
 func TestLookupAndXattrErrnos(t *testing.T) {
 	e := newEnv(t)
 	f := e.open()

@@ -60,7 +60,7 @@ type Options struct {
 
 // Status is the answer of the "status" and "sync" control ops (imgfs status). The sync op
 // fills in the pending fields only: the totals cost a pass over every inode, and a sync must
-// cost what it stores, not the vault (docs/perf.md, "Scale").
+// cost what it stores, not the vault (docs/scale.md).
 type Status struct {
 	Mountpoint     string         `json:"mountpoint"`
 	Store          string         `json:"store"`
