@@ -59,7 +59,7 @@ daemon_pid() { "$IMGFS" status --json "$WORK/mnt" | python3 -c 'import json,sys;
 proc_kib() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
 
 IMGFS_KDF_MEMORY_KIB=65536 "$IMGFS" init --store "$WORK/store" >/dev/null
-lslR_imgfs=() lslR_gocryptfs=()
+lslR_imgfs=() lslR_gocryptfs=() compare_line=
 compare_ls() { # interleaved ls -lR of the imgfs mount (already mounted) and gocryptfs
 	local n=$1 r t s e
 	mkdir -p "$WORK/gocryptfs-cipher"
@@ -79,9 +79,16 @@ compare_ls() { # interleaved ls -lR of the imgfs mount (already mounted) and goc
 	done
 	fusermount3 -u "$WORK/mnt-gocryptfs"
 	rm -rf "$WORK/gocryptfs-cipher"
+	local mi mg
+	mi=$(echo "${lslR_imgfs[*]}" | median) mg=$(echo "${lslR_gocryptfs[*]}" | median)
+	compare_line="ls -lR of $n files after drop_caches, $ROUNDS rounds interleaved: imgfs ${lslR_imgfs[*]} (median $mi s), gocryptfs ${lslR_gocryptfs[*]} (median $mg s), imgfs/gocryptfs $(awk -v a="$mi" -v b="$mg" 'BEGIN { printf "%.2f", a / b }')"
+	echo "scale: $compare_line" >&2
 }
 
-rows=()
+# Rows are printed as each size completes (a long run can be cut short).
+echo "bench/scale.sh on $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), REPS=$REPS, mount ${SIMILAR_FLAG:-with the indexer}"
+echo "| files | build s (scalegen) | mount s (fresh cache) | daemon CPU s at ready | daemon RSS after mount | daemon RSS peak (after ls -lR) | create+sync median ms | create+sync ms (all) | ls -lR s | store |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 prev=0
 for n in $SIZES; do
 	s=$(now)
@@ -120,17 +127,10 @@ for n in $SIZES; do
 	if [ "$n" = "$COMPARE" ]; then compare_ls "$n"; fi
 	"$IMGFS" umount "$WORK/mnt"
 	store_du=$(du -sm "$WORK/store" | cut -f1)
-	rows+=("| $n | $build | $mount_s | $cpu_mount | $(kib "$rss_mount") | $(kib "$rss_peak") | $cs_med | $cs_all| $ls_s | $store_du MB |")
+	echo "| $n | $build | $mount_s | $cpu_mount | $(kib "$rss_mount") | $(kib "$rss_peak") | $cs_med | $cs_all| $ls_s | $store_du MB |"
 	echo "scale: $n files done" >&2
 done
 rm -rf "$WORK/cache"
 
-echo "bench/scale.sh on $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), REPS=$REPS, mount ${SIMILAR_FLAG:-with the indexer}"
-echo "| files | build s (scalegen) | mount s (fresh cache) | daemon CPU s at ready | daemon RSS after mount | daemon RSS peak (after ls -lR) | create+sync median ms | create+sync ms (all) | ls -lR s | store |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
-printf '%s\n' "${rows[@]}"
-if [ ${#lslR_imgfs[@]} -gt 0 ]; then
-	mi=$(echo "${lslR_imgfs[*]}" | median) mg=$(echo "${lslR_gocryptfs[*]}" | median)
-	echo
-	echo "ls -lR of $COMPARE files after drop_caches, $ROUNDS rounds interleaved: imgfs ${lslR_imgfs[*]} (median $mi s), gocryptfs ${lslR_gocryptfs[*]} (median $mg s), imgfs/gocryptfs $(awk -v a="$mi" -v b="$mg" 'BEGIN { printf "%.2f\n", a / b }')"
-fi
+echo "end load $(cut -d' ' -f1-3 /proc/loadavg)"
+if [ -n "$compare_line" ]; then echo; echo "$compare_line"; fi
