@@ -1,18 +1,17 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path"
 	"sort"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/imgfs/imgfs/fs/core"
+	"github.com/imgfs/imgfs/fs/transfer"
 )
 
 func init() {
@@ -48,11 +47,11 @@ Opens the vault read-only; it works beside a running mount when given another --
 func runLs(w io.Writer, fsys *core.FS, p string, recursive bool) error {
 	ino, err := fsys.Resolve(p)
 	if err != nil {
-		return vaultErr(p, err)
+		return transfer.PathError(p, err)
 	}
 	a, err := fsys.GetAttr(ino)
 	if err != nil {
-		return vaultErr(p, err)
+		return transfer.PathError(p, err)
 	}
 	if !a.Mode.IsDir() {
 		return lsLine(w, fsys, a, path.Base(p))
@@ -63,7 +62,7 @@ func runLs(w io.Writer, fsys *core.FS, p string, recursive bool) error {
 func lsDir(w io.Writer, fsys *core.FS, ino core.Ino, p string, recursive, header bool) error {
 	ents, err := fsys.ReadDir(ino)
 	if err != nil {
-		return vaultErr(p, err)
+		return transfer.PathError(p, err)
 	}
 	sort.Slice(ents, func(i, j int) bool { return ents[i].Name < ents[j].Name })
 	if header {
@@ -73,7 +72,7 @@ func lsDir(w io.Writer, fsys *core.FS, ino core.Ino, p string, recursive, header
 	for _, e := range ents {
 		a, err := fsys.GetAttr(e.Ino)
 		if err != nil {
-			return vaultErr(path.Join(p, e.Name), err)
+			return transfer.PathError(path.Join(p, e.Name), err)
 		}
 		if err := lsLine(w, fsys, a, e.Name); err != nil {
 			return err
@@ -102,7 +101,7 @@ func lsLine(w io.Writer, fsys *core.FS, a core.Attr, name string) error {
 	if a.Mode&os.ModeSymlink != 0 {
 		t, err := fsys.Readlink(a.Ino)
 		if err != nil {
-			return vaultErr(name, err)
+			return transfer.PathError(name, err)
 		}
 		line += " -> " + t
 	}
@@ -135,15 +134,4 @@ func modeString(m os.FileMode) string {
 		b[9] = map[bool]byte{true: 't', false: 'T'}[b[9] == 'x']
 	}
 	return string(b)
-}
-
-// vaultErr says which vault path failed, in words for the common errnos.
-func vaultErr(p string, err error) error {
-	switch {
-	case errors.Is(err, syscall.ENOENT):
-		return fmt.Errorf("%s: no such file or directory in the vault", p)
-	case errors.Is(err, syscall.ENOTDIR):
-		return fmt.Errorf("%s: a path component is not a directory in the vault", p)
-	}
-	return fmt.Errorf("%s: %w", p, err)
 }

@@ -134,8 +134,7 @@ stays mounted. A mount whose daemon died is cleared with fusermount3 -u.`,
 				return ctlErr(args[0], err)
 			}
 			if !syncQuiet {
-				fmt.Fprintf(cmd.OutOrStdout(), "synced in %.1fs: %d files, %s logical, %s stored, nothing pending\n",
-					time.Since(start).Seconds(), st.Files, humanBytes(st.LogicalBytes), humanBytes(st.StoredBytes))
+				fmt.Fprintf(cmd.OutOrStdout(), "synced in %.1fs: nothing pending (totals: imgfs status)\n", time.Since(start).Seconds())
 			}
 			return nil
 		},

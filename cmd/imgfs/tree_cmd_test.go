@@ -110,7 +110,7 @@ func snapshot(t *testing.T, root string) map[string]entry {
 			return err
 		}
 		rel, _ := filepath.Rel(root, p)
-		e := entry{mode: info.Mode() & (os.ModeType | keepMode), mtime: info.ModTime().UnixNano()}
+		e := entry{mode: info.Mode() & (os.ModeType | os.ModePerm | os.ModeSetuid | os.ModeSetgid | os.ModeSticky), mtime: info.ModTime().UnixNano()}
 		e.ino = info.Sys().(*syscall.Stat_t).Ino
 		switch {
 		case info.Mode()&os.ModeSymlink != 0:

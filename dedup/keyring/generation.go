@@ -167,9 +167,12 @@ func listHeaders(ctx context.Context, store backend.Store) ([]storedHeader, erro
 
 // loadHeader reads and parses one header object (nil, nil: it vanished).
 func loadHeader(ctx context.Context, store backend.Store, sh storedHeader) (*header, error) {
-	b, err := readSmall(ctx, store, sh.name, headerV2Size)
+	b, err := backend.ReadSmall(ctx, store, sh.name, headerV2Size)
 	if errors.Is(err, backend.ErrNotExist) {
 		return nil, nil
+	}
+	if errors.Is(err, backend.ErrTooLarge) {
+		return nil, ErrWrongPassphrase // not a header of this size: as a malformed one
 	}
 	if err != nil {
 		return nil, fmt.Errorf("keyring: reading vault header: %w", err)
@@ -187,9 +190,9 @@ func switched(ctx context.Context, store backend.Store, h *header) (bool, error)
 	if h.switchSeq == 0 {
 		return false, nil
 	}
-	b, err := readSmall(ctx, store, rootName(h.switchSeq), maxSwitchRoot)
-	if errors.Is(err, backend.ErrNotExist) {
-		return false, nil
+	b, err := backend.ReadSmall(ctx, store, rootName(h.switchSeq), maxSwitchRoot)
+	if errors.Is(err, backend.ErrNotExist) || errors.Is(err, backend.ErrTooLarge) {
+		return false, nil // an oversized object is not the switch root
 	}
 	if err != nil {
 		return false, fmt.Errorf("keyring: reading the switch root of key generation %d: %w", h.gen, err)
@@ -387,8 +390,8 @@ func FinishGeneration(ctx context.Context, store backend.Store, k *Keys) (slotsR
 	keep := 0
 	var drop []string
 	for _, name := range names {
-		b, err := readSmall(ctx, store, name, slotSize)
-		if err != nil && !errors.Is(err, backend.ErrNotExist) {
+		b, err := backend.ReadSmall(ctx, store, name, slotSize)
+		if err != nil && !errors.Is(err, backend.ErrNotExist) && !errors.Is(err, backend.ErrTooLarge) {
 			return 0, fmt.Errorf("keyring: reading key slot: %w", err)
 		}
 		if s, perr := parseSlot(b); err == nil && perr == nil && SlotName(b) == name && slotMACOK(s, k) {

@@ -15,7 +15,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 
 	"golang.org/x/crypto/argon2"
 
@@ -206,19 +205,6 @@ func slotMACOK(s *slot, k *Keys) bool {
 	return hmac.Equal(mac(k.HeaderKey, []byte("imgfs v1 slot mac"), s.raw[:164]), s.mac)
 }
 
-func readSmall(ctx context.Context, store backend.Store, name string, limit int64) ([]byte, error) {
-	rc, err := store.Get(ctx, name, 0, -1)
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	return b, nil
-}
-
 type storedSlot struct {
 	name string
 	s    *slot
@@ -238,9 +224,9 @@ func readSlots(ctx context.Context, store backend.Store, h *header) ([]storedSlo
 	}
 	var out []storedSlot
 	for _, name := range names {
-		b, err := readSmall(ctx, store, name, slotSize)
-		if errors.Is(err, backend.ErrNotExist) {
-			continue // removed concurrently
+		b, err := backend.ReadSmall(ctx, store, name, slotSize)
+		if errors.Is(err, backend.ErrNotExist) || errors.Is(err, backend.ErrTooLarge) {
+			continue // removed concurrently, or not a slot
 		}
 		if err != nil {
 			return nil, fmt.Errorf("keyring: reading key slot: %w", err)

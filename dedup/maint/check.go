@@ -181,8 +181,8 @@ feed:
 	// The newest root must decrypt under this vault's metadata key.
 	if haveRoot && keys != nil {
 		name := dedup.RootName(newestRoot)
-		obj, err := readAll(ctx, store, name)
-		if err != nil {
+		obj, err := backend.ReadSmall(ctx, store, name, maxMetaObject)
+		if err != nil && !errors.Is(err, backend.ErrTooLarge) { // too large: does not decrypt
 			addProblem(Problem{Kind: Unreadable, Name: name, Detail: err.Error()})
 		} else if _, err := dedup.OpenRoot(keys.MetaKey, newestRoot, obj); err != nil {
 			addProblem(Problem{Kind: Corrupt, Name: name, Detail: "root pointer does not decrypt"})
@@ -293,11 +293,7 @@ func verifyObject(ctx context.Context, store backend.Store, i backend.Info, buf 
 	return Problem{}, true
 }
 
-func readAll(ctx context.Context, store backend.Store, name string) ([]byte, error) {
-	rc, err := store.Get(ctx, name, 0, -1)
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	return io.ReadAll(io.LimitReader(rc, dedup.MaxMetaSize+1<<20))
-}
+// maxMetaObject bounds what maint reads of one root, lock or state object: the largest
+// metadata plaintext plus room for the format's framing and padding (docs/format.md). A
+// larger object does not decrypt, like any other damaged one.
+const maxMetaObject = dedup.MaxMetaSize + 1<<20

@@ -221,7 +221,7 @@ func lock(ctx context.Context, store backend.Store, keys *keyring.Keys, opts GCO
 		return fmt.Errorf("maint: taking the gc lock: %w", err)
 	}
 	who := "unknown owner"
-	if b, rerr := readAll(ctx, store, LockName); rerr == nil {
+	if b, rerr := backend.ReadSmall(ctx, store, LockName, maxMetaObject); rerr == nil {
 		if p, oerr := dedup.OpenMeta(keys.MetaKey, lockKind, dedup.Hash(b), b); oerr == nil {
 			parts := strings.SplitN(string(p), "\n", 3)
 			if len(parts) >= 2 {
@@ -250,7 +250,7 @@ func loadState(ctx context.Context, store backend.Store, keys *keyring.Keys) (ma
 	}
 	sort.Strings(names)
 	for k := len(names) - 1; k >= 0; k-- {
-		b, err := readAll(ctx, store, names[k])
+		b, err := backend.ReadSmall(ctx, store, names[k], maxMetaObject)
 		if err != nil {
 			continue
 		}

@@ -23,11 +23,11 @@ func TakeLock(ctx context.Context, store backend.Store, keys *keyring.Keys, owne
 // LockHolder returns the owner recorded in the gc lock and whether the lock exists. The
 // owner is "" when the lock does not open under keys (written under other keys).
 func LockHolder(ctx context.Context, store backend.Store, keys *keyring.Keys) (owner string, held bool, err error) {
-	b, err := readAll(ctx, store, LockName)
+	b, err := backend.ReadSmall(ctx, store, LockName, maxMetaObject)
 	if errors.Is(err, backend.ErrNotExist) {
 		return "", false, nil
 	}
-	if err != nil {
+	if err != nil && !errors.Is(err, backend.ErrTooLarge) { // too large: does not open
 		return "", false, fmt.Errorf("maint: reading the gc lock: %w", err)
 	}
 	p, err := dedup.OpenMeta(keys.MetaKey, lockKind, dedup.Hash(b), b)
@@ -58,11 +58,11 @@ func DropForeignState(ctx context.Context, store backend.Store, keys *keyring.Ke
 	}
 	n := 0
 	for _, name := range names {
-		b, err := readAll(ctx, store, name)
+		b, err := backend.ReadSmall(ctx, store, name, maxMetaObject)
 		if errors.Is(err, backend.ErrNotExist) {
 			continue
 		}
-		if err != nil {
+		if err != nil && !errors.Is(err, backend.ErrTooLarge) { // too large: does not open
 			return n, fmt.Errorf("maint: reading gc state: %w", err)
 		}
 		if _, err := dedup.OpenMeta(keys.MetaKey, stateKind, dedup.Hash(b), b); err == nil {

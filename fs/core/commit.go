@@ -439,7 +439,7 @@ func setAnchor(tx *bolt.Tx, a rootsync.Anchor) error {
 // ---- reading roots ----
 
 func readAll(ctx context.Context, store backend.Store, name string, limit int64) ([]byte, error) {
-	return rootsync.ReadAll(ctx, store, name, limit)
+	return backend.ReadSmall(ctx, store, name, limit)
 }
 
 // latestRoot returns the highest root sequence number in the store (ok false: none).
@@ -589,9 +589,11 @@ func (f *FS) rebuild(ctx context.Context, seq uint64) error {
 			m.Delete(k)
 		}
 		var inos []Ino
+		types := make(map[Ino]os.FileMode, len(t.Inodes))
 		for i := range t.Inodes {
 			ti := &t.Inodes[i]
 			inos = append(inos, ti.Ino)
+			types[ti.Ino] = ti.Node.Mode.Type()
 			if err := f.putInode(tx, ti.Ino, &ti.Node); err != nil {
 				return err
 			}
@@ -601,14 +603,8 @@ func (f *FS) rebuild(ctx context.Context, seq uint64) error {
 				}
 			}
 		}
-		for _, d := range t.Dirents {
-			n, err := f.getInode(tx, d.Ino)
-			if err != nil {
-				return err
-			}
-			if err := f.putDirent(tx, d.Parent, dirent{Name: d.Name, Ino: d.Ino, Mode: n.Mode.Type()}); err != nil {
-				return err
-			}
+		if err := f.putDirentsSorted(tx, t.Dirents, types); err != nil {
+			return err
 		}
 		for _, a := range auxes {
 			table, _, _ := splitUnit(a.Table)

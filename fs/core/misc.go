@@ -53,16 +53,21 @@ func (f *FS) putXattr(tx *bolt.Tx, ino Ino, name string, value []byte) error {
 	return bput(tx, bXattrs, k, f.lc.seal("xattrs", k, encodeKV([]byte(name), value)))
 }
 
+// errNoXattr is GetXattr's miss, the common answer (one per file of an ls -l), made once.
+var errNoXattr = errnoErr(syscall.ENODATA, "no such xattr")
+
 func (f *FS) GetXattr(ino Ino, name string) ([]byte, error) {
 	var out []byte
 	err := f.view(func(tx *bolt.Tx) error {
-		if _, err := f.getInode(tx, ino); err != nil {
-			return err
+		// The inode must exist; it is not decrypted (ls -l asks every file for
+		// security.selinux).
+		if tx.Bucket(bInodes).Get(be64(uint64(ino))) == nil {
+			return errnoErr(syscall.ENOENT, "inode %d", ino)
 		}
 		k := f.lc.xattrKey(ino, name)
 		v := tx.Bucket(bXattrs).Get(k)
 		if v == nil {
-			return errnoErr(syscall.ENODATA, "no xattr %q", name)
+			return errNoXattr
 		}
 		x, err := f.decodeXattr(k, v)
 		out = x.Value
@@ -511,6 +516,19 @@ func (f *FS) Status() Status {
 			}
 			return nil
 		})
+		return nil
+	})
+	p := f.Pending()
+	s.PendingSeals, s.PendingUploads, s.PendingCommit = p.PendingSeals, p.PendingUploads, p.PendingCommit
+	return s
+}
+
+// Pending is Status without the totals: what is not yet sealed, stored or committed. Its
+// cost is the pending work, not the vault (Status decrypts every inode record), so `imgfs
+// sync` answers with it (docs/scale.md).
+func (f *FS) Pending() Status {
+	var s Status
+	f.view(func(tx *bolt.Tx) error {
 		// Counted with a cursor: Stats reads committed pages only, not the running batch.
 		tx.Bucket(bPending).ForEach(func(_, _ []byte) error {
 			s.PendingSeals++

@@ -83,12 +83,17 @@ func (f *FS) Lookup(parent Ino, name string) (Attr, error) {
 	defer f.mu.Unlock()
 	var a Attr
 	err := f.viewLocked(func(tx *bolt.Tx) error {
-		if _, err := f.dirInode(tx, parent); err != nil {
-			return err
-		}
-		de, err := f.lookupDirent(tx, parent, name)
+		de, ok, err := f.getDirent(tx, parent, name)
 		if err != nil {
 			return err
+		}
+		if !ok {
+			// Only a live directory has entries: its inode is read (and decrypted) for
+			// the errno of a miss only, not on every hit (ls -lR looks up every name).
+			if _, err := f.dirInode(tx, parent); err != nil {
+				return err
+			}
+			return errnoErr(syscall.ENOENT, "%q not found", name)
 		}
 		a, err = f.attrLocked(tx, de.Ino)
 		return err

@@ -58,7 +58,9 @@ type Options struct {
 	Stderr io.Writer // the log (and the notes when Ready is nil)
 }
 
-// Status is the answer of the "status" and "sync" control ops (imgfs status).
+// Status is the answer of the "status" and "sync" control ops (imgfs status). The sync op
+// fills in the pending fields only: the totals cost a pass over every inode, and a sync must
+// cost what it stores, not the vault (docs/scale.md).
 type Status struct {
 	Mountpoint     string         `json:"mountpoint"`
 	Store          string         `json:"store"`
@@ -230,7 +232,7 @@ func Serve(ctx context.Context, o Options) error {
 		if err := d.sync(ctx); err != nil {
 			return nil, err
 		}
-		return d.status(), nil
+		return d.pending(), nil
 	})
 	ctl.Handle("umount", d.umountOp)
 	go ctl.Serve()
@@ -310,6 +312,13 @@ func (d *daemon) status() Status {
 	}
 	d.similarStatus(st.Extra)
 	return st
+}
+
+// pending is status without the totals and extras (the answer of sync).
+func (d *daemon) pending() Status {
+	p := d.core.Pending()
+	return Status{Mountpoint: d.o.Mountpoint, Store: d.o.StoreName, CacheDir: d.o.CacheDir, PID: os.Getpid(), ReadOnly: d.o.ReadOnly,
+		PendingSeals: p.PendingSeals, PendingUploads: p.PendingUploads, PendingCommit: p.PendingCommit}
 }
 
 // sync waits until nothing is pending: core, then the indexer, then core again.

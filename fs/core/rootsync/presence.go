@@ -132,7 +132,7 @@ func (ps Presences) List(ctx context.Context) ([]Presence, error) {
 	}
 	var out []Presence
 	for _, n := range names {
-		b, err := ReadAll(ctx, ps.Store, n, 4096)
+		b, err := backend.ReadSmall(ctx, ps.Store, n, 4096)
 		if err != nil {
 			continue
 		}

@@ -123,7 +123,7 @@ const MaxRootSize = 16 << 20
 
 // Read returns root seq's stored object and its hash.
 func (s *Syncer) Read(ctx context.Context, seq uint64) ([]byte, dedup.Locator, error) {
-	obj, err := ReadAll(ctx, s.store, dedup.RootName(seq), MaxRootSize)
+	obj, err := backend.ReadSmall(ctx, s.store, dedup.RootName(seq), MaxRootSize)
 	if err != nil {
 		return nil, dedup.Locator{}, fmt.Errorf("reading root %d: %w", seq, err)
 	}
@@ -296,7 +296,7 @@ func (s *Syncer) publish(ctx context.Context, seq uint64, obj []byte) (dedup.Loc
 	h := dedup.Hash(obj)
 	err := s.store.Put(ctx, name, bytes.NewReader(obj), int64(len(obj)))
 	if errors.Is(err, backend.ErrExist) {
-		stored, rerr := ReadAll(ctx, s.store, name, MaxRootSize)
+		stored, rerr := backend.ReadSmall(ctx, s.store, name, MaxRootSize)
 		switch {
 		case rerr != nil:
 			err = fmt.Errorf("root %d exists but reading it back failed: %w", seq, rerr)
@@ -504,21 +504,4 @@ func Offline(err error) bool {
 	}
 	var ne net.Error // a client timeout (url.Error) is no *net.OpError
 	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// ReadAll reads the whole object name, refusing one larger than limit.
-func ReadAll(ctx context.Context, store backend.Store, name string, limit int64) ([]byte, error) {
-	rc, err := store.Get(ctx, name, 0, -1)
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("object %s is larger than %d bytes", name, limit)
-	}
-	return b, nil
 }
