@@ -88,10 +88,15 @@ mounted_stop() {
 	trap - INT TERM
 	local p
 	for p in "${MD_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in /proc/[0-9]*; do
-		if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF "$MD_WORK/"; then kill -9 "${p#/proc/}" 2>/dev/null || true; fi
+	# Twice: a test process may have started a command while the first pass ran.
+	for _ in 1 2; do
+		for p in /proc/[0-9]*; do
+			if tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -qF "$MD_WORK/"; then kill -9 "${p#/proc/}" 2>/dev/null || true; fi
+		done
+		sleep 1
 	done
 	grep -F " $MD_WORK/" /proc/self/mountinfo | awk '{print $5}' | while read -r m; do fusermount3 -u -z "$m" 2>/dev/null || true; done
+	rm -rf "$MD_WORK"
 	exit 130
 }
 
@@ -124,7 +129,7 @@ if [ "$MOUNTED_ITER" != 0 ]; then
 	go test -c -o "$MD_WORK/integration.test" ./integration
 	touch "$MD_WORK/results"
 	for store in ${MOUNTED_STORE:-local s3}; do
-		echo "== randomised multi-device test with real mounts, $store store, ${MOUNTED_UNTIL:+until $MOUNTED_UNTIL UTC}${MOUNTED_UNTIL:-$MOUNTED_ITER iterations}, $MD_SHARDS shard(s), seeds from ${SEED:-1}"
+		echo "== randomised multi-device test with real mounts, $store store, $([ -n "${MOUNTED_UNTIL:-}" ] && echo "until $MOUNTED_UNTIL UTC" || echo "$MOUNTED_ITER iterations"), $MD_SHARDS shard(s), seeds from ${SEED:-1}"
 		MD_PIDS=()
 		for j in $(seq 0 $((MD_SHARDS - 1))); do
 			mounted_shard "$store" "$j" &

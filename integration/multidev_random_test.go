@@ -219,6 +219,12 @@ func runMounted(t *testing.T, kind string, seed uint64, steps int) (mmCounts, mm
 	// seconds), which the uncertain-operation rule above accounts for.
 	first := startVault(t, vaultOptions{Store: urls[0], Env: env, MountArgs: []string{"--refresh", "3s", "--device", "a"}})
 	run.devs = append(run.devs, &mmDevice{name: "a", m: first, proxy: proxies[0]})
+	// The trace of a failed iteration, whatever check failed (t.Fatal included).
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("trace:\n%s", strings.Join(run.trace, "\n"))
+		}
+	})
 	if keep := os.Getenv("IMGFS_MULTIMOUNT_KEEP"); keep != "" {
 		// Registered after the temporary directories: runs before they are removed.
 		t.Cleanup(func() { keepLogs(t, filepath.Join(keep, fmt.Sprintf("%s-seed-%d", kind, seed)), first.Root, srvLog) })
@@ -405,7 +411,8 @@ func (run *mmRun) readValid(p string) ([]byte, error) {
 			if run.c["transient empty reads"]+run.c["transient prefix reads"] < 3 {
 				var hist []string
 				for _, l := range run.trace {
-					if strings.Contains(l, " "+filepath.Base(p)) {
+					// The trace names paths relative to a mount ("d4/img1.jpg").
+					if base := filepath.Base(p); strings.Contains(l, " "+base) || strings.Contains(l, "/"+base) {
 						hist = append(hist, l)
 					}
 				}
@@ -616,7 +623,9 @@ func (run *mmRun) fileOp(d *mmDevice) {
 			// cp -n: never onto a file a merge brought in meanwhile.
 			out, cerr := exec.Command("cp", "-n", src, abs(p)).CombinedOutput()
 			if got, rerr := os.ReadFile(abs(p)); rerr == nil && !bytes.Equal(got, b) {
-				return // a merge brought this name in first: cp -n left it alone
+				// A merge brought this name in first: cp -n left it alone.
+				run.logf("%s cp -n to %s (v%d): it holds %s (cp: %v %s)", d.name, p, v.id, run.id(got), cerr, bytes.TrimSpace(out))
+				return
 			}
 			if cerr != nil {
 				err = fmt.Errorf("%v: %s", cerr, out)
@@ -631,6 +640,7 @@ func (run *mmRun) fileOp(d *mmDevice) {
 			}
 		}
 		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ENOTDIR) {
+			run.logf("%s create %s (v%d): %v", d.name, p, v.id, err)
 			return // its directory went away in a merge
 		}
 		if err != nil {
@@ -739,6 +749,8 @@ func (run *mmRun) fileOp(d *mmDevice) {
 			v.acked = true
 			run.logf("%s mkdir -p %s, create %s v%d", d.name, p, q, v.id)
 			run.c["create"]++
+		} else {
+			run.logf("%s mkdir -p %s, create %s (v%d): %v", d.name, p, q, v.id, err)
 		}
 	case k < 18: // rename a directory
 		if len(tr.dirs) == 0 {
@@ -1114,7 +1126,6 @@ func (run *mmRun) settle() {
 		t.Errorf("control: version %d was removed behind the model's back but not reported lost", run.control.id)
 	}
 	if t.Failed() {
-		t.Logf("trace:\n%s", strings.Join(run.trace, "\n"))
 		t.Logf("final tree:\n%s", treeString(fresh))
 	}
 }
