@@ -50,8 +50,10 @@ import (
 // IMGFS_MULTIMOUNT_STORE "local", "s3" or "" for both, IMGFS_MULTIMOUNT_DEVICES 2 or 3
 // (default 3), IMGFS_MULTIMOUNT_URL an external S3 store (bench/ceph-rgw.sh; credentials in
 // the environment; every iteration uses a fresh prefix; no offline periods) instead;
-// IMGFS_MULTIMOUNT_CONTROL=1 removes one acknowledged version behind the model's back before
-// the end and passes only if the check reports exactly that version lost.
+// IMGFS_MULTIMOUNT_KEEP a folder where a failing iteration's daemon and server logs are
+// copied (bench/multidevice.sh sets it); IMGFS_MULTIMOUNT_CONTROL=1 removes one acknowledged
+// version behind the model's back before the end and passes only if the check reports
+// exactly that version lost. Each iteration logs its wall time by phase.
 func TestRandomDevicesMounted(t *testing.T) {
 	iters := envInt("IMGFS_MULTIMOUNT_ITER", 1)
 	steps := envInt("IMGFS_MULTIMOUNT_STEPS", 45)
@@ -69,7 +71,15 @@ func TestRandomDevicesMounted(t *testing.T) {
 		for i := 0; i < iters; i++ {
 			s := seed + uint64(i)
 			var c mmCounts
-			if !t.Run(fmt.Sprintf("%s/seed-%d", kind, s), func(t *testing.T) { c = runMounted(t, kind, s, steps) }) {
+			var tm mmTimes
+			began := time.Now()
+			ok := t.Run(fmt.Sprintf("%s/seed-%d", kind, s), func(t *testing.T) { c, tm = runMounted(t, kind, s, steps) })
+			if tm != nil {
+				// What the subtest's cleanup took (unmounts, stopping versitygw, the secret scan).
+				tm["cleanup"] = time.Since(began) - tm.total()
+				t.Logf("%s seed %d: wall time by phase: %s", kind, s, tm)
+			}
+			if !ok {
 				break
 			}
 			for k, v := range c {
@@ -89,6 +99,33 @@ func envInt(name string, def int) int {
 }
 
 type mmCounts map[string]int
+
+// mmTimes is the wall time an iteration spent per phase (bench/multidevice.sh reports it:
+// it shows whether an iteration waits or computes).
+type mmTimes map[string]time.Duration
+
+func (tm mmTimes) total() time.Duration {
+	var s time.Duration
+	for k, d := range tm {
+		if !strings.HasPrefix(k, "  ") { // "  x": a part of another phase
+			s += d
+		}
+	}
+	return s
+}
+
+func (tm mmTimes) String() string {
+	keys := make([]string, 0, len(tm))
+	for k := range tm {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%s=%.1fs ", strings.TrimSpace(k), tm[k].Seconds())
+	}
+	return strings.TrimSpace(b.String())
+}
 
 func (c mmCounts) String() string {
 	keys := make([]string, 0, len(c))
@@ -128,6 +165,7 @@ type mmRun struct {
 	t      *testing.T
 	r      *rand.Rand
 	c      mmCounts
+	tm     mmTimes
 	devs   []*mmDevice
 	vers   []*mmVersion
 	bySum  map[[32]byte]*mmVersion
@@ -144,17 +182,20 @@ type mmRun struct {
 
 const mmMarker = "\n@@append "
 
-func runMounted(t *testing.T, kind string, seed uint64, steps int) mmCounts {
-	run := &mmRun{t: t, r: rand.New(rand.NewPCG(seed, 0x6d6d)), c: mmCounts{},
+func runMounted(t *testing.T, kind string, seed uint64, steps int) (mmCounts, mmTimes) {
+	run := &mmRun{t: t, r: rand.New(rand.NewPCG(seed, 0x6d6d)), c: mmCounts{}, tm: mmTimes{},
 		bySum: map[[32]byte]*mmVersion{}, chunks: map[string]bool{}}
+	setup := time.Now()
 	names := []string{"a", "b", "c"}[:min(3, max(2, envInt("IMGFS_MULTIMOUNT_DEVICES", 3)))]
 	urls := make([]string, len(names))
 	proxies := make([]*faulty.Proxy, len(names))
 	var env []string
+	var srvLog string
 	switch kind {
 	case "s3":
 		srv := s3test.StartServer(t)
 		env = srv.Env()
+		srvLog = srv.Log
 		run.gcURL = srv.URL(s3test.Bucket)
 		for i := range names {
 			proxies[i], urls[i] = qaProxy(t, srv, faulty.ProxyConfig{})
@@ -178,27 +219,72 @@ func runMounted(t *testing.T, kind string, seed uint64, steps int) mmCounts {
 	// seconds), which the uncertain-operation rule above accounts for.
 	first := startVault(t, vaultOptions{Store: urls[0], Env: env, MountArgs: []string{"--refresh", "3s", "--device", "a"}})
 	run.devs = append(run.devs, &mmDevice{name: "a", m: first, proxy: proxies[0]})
+	// The trace of a failed iteration, whatever check failed (t.Fatal included).
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("trace:\n%s", strings.Join(run.trace, "\n"))
+		}
+	})
+	if keep := os.Getenv("IMGFS_MULTIMOUNT_KEEP"); keep != "" {
+		// Registered after the temporary directories: runs before they are removed.
+		t.Cleanup(func() { keepLogs(t, filepath.Join(keep, fmt.Sprintf("%s-seed-%d", kind, seed)), first.Root, srvLog) })
+	}
 	for i := 1; i < len(names); i++ {
 		run.devs = append(run.devs, &mmDevice{name: names[i], m: mountDevice(first, names[i], urls[i], "--refresh", "3s"), proxy: proxies[i]})
 	}
+	run.timed("setup", setup)
 	start := time.Now()
 	for step := 0; step < steps && !t.Failed(); step++ {
 		d := run.devs[run.r.IntN(len(run.devs))]
 		// A burst of 1-4 file operations on one device, then maybe a device-level event.
 		for n := 1 + run.r.IntN(4); n > 0; n-- {
+			began := time.Now()
 			run.fileOp(d)
+			run.timed("file ops", began)
 		}
 		run.deviceOp(d)
 	}
 	if t.Failed() {
-		return run.c
+		return run.c, run.tm
 	}
 	if os.Getenv("IMGFS_MULTIMOUNT_CONTROL") == "1" {
 		run.control = run.loseOne()
 	}
 	run.settle()
 	t.Logf("%s seed %d: %s (%s)", kind, seed, run.c, time.Since(start).Round(time.Second))
-	return run.c
+	return run.c, run.tm
+}
+
+// timed adds the time since began to phase what.
+func (run *mmRun) timed(what string, began time.Time) { run.tm[what] += time.Since(began) }
+
+// keepLogs copies, when the test failed, every daemon log under root (each cache's
+// mount.log) and the S3 server's log into dir: the output has only their tails.
+func keepLogs(t *testing.T, dir, root, srvLog string) {
+	if !t.Failed() {
+		return
+	}
+	logs := map[string]string{}
+	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && d.Name() == "mount.log" {
+			rel, _ := filepath.Rel(root, p)
+			logs[strings.ReplaceAll(rel, string(filepath.Separator), "_")] = p
+		}
+		return nil
+	})
+	if srvLog != "" {
+		logs["versitygw.log"] = srvLog
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Logf("keeping logs: %v", err)
+		return
+	}
+	for name, p := range logs {
+		if b, err := os.ReadFile(p); err == nil {
+			os.WriteFile(filepath.Join(dir, name), b, 0o644)
+		}
+	}
+	t.Logf("logs kept in %s", dir)
 }
 
 // mountDevice mounts another device of m's vault: its own cache, mountpoint, name and store
@@ -325,7 +411,8 @@ func (run *mmRun) readValid(p string) ([]byte, error) {
 			if run.c["transient empty reads"]+run.c["transient prefix reads"] < 3 {
 				var hist []string
 				for _, l := range run.trace {
-					if strings.Contains(l, " "+filepath.Base(p)) {
+					// The trace names paths relative to a mount ("d4/img1.jpg").
+					if base := filepath.Base(p); strings.Contains(l, " "+base) || strings.Contains(l, "/"+base) {
 						hist = append(hist, l)
 					}
 				}
@@ -497,7 +584,9 @@ func (run *mmRun) id(b []byte) string {
 func (run *mmRun) fileOp(d *mmDevice) {
 	t := run.t
 	root := d.m.Dir
+	walk := time.Now()
 	tr := run.tree(root, d.down)
+	run.timed("  file ops: reading the tree", walk)
 	files := make([]string, 0, len(tr.files))
 	for p, b := range tr.files {
 		files = append(files, p)
@@ -534,7 +623,9 @@ func (run *mmRun) fileOp(d *mmDevice) {
 			// cp -n: never onto a file a merge brought in meanwhile.
 			out, cerr := exec.Command("cp", "-n", src, abs(p)).CombinedOutput()
 			if got, rerr := os.ReadFile(abs(p)); rerr == nil && !bytes.Equal(got, b) {
-				return // a merge brought this name in first: cp -n left it alone
+				// A merge brought this name in first: cp -n left it alone.
+				run.logf("%s cp -n to %s (v%d): it holds %s (cp: %v %s)", d.name, p, v.id, run.id(got), cerr, bytes.TrimSpace(out))
+				return
 			}
 			if cerr != nil {
 				err = fmt.Errorf("%v: %s", cerr, out)
@@ -549,6 +640,7 @@ func (run *mmRun) fileOp(d *mmDevice) {
 			}
 		}
 		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ENOTDIR) {
+			run.logf("%s create %s (v%d): %v", d.name, p, v.id, err)
 			return // its directory went away in a merge
 		}
 		if err != nil {
@@ -657,6 +749,8 @@ func (run *mmRun) fileOp(d *mmDevice) {
 			v.acked = true
 			run.logf("%s mkdir -p %s, create %s v%d", d.name, p, q, v.id)
 			run.c["create"]++
+		} else {
+			run.logf("%s mkdir -p %s, create %s (v%d): %v", d.name, p, q, v.id, err)
 		}
 	case k < 18: // rename a directory
 		if len(tr.dirs) == 0 {
@@ -751,6 +845,7 @@ func (run *mmRun) deviceOp(d *mmDevice) {
 	case k < 4 && d.down && k > 0:
 		run.c["sync skipped offline"]++ // one in four tries: each costs the store's retries
 	case k < 4:
+		defer run.timed("imgfs sync", time.Now())
 		if _, se, err := d.m.TryImgfs("sync", d.m.Dir); err != nil {
 			if !d.down {
 				d.m.dumpLog(t)
@@ -762,6 +857,7 @@ func (run *mmRun) deviceOp(d *mmDevice) {
 		run.logf("%s synced", d.name)
 		run.c["sync"]++
 	case k < 7:
+		defer run.timed("kill -9, ro commands, mount", time.Now())
 		run.kill(d)
 	case k < 9 && run.s3:
 		d.down = !d.down
@@ -769,6 +865,7 @@ func (run *mmRun) deviceOp(d *mmDevice) {
 		run.logf("%s offline %v", d.name, d.down)
 		run.c["offline toggle"]++
 	case k < 10:
+		defer run.timed("imgfs gc beside mounts", time.Now())
 		// gc beside mounted devices: it must refuse (exit 7: a device may hold unsynced
 		// work) or run; anything else is a failure.
 		so, se, err := d.m.TryImgfs("gc", "--store", run.gcURL, "--cache", filepath.Join(d.m.Root, "cache", "gc"), "--grace", "0s")
@@ -788,10 +885,13 @@ func (run *mmRun) deviceOp(d *mmDevice) {
 // then a mount over the dead one (online: a writer mount probes the store).
 func (run *mmRun) kill(d *mmDevice) {
 	t := run.t
+	began := time.Now()
 	d.m.Kill9()
+	run.timed("  kill: kill -9 and fusermount3 -uz", began)
 	run.logf("%s kill -9", d.name)
 	run.c["kill -9"]++
 	if run.r.IntN(2) == 0 {
+		ro := time.Now()
 		before := cacheState(d.m.Cache)
 		args := []string{"--store", d.m.StoreURL, "--cache", d.m.Cache}
 		out := filepath.Join(t.TempDir(), "export")
@@ -826,13 +926,16 @@ func (run *mmRun) kill(d *mmDevice) {
 		// Every exported file must be a version (or, as the device showed it, another
 		// device's write not yet closed): tree checks each.
 		run.c["files exported from crashed caches"] += len(run.tree(out).files)
+		run.timed("  kill: read-only commands", ro)
 	}
 	if d.down {
 		d.down = false
 		d.proxy.SetDown(false)
 		run.c["offline toggle"]++
 	}
+	began = time.Now()
 	d.m.Mount()
+	run.timed("  kill: imgfs mount", began)
 }
 
 // cacheState is every file of a cache directory with its size and hash, except mount.log
@@ -919,6 +1022,7 @@ func (run *mmRun) settle() {
 		}
 	}
 	var final mmTree
+	began := time.Now()
 	eventually(t, "all devices show one tree", 3*time.Minute, func() (bool, string) {
 		for _, d := range run.devs {
 			if _, se, err := d.m.TryImgfs("sync", d.m.Dir); err != nil {
@@ -940,9 +1044,13 @@ func (run *mmRun) settle() {
 		}
 		return true, ""
 	})
+	run.timed("end: sync until one tree", began)
+	began = time.Now()
 	for _, d := range run.devs {
 		d.m.Umount()
 	}
+	run.timed("end: umount", began)
+	began = time.Now()
 	gc := func() (string, string, error) {
 		return run.devs[0].m.TryImgfs("gc", "--store", run.gcURL, "--cache", filepath.Join(run.devs[0].m.Root, "cache", "gc"), "--grace", "0s")
 	}
@@ -966,8 +1074,11 @@ func (run *mmRun) settle() {
 		t.Fatalf("imgfs gc after all devices unmounted: %v\nstdout %s\nstderr %s", err, so, se)
 	}
 	run.c["gc ran"]++
+	run.timed("end: gc", began)
+	began = time.Now()
 	out := filepath.Join(t.TempDir(), "fresh")
 	run.devs[0].m.Imgfs(t, "export", "--store", run.gcURL, "--cache", filepath.Join(run.devs[0].m.Root, "cache", "fresh"), "/", out)
+	defer run.timed("end: export and check", began)
 	run.final = true
 	fresh := run.tree(out)
 	if a, b := treeString(final), treeString(fresh); a != b {
@@ -1014,7 +1125,6 @@ func (run *mmRun) settle() {
 		t.Errorf("control: version %d was removed behind the model's back but not reported lost", run.control.id)
 	}
 	if t.Failed() {
-		t.Logf("trace:\n%s", strings.Join(run.trace, "\n"))
 		t.Logf("final tree:\n%s", treeString(fresh))
 	}
 }
