@@ -53,7 +53,7 @@ func (d *daemon) startSimilar(fsOpts *imgfs.Options) error {
 	if err := x.Start(similar.CoreVault(d.core)); err != nil {
 		return err
 	}
-	fsOpts.Similar = x
+	fsOpts.Similar = imgfs.SimilarTree(x, d.log)
 	x.Register(d.ctl)
 	d.ctl.Handle(similar.OpFailed, func(context.Context, json.RawMessage) (any, error) { return x.Failures(), nil })
 	return nil

@@ -1,0 +1,150 @@
+package similar
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/imgfs/imgfs/embed/index"
+	"github.com/imgfs/imgfs/fs/core"
+)
+
+// Aux table names.
+const (
+	TableEmb     = "emb"
+	TableNoImage = "embx"
+	TableQueue   = "embq"
+)
+
+func idOf(cid [32]byte) index.ID { return index.ID(binary.BigEndian.Uint64(cid[:8])) }
+
+func inoKey(ino core.Ino) []byte { return binary.BigEndian.AppendUint64(nil, uint64(ino)) }
+
+// Start loads the index from the vault's aux tables, queues what is missing, and starts
+// the workers. The similarity graph is built in the background (GraphReady).
+func (x *Indexer) Start(v Vault) error {
+	model := x.emb.ID()
+	type loaded struct {
+		id  index.ID
+		cid [32]byte
+		vec []float32
+	}
+	var ents []loaded
+	stale := map[index.ID]bool{}
+	err := v.ForEachAux(TableEmb, func(k, val []byte) error {
+		if len(k) != 32 {
+			return nil
+		}
+		e, err := index.DecodeEntry(val)
+		if err != nil {
+			x.log.Warn("similar: dropping a corrupt embedding", "err", err)
+			return nil
+		}
+		var cid [32]byte
+		copy(cid[:], k)
+		if e.Model != model || len(e.Vector) != x.emb.Dim() {
+			stale[idOf(cid)] = true
+			return nil
+		}
+		ents = append(ents, loaded{idOf(cid), cid, e.Vector})
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("similar: load embeddings: %w", err)
+	}
+	noImage := map[index.ID]bool{}
+	if err := v.ForEachAux(TableNoImage, func(k, _ []byte) error {
+		if len(k) == 32 {
+			noImage[idOf([32]byte(k))] = true
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("similar: load: %w", err)
+	}
+	if err := x.loadFailures(v); err != nil {
+		return fmt.Errorf("similar: load failures: %w", err)
+	}
+	live := map[index.ID]bool{}
+	inoID := map[core.Ino]index.ID{}
+	inos := map[index.ID][]core.Ino{}
+	if err := v.ForEachFile(func(ino core.Ino, cid [32]byte) error {
+		id := idOf(cid)
+		live[id] = true
+		inoID[ino] = id
+		inos[id] = append(inos[id], ino)
+		return nil
+	}); err != nil {
+		return fmt.Errorf("similar: list files: %w", err)
+	}
+	x.idx.Grow(len(ents))
+	var orphans [][32]byte
+	for _, e := range ents {
+		if !live[e.id] {
+			orphans = append(orphans, e.cid)
+			continue
+		}
+		x.idx.Add(e.id, e.vec)
+		x.cids[e.id] = e.cid
+	}
+	if !x.cfg.ReadOnly {
+		for _, cid := range orphans {
+			v.DeleteAux(TableEmb, cid[:])
+		}
+	}
+	var q []qitem
+	if err := v.ForEachAux(TableQueue, func(k, val []byte) error {
+		if len(k) == 8 {
+			q = append(q, qitem{core.Ino(binary.BigEndian.Uint64(k)), len(val) > 0 && val[0] == 1})
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("similar: load queue: %w", err)
+	}
+
+	if x.cfg.ReadOnly {
+		q = nil
+	}
+	if err := x.loadMarks(v, live); err != nil {
+		return err
+	}
+	x.mu.Lock()
+	x.v = v
+	photos := 0
+	for id := range live {
+		if !noImage[id] {
+			photos++
+		}
+	}
+	x.setThresholds(photos)
+	x.inoID, x.inos, x.noImage, x.stale = inoID, inos, noImage, stale
+	x.started = true
+	for _, it := range q {
+		x.enqueueLocked(it.ino, it.force, false)
+	}
+	// Files sealed while no indexer ran (or before a crash persisted the queue entry).
+	missing := 0
+	for ino, id := range inoID {
+		if !x.idx.Has(id) && !noImage[id] && !x.queued[ino] && !x.cfg.ReadOnly {
+			x.enqueueLocked(ino, false, true)
+			missing++
+		}
+	}
+	for _, ino := range x.early {
+		x.enqueueLocked(ino, false, true)
+	}
+	x.early = nil
+	x.mu.Unlock()
+	x.log.Info("similar: index loaded", "embeddings", x.idx.Len(), "orphans_dropped", len(orphans),
+		"queued", len(q)+missing, "threshold", x.cfg.Threshold, "verify_floor", x.floor())
+	if len(stale) > 0 {
+		x.log.Warn("similar: embeddings from another model are being recomputed in the background", "count", len(stale))
+	}
+	for i := 0; i < x.cfg.Workers && !x.cfg.ReadOnly; i++ {
+		x.wg.Add(1)
+		go x.worker()
+	}
+	x.wg.Add(1)
+	go x.buildGraph()
+	return nil
+}
+
+// buildGraph computes every loaded vector's neighbours (all pairs at the threshold).
