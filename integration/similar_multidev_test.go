@@ -36,3 +36,40 @@ func TestSimilarAcrossDevices(t *testing.T) {
 		return false, fmt.Sprint(ents)
 	})
 }
+
+// .similar/ on a read-only mount lists pairs across devices (docs/similar.md, "Several
+// devices"): a writes a photo, b (a writer without the index, so its photo reaches the
+// store with no embedding) writes its variant, and the read-only mount c, mounted before
+// either, shows the pair after its refresh merges their roots: it loads a's stored
+// embedding and embeds b's photo in memory.
+func TestSimilarReadOnlyAcrossDevices(t *testing.T) {
+	model := similarModel(t)
+	need(t, convertBin)
+	a := startVault(t, vaultOptions{Env: []string{"IMGFS_MODEL=" + model}, MountArgs: []string{"--refresh", "200ms", "--device", "a"}})
+	c := a.device("c", "--read-only")
+	b := a.device("b", "--no-similar")
+	src := t.TempDir()
+	convert(t, append(similarOriginals["wizard.jpg"], filepath.Join(src, "wizard.jpg"))...)
+	convert(t, filepath.Join(src, "wizard.jpg"), "-resize", "50%", filepath.Join(src, "wizard-small.jpg"))
+	convert(t, append(similarDistractors["granite.jpg"], filepath.Join(src, "granite.jpg"))...)
+	sh(t, "", fmt.Sprintf("cp %s/wizard.jpg %s/granite.jpg %s/", src, src, a.Dir))
+	a.Sync()
+	sh(t, "", fmt.Sprintf("mkdir %s/fromb && cp %s/wizard-small.jpg %s/fromb/", b.Dir, src, b.Dir))
+	b.Sync()
+	for _, m := range []*Mount{c, a} {
+		eventually(t, "the pair in .similar/wizard.jpg of "+m.Dir, 90*time.Second, func() (bool, string) {
+			ents, err := readSimilar(t, m.Dir, filepath.Join(m.Dir, ".similar", "wizard.jpg"))
+			if err != nil {
+				return false, err.Error()
+			}
+			return len(ents) == 1 && ents[0].resolved == "fromb/wizard-small.jpg", fmt.Sprint(ents)
+		})
+		ents, err := readSimilar(t, m.Dir, filepath.Join(m.Dir, ".similar", "fromb", "wizard-small.jpg"))
+		if err != nil || len(ents) != 1 || ents[0].resolved != "wizard.jpg" {
+			t.Fatalf("%s: .similar/fromb/wizard-small.jpg = %v, %v", m.Dir, ents, err)
+		}
+		if ents, err := readSimilar(t, m.Dir, filepath.Join(m.Dir, ".similar", "granite.jpg")); err != nil || len(ents) != 0 {
+			t.Fatalf("%s: granite.jpg matches %v, %v", m.Dir, ents, err)
+		}
+	}
+}

@@ -57,7 +57,8 @@ type Config struct {
 	Logger    *slog.Logger
 	// EntryValid is the kernel cache time of .similar/ entries and attributes (0: 1 s).
 	EntryValid time.Duration
-	// ReadOnly (a read-only mount): serve the stored index, embed nothing, write nothing.
+	// ReadOnly (a read-only mount): embeddings, queue and failure records the indexer
+	// computes are kept in memory (persist.go, memTables); marks cannot be changed.
 	ReadOnly bool
 	// VerifyFloor is the lowest score of a candidate pair that the verification stage
 	// (verify.go) may confirm: 0: automatic (threshold.go); negative: off.

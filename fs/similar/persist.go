@@ -3,6 +3,9 @@ package similar
 import (
 	"encoding/binary"
 	"fmt"
+	"sort"
+	"sync"
+	"syscall"
 
 	"github.com/imgfs/imgfs/embed/index"
 	"github.com/imgfs/imgfs/fs/core"
@@ -22,6 +25,9 @@ func inoKey(ino core.Ino) []byte { return binary.BigEndian.AppendUint64(nil, uin
 // Start loads the index from the vault's aux tables, queues what is missing, and starts
 // the workers. The similarity graph is built in the background (GraphReady).
 func (x *Indexer) Start(v Vault) error {
+	if x.cfg.ReadOnly {
+		v = newMemTables(v)
+	}
 	model := x.emb.ID()
 	type loaded struct {
 		id  index.ID
@@ -123,7 +129,7 @@ func (x *Indexer) Start(v Vault) error {
 	// Files sealed while no indexer ran (or before a crash persisted the queue entry).
 	missing := 0
 	for ino, id := range inoID {
-		if !x.idx.Has(id) && !noImage[id] && !x.queued[ino] && !x.cfg.ReadOnly {
+		if !x.idx.Has(id) && !noImage[id] && !x.queued[ino] {
 			x.enqueueLocked(ino, false, true)
 			missing++
 		}
@@ -138,7 +144,7 @@ func (x *Indexer) Start(v Vault) error {
 	if len(stale) > 0 {
 		x.log.Warn("similar: embeddings from another model are being recomputed in the background", "count", len(stale))
 	}
-	for i := 0; i < x.cfg.Workers && !x.cfg.ReadOnly; i++ {
+	for i := 0; i < x.cfg.Workers; i++ {
 		x.wg.Add(1)
 		go x.worker()
 	}
@@ -148,3 +154,109 @@ func (x *Indexer) Start(v Vault) error {
 }
 
 // buildGraph computes every loaded vector's neighbours (all pairs at the threshold).
+
+// storedEntry returns the stored embedding of content cid when it is of the current model:
+// one this device computed, or one another device computed and a merge of its root
+// brought in (aux tables merge entry by entry, docs/core.md), so that device's photos are
+// not embedded again here.
+func (x *Indexer) storedEntry(cid [32]byte) (index.Entry, bool) {
+	b, err := x.v.GetAux(TableEmb, cid[:])
+	if err != nil {
+		return index.Entry{}, false
+	}
+	e, err := index.DecodeEntry(b)
+	if err != nil || e.Model != x.emb.ID() || len(e.Vector) != x.emb.Dim() {
+		return index.Entry{}, false
+	}
+	return e, true
+}
+
+// memTables keeps the indexer's own tables in memory on a read-only mount, where the core
+// refuses writes: what such a mount embeds (other devices' photos whose embeddings are
+// not in the store yet) serves this mount and is computed again at its next mount
+// (docs/similar.md, "Several devices"). Reads see the stored entries under the memory's.
+// Marks are refused before they get here (marks.go).
+type memTables struct {
+	Vault
+	mu sync.Mutex
+	t  map[string]map[string][]byte // table -> key -> value; nil value: deleted
+}
+
+func newMemTables(v Vault) *memTables { return &memTables{Vault: v, t: map[string]map[string][]byte{}} }
+
+// own reports whether the indexer's own tables hold table (marks are not).
+func (m *memTables) own(table string) bool {
+	switch table {
+	case TableEmb, TableNoImage, TableQueue, TableFailed:
+		return true
+	}
+	return false
+}
+
+func (m *memTables) set(table string, key, value []byte) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.t[table] == nil {
+		m.t[table] = map[string][]byte{}
+	}
+	m.t[table][string(key)] = value
+}
+
+func (m *memTables) PutAux(table string, key, value []byte) error {
+	if !m.own(table) {
+		return m.Vault.PutAux(table, key, value)
+	}
+	m.set(table, key, append([]byte{}, value...))
+	return nil
+}
+
+func (m *memTables) DeleteAux(table string, key []byte) error {
+	if !m.own(table) {
+		return m.Vault.DeleteAux(table, key)
+	}
+	m.set(table, key, nil)
+	return nil
+}
+
+func (m *memTables) GetAux(table string, key []byte) ([]byte, error) {
+	m.mu.Lock()
+	v, ok := m.t[table][string(key)]
+	m.mu.Unlock()
+	switch {
+	case !ok:
+		return m.Vault.GetAux(table, key)
+	case v == nil:
+		return nil, syscall.ENOENT
+	}
+	return v, nil
+}
+
+func (m *memTables) ForEachAux(table string, fn func(key, value []byte) error) error {
+	m.mu.Lock()
+	mem := make(map[string][]byte, len(m.t[table]))
+	for k, v := range m.t[table] {
+		mem[k] = v
+	}
+	m.mu.Unlock()
+	if err := m.Vault.ForEachAux(table, func(k, v []byte) error {
+		if _, ok := mem[string(k)]; ok {
+			return nil
+		}
+		return fn(k, v)
+	}); err != nil {
+		return err
+	}
+	keys := make([]string, 0, len(mem))
+	for k, v := range mem {
+		if v != nil {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if err := fn([]byte(k), mem[k]); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -25,7 +25,7 @@ func (x *Indexer) OnSealed(ino core.Ino) {
 }
 
 func (x *Indexer) enqueueLocked(ino core.Ino, force, persist bool) {
-	if x.closed || x.cfg.ReadOnly {
+	if x.closed {
 		return
 	}
 	if persist {
@@ -131,6 +131,15 @@ func (x *Indexer) process(it qitem) {
 		x.cond.Broadcast()
 		x.mu.Unlock()
 	}()
+	if !again {
+		if ent, ok := x.storedEntry(cid); ok {
+			x.mu.Lock()
+			x.cids[id] = cid
+			x.mu.Unlock()
+			x.addVector(id, ent)
+			return
+		}
+	}
 	ent, err := x.embedIno(it.ino)
 	if err != nil {
 		var nie notImageError
@@ -200,7 +209,7 @@ func (x *Indexer) Wait(ctx context.Context) error {
 // catchUp queues sealed files the indexer has not seen (see Wait).
 func (x *Indexer) catchUp() {
 	x.mu.Lock()
-	v, ok := x.v, x.started && !x.cfg.ReadOnly && !x.closed
+	v, ok := x.v, x.started && !x.closed
 	x.mu.Unlock()
 	if !ok {
 		return
