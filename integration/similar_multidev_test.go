@@ -54,6 +54,11 @@ func TestSimilarReadOnlyAcrossDevices(t *testing.T) {
 	convert(t, append(similarDistractors["granite.jpg"], filepath.Join(src, "granite.jpg"))...)
 	sh(t, "", fmt.Sprintf("cp %s/wizard.jpg %s/granite.jpg %s/", src, src, a.Dir))
 	a.Sync()
+	// a embedded its photos from the plaintext that sealing handed over (docs/similar.md,
+	// "Follow a photo"), not by reading them back.
+	if n := a.Status()["extra"].(map[string]any)["similar_from_plaintext"]; n != float64(2) {
+		t.Fatalf("a: %v photos embedded from the sealing hand-off, want 2", n)
+	}
 	sh(t, "", fmt.Sprintf("mkdir %s/fromb && cp %s/wizard-small.jpg %s/fromb/", b.Dir, src, b.Dir))
 	b.Sync()
 	for _, m := range []*Mount{c, a} {

@@ -1,6 +1,7 @@
 package similar
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 
@@ -15,12 +16,19 @@ type notImageError struct {
 
 func (e notImageError) Error() string { return "not an image: " + e.msg }
 
-// embedIno embeds ino's content: its entry, with the mirror vector and the Local
-// descriptors when the Embedder computes them (else nil).
-func (x *Indexer) embedIno(ino core.Ino) (index.Entry, error) {
-	r, size, err := x.v.OpenReader(ino)
-	if err != nil {
-		return index.Entry{}, err
+// embedIno embeds ino's content, cid: its entry, with the mirror vector and the Local
+// descriptors when the Embedder computes them (else nil). It embeds from the plaintext
+// sealing handed over (handoff.go) when that is held, else it reads the file.
+func (x *Indexer) embedIno(ino core.Ino, cid [32]byte) (index.Entry, error) {
+	var r ReaderAtCloser
+	var size int64
+	if b, ok := x.takePlaintext(cid); ok {
+		r, size = heldPlaintext{bytes.NewReader(b)}, int64(len(b))
+	} else {
+		var err error
+		if r, size, err = x.v.OpenReader(ino); err != nil {
+			return index.Entry{}, err
+		}
 	}
 	defer r.Close()
 	if size > MaxFileSize {

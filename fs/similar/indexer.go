@@ -3,6 +3,7 @@
 //
 //	indexer.go   Config, the Indexer, its lifecycle and counters
 //	queue.go     the persistent work queue and its workers (OnSealed, Wait, Reindex)
+//	handoff.go   plaintext that sealing hands over (embedded without reading the file again)
 //	embedfile.go reading and embedding one file
 //	persist.go   the aux tables: loading at Start, storing embeddings
 //	graph.go     the in-memory index and similarity graph
@@ -109,6 +110,7 @@ type Indexer struct {
 	wg         sync.WaitGroup
 
 	listingState
+	handoffState
 	marksState
 	failureState
 }
@@ -159,19 +161,25 @@ func (x *Indexer) Backlog() int {
 
 // Stats are for `imgfs status` and tests.
 type Stats struct {
-	Embeddings int     `json:"embeddings"`
-	Backlog    int     `json:"backlog"`
-	Done       int64   `json:"done"`    // files processed since Start
-	Skipped    int64   `json:"skipped"` // not images, since Start
-	Stale      int     `json:"stale"`   // embeddings of another model (run --reindex)
-	Threshold  float32 `json:"threshold"`
-	Model      string  `json:"model"`
+	Embeddings int   `json:"embeddings"`
+	Backlog    int   `json:"backlog"`
+	Done       int64 `json:"done"`    // files processed since Start
+	Skipped    int64 `json:"skipped"` // not images, since Start
+	Stale      int   `json:"stale"`   // embeddings of another model (run --reindex)
+	// FromPlaintext: files embedded from the plaintext sealing handed over (handoff.go),
+	// since Start; the others were read back.
+	FromPlaintext int64   `json:"from_plaintext"`
+	Threshold     float32 `json:"threshold"`
+	Model         string  `json:"model"`
 }
 
 // Stats returns counters.
 func (x *Indexer) Stats() Stats {
+	x.hmu.Lock()
+	fromPlain := x.fromPlain
+	x.hmu.Unlock()
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	return Stats{Embeddings: x.idx.Len(), Backlog: len(x.queue) + x.busy + len(x.early), Done: x.done,
-		Skipped: x.skipped, Stale: len(x.stale), Threshold: x.cfg.Threshold, Model: x.emb.ID()}
+		Skipped: x.skipped, Stale: len(x.stale), Threshold: x.cfg.Threshold, Model: x.emb.ID(), FromPlaintext: fromPlain}
 }

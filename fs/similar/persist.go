@@ -18,6 +18,11 @@ const (
 	TableQueue   = "embq"
 )
 
+// LazyTables are the tables whose changes join the vault's next root commit instead of
+// starting one (core.Options.LazyAux): embeddings, the queue and failure records follow
+// the photos' own commits; "not a duplicate" marks, a user's act, commit at once.
+var LazyTables = []string{TableEmb, TableNoImage, TableQueue, TableFailed}
+
 func idOf(cid [32]byte) index.ID { return index.ID(binary.BigEndian.Uint64(cid[:8])) }
 
 func inoKey(ino core.Ino) []byte { return binary.BigEndian.AppendUint64(nil, uint64(ino)) }

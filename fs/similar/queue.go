@@ -140,7 +140,7 @@ func (x *Indexer) process(it qitem) {
 			return
 		}
 	}
-	ent, err := x.embedIno(it.ino)
+	ent, err := x.embedIno(it.ino, cid)
 	if err != nil {
 		var nie notImageError
 		if errors.As(err, &nie) {
