@@ -12,13 +12,9 @@ import (
 // its photo without a remount.
 func TestSimilarAcrossDevices(t *testing.T) {
 	model := similarModel(t)
-	need(t, convertBin)
 	a := startVault(t, vaultOptions{Env: []string{"IMGFS_MODEL=" + model}, MountArgs: []string{"--refresh", "200ms", "--device", "a"}})
 	b := a.device("b")
-	src := t.TempDir()
-	convert(t, append(similarOriginals["wizard.jpg"], filepath.Join(src, "wizard.jpg"))...)
-	convert(t, filepath.Join(src, "wizard.jpg"), "-resize", "50%", filepath.Join(src, "wizard-small.jpg"))
-	convert(t, append(similarDistractors["granite.jpg"], filepath.Join(src, "granite.jpg"))...)
+	src := wizardPhotos(t)
 	sh(t, "", fmt.Sprintf("cp %s/wizard.jpg %s/granite.jpg %s/", src, src, a.Dir))
 	a.Sync()
 	sh(t, "", fmt.Sprintf("cp %s/wizard-small.jpg %s/", src, b.Dir))
@@ -44,14 +40,10 @@ func TestSimilarAcrossDevices(t *testing.T) {
 // embedding and embeds b's photo in memory.
 func TestSimilarReadOnlyAcrossDevices(t *testing.T) {
 	model := similarModel(t)
-	need(t, convertBin)
 	a := startVault(t, vaultOptions{Env: []string{"IMGFS_MODEL=" + model}, MountArgs: []string{"--refresh", "200ms", "--device", "a"}})
 	c := a.device("c", "--read-only")
 	b := a.device("b", "--no-similar")
-	src := t.TempDir()
-	convert(t, append(similarOriginals["wizard.jpg"], filepath.Join(src, "wizard.jpg"))...)
-	convert(t, filepath.Join(src, "wizard.jpg"), "-resize", "50%", filepath.Join(src, "wizard-small.jpg"))
-	convert(t, append(similarDistractors["granite.jpg"], filepath.Join(src, "granite.jpg"))...)
+	src := wizardPhotos(t)
 	sh(t, "", fmt.Sprintf("cp %s/wizard.jpg %s/granite.jpg %s/", src, src, a.Dir))
 	a.Sync()
 	// a embedded its photos from the plaintext that sealing handed over (docs/similar.md,
@@ -77,4 +69,16 @@ func TestSimilarReadOnlyAcrossDevices(t *testing.T) {
 			t.Fatalf("%s: granite.jpg matches %v, %v", m.Dir, ents, err)
 		}
 	}
+}
+
+// wizardPhotos makes wizard.jpg, its half-size copy wizard-small.jpg and the unrelated
+// granite.jpg in a temporary directory.
+func wizardPhotos(t *testing.T) string {
+	t.Helper()
+	need(t, convertBin)
+	src := t.TempDir()
+	convert(t, append(similarOriginals["wizard.jpg"], filepath.Join(src, "wizard.jpg"))...)
+	convert(t, filepath.Join(src, "wizard.jpg"), "-resize", "50%", filepath.Join(src, "wizard-small.jpg"))
+	convert(t, append(similarDistractors["granite.jpg"], filepath.Join(src, "granite.jpg"))...)
+	return src
 }

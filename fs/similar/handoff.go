@@ -72,6 +72,15 @@ func (x *Indexer) takePlaintext(id [32]byte) ([]byte, bool) {
 	return b, ok
 }
 
+// dropPlaintext forgets the plaintext of content id, if it is held.
+func (x *Indexer) dropPlaintext(id [32]byte) {
+	x.hmu.Lock()
+	defer x.hmu.Unlock()
+	if _, ok := x.held[id]; ok {
+		x.dropHeldLocked(id)
+	}
+}
+
 func (x *Indexer) dropHeldLocked(id [32]byte) {
 	x.heldBytes -= len(x.held[id])
 	delete(x.held, id)

@@ -33,6 +33,11 @@ func TestHandoff(t *testing.T) {
 	if got := paths(query(t, x, v, "a.jpg")); len(got) != 1 || got[0] != "b.jpg" {
 		t.Fatalf("matches of a.jpg = %v", got)
 	}
+	// A byte-identical copy is not embedded again: its hand-off is dropped, not kept.
+	c := v.write("copy.jpg", a)
+	x.Plaintext(c, sha256.Sum256(a), a)
+	x.OnSealed(c)
+	wait(t, x)
 	if st := x.Stats(); st.FromPlaintext != 1 || st.Embeddings != 2 {
 		t.Fatalf("stats %+v", st)
 	}

@@ -21,7 +21,13 @@ func start(t *testing.T, v *fakeVault, e *fakeEmbedder) *Indexer {
 // startWith starts an indexer over v with embedder e and waits for its graph.
 func startWith(t *testing.T, v *fakeVault, e Embedder) *Indexer {
 	t.Helper()
-	x, err := New(Config{Embedder: e, Logger: quiet(), Workers: 2, Threshold: fakeThreshold})
+	return startConfig(t, v, Config{Embedder: e, Logger: quiet(), Workers: 2, Threshold: fakeThreshold})
+}
+
+// startConfig starts an indexer of cfg over v and waits for its graph.
+func startConfig(t *testing.T, v Vault, cfg Config) *Indexer {
+	t.Helper()
+	x, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,14 +37,7 @@ func TestReadOnlyIndexesInMemory(t *testing.T) {
 	before := auxCopy(v)
 
 	e := &fakeEmbedder{id: "fake/1"}
-	x, err := New(Config{Embedder: e, Logger: quiet(), Workers: 2, Threshold: fakeThreshold, ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := x.Start(v); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(x.Close)
+	x := startConfig(t, v, Config{Embedder: e, Logger: quiet(), Workers: 2, Threshold: fakeThreshold, ReadOnly: true})
 	wait(t, x)
 	if got := paths(query(t, x, v, "2024/IMG_1.jpg")); !reflect.DeepEqual(got, []string{"edits/IMG_1.jpg"}) {
 		t.Fatalf("read-only matches = %v", got)

@@ -106,6 +106,7 @@ func (x *Indexer) process(it qitem) {
 		// Unlinked, not a regular file, or changed again (a new OnSealed follows).
 		return
 	}
+	defer x.dropPlaintext(cid) // content already embedded, or not an image: the hand-off goes
 	id := idOf(cid)
 	x.mu.Lock()
 	for x.working[id] && !x.closed {
