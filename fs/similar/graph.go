@@ -7,6 +7,7 @@ import (
 	"github.com/imgfs/imgfs/fs/core"
 )
 
+// buildGraph computes every loaded vector's neighbours (all pairs at the threshold).
 func (x *Indexer) buildGraph() {
 	defer x.wg.Done()
 	defer close(x.graphReady)
@@ -58,6 +59,8 @@ func (x *Indexer) dropNodeLocked(id index.ID) {
 	delete(x.nbr, id)
 }
 
+// addVector puts id's entry (its vector; its mirror vector and Local descriptors, or nil)
+// into the index and the graph.
 func (x *Indexer) addVector(id index.ID, ent index.Entry) {
 	x.addMu.Lock()
 	defer x.addMu.Unlock()

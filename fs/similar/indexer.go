@@ -149,6 +149,15 @@ func New(cfg Config) (*Indexer, error) {
 	return x, nil
 }
 
+// Close stops the workers; queued work stays in the vault's queue for the next Start.
+func (x *Indexer) Close() {
+	x.mu.Lock()
+	x.closed = true
+	x.cond.Broadcast()
+	x.mu.Unlock()
+	x.wg.Wait()
+}
+
 // Threshold is the mount's similarity threshold.
 func (x *Indexer) Threshold() float32 { return x.cfg.Threshold }
 

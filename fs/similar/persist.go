@@ -158,8 +158,6 @@ func (x *Indexer) Start(v Vault) error {
 	return nil
 }
 
-// buildGraph computes every loaded vector's neighbours (all pairs at the threshold).
-
 // storedEntry returns the stored embedding of content cid when it is of the current model:
 // one this device computed, or one another device computed and a merge of its root
 // brought in (aux tables merge entry by entry, docs/core.md), so that device's photos are

@@ -52,15 +52,6 @@ func (x *Indexer) enqueueLocked(ino core.Ino, force, persist bool) {
 	x.cond.Broadcast()
 }
 
-// Close stops the workers; queued work stays in the vault's queue for the next Start.
-func (x *Indexer) Close() {
-	x.mu.Lock()
-	x.closed = true
-	x.cond.Broadcast()
-	x.mu.Unlock()
-	x.wg.Wait()
-}
-
 func (x *Indexer) worker() {
 	defer x.wg.Done()
 	for {
@@ -180,8 +171,6 @@ func (x *Indexer) process(it qitem) {
 	x.addVector(id, ent)
 }
 
-// addVector puts id's entry (its vector; its mirror vector and Local descriptors, or nil)
-// into the index and the graph.
 // Wait returns when the queue is empty and no file is being embedded (for `imgfs sync`),
 // or when ctx ends.
 //
