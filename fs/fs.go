@@ -32,18 +32,10 @@ const SimilarName = ".similar"
 
 // Similar is the hook for the near-duplicate tree. When Options.Similar is non-nil the root
 // directory lists SimilarName and Lookup(SimilarName) returns Node(). The tree's nodes are
-// the implementer's own; they should set short Attr.Valid / EntryValid (about 1 s), since
-// their content changes behind the kernel's back.
+// the implementer's own (SimilarTree, similar_nodes.go); they set short Attr.Valid /
+// EntryValid (about 1 s), since their content changes behind the kernel's back.
 type Similar interface {
 	Node() fusefs.Node
-}
-
-// ServerSetter is optionally implemented by a Similar: SetServer is called once with the
-// *fusefs.Server before serving starts, for InvalidateEntry / InvalidateNodeAttr. Call those
-// from a goroutine, never synchronously inside a handler: the kernel holds the inode's lock
-// while a request is served, and the invalidation waits for it (a deadlock).
-type ServerSetter interface {
-	SetServer(*fusefs.Server)
 }
 
 // Options configure Mount.
@@ -183,9 +175,6 @@ func Mount(dir string, c *core.FS, opts Options) (*Mounted, error) {
 	srv := fusefs.New(conn, cfg)
 	f.srv = srv
 	c.SetOnMerge(f.invalidate)
-	if s, ok := opts.Similar.(ServerSetter); ok {
-		s.SetServer(srv)
-	}
 	return &Mounted{Dir: dir, FS: f, conn: conn, srv: srv}, nil
 }
 

@@ -80,6 +80,11 @@ type Options struct {
 	// RefreshInterval: how often a mount polls for the next root of other devices (one
 	// HEAD of r/<anchor+1>); 0 = 5s, negative = never (docs/core.md, "Several devices").
 	RefreshInterval time.Duration
+	// LazyAux names aux tables whose changes join the next root commit that something else
+	// starts (a seal, a namespace change, sync, unmount) instead of starting one (lazyaux.go).
+	LazyAux []string
+	// Plaintext, if set, is offered the plaintext of files as sealing reads them (sealtap.go).
+	Plaintext PlaintextObserver
 }
 
 // Changes is what a merge of other devices' roots changed in the working copy.

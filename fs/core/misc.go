@@ -240,7 +240,7 @@ func (f *FS) PutAux(table string, key, value []byte) error {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.update(func(tx *bolt.Tx) error {
+	return f.updateAux(table, func(tx *bolt.Tx) error {
 		if err := markAux(tx, table, f.lc.auxKey(table, key)); err != nil {
 			return err
 		}
@@ -270,7 +270,7 @@ func (f *FS) DeleteAux(table string, key []byte) error {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.update(func(tx *bolt.Tx) error {
+	return f.updateAux(table, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bAux).Bucket([]byte(table))
 		if b == nil {
 			return nil

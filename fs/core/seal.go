@@ -214,6 +214,7 @@ func (f *FS) sealChunks(ctx context.Context, sp *spoolFile, rec pendingRec) (ded
 		isTouched[j] = touched(j)
 	}
 	var out dedup.Content
+	tap := f.newSealTap(rec)
 	pos := int64(0)
 	plain := getSealBuf(dedup.ChunkMax)
 	defer putSealBuf(plain)
@@ -254,11 +255,13 @@ func (f *FS) sealChunks(ctx context.Context, sp *spoolFile, rec pendingRec) (ded
 		if err != nil {
 			return dedup.Content{}, err
 		}
+		tap.add(pos, (*plain)[:n])
 		out = out.Append(ref)
 		copy(*plain, (*plain)[n:have])
 		have -= n
 		pos += int64(n)
 	}
+	tap.offer(out)
 	return out, nil
 }
 

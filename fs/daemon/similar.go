@@ -40,6 +40,8 @@ func (d *daemon) prepareSimilar(copts *core.Options, notes *[]string) error {
 	}
 	d.similar = x
 	copts.OnSealed = x.OnSealed
+	copts.Plaintext = x
+	copts.LazyAux = similar.LazyTables
 	return nil
 }
 
@@ -53,7 +55,7 @@ func (d *daemon) startSimilar(fsOpts *imgfs.Options) error {
 	if err := x.Start(similar.CoreVault(d.core)); err != nil {
 		return err
 	}
-	fsOpts.Similar = x
+	fsOpts.Similar = imgfs.SimilarTree(x, d.log)
 	x.Register(d.ctl)
 	d.ctl.Handle(similar.OpFailed, func(context.Context, json.RawMessage) (any, error) { return x.Failures(), nil })
 	return nil
@@ -72,6 +74,7 @@ func (d *daemon) similarStatus(extra map[string]any) {
 	extra["similar_embeddings"] = st.Embeddings
 	extra["similar_backlog"] = st.Backlog
 	extra["similar_threshold"] = st.Threshold
+	extra["similar_from_plaintext"] = st.FromPlaintext
 }
 
 // modelFix is the command that brings the model back.

@@ -4,17 +4,11 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"os"
 	"reflect"
 	"sort"
 	"strings"
 	"testing"
 	"time"
-
-	"bazil.org/fuse"
-	fusefs "bazil.org/fuse/fs"
-
-	"github.com/imgfs/imgfs/fs/core"
 )
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -27,7 +21,13 @@ func start(t *testing.T, v *fakeVault, e *fakeEmbedder) *Indexer {
 // startWith starts an indexer over v with embedder e and waits for its graph.
 func startWith(t *testing.T, v *fakeVault, e Embedder) *Indexer {
 	t.Helper()
-	x, err := New(Config{Embedder: e, Logger: quiet(), Workers: 2, Threshold: fakeThreshold})
+	return startConfig(t, v, Config{Embedder: e, Logger: quiet(), Workers: 2, Threshold: fakeThreshold})
+}
+
+// startConfig starts an indexer of cfg over v and waits for its graph.
+func startConfig(t *testing.T, v Vault, cfg Config) *Indexer {
+	t.Helper()
+	x, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,20 +227,21 @@ func TestUniqueNames(t *testing.T) {
 	}
 }
 
+// TestTree checks what .similar/ shows (the bazil nodes over it are fs/similar_nodes.go;
+// the integration test reads it through a real mount).
 func TestTree(t *testing.T) {
 	v := newFakeVault()
 	e := &fakeEmbedder{id: "fake/1"}
 	x := start(t, v, e)
 	populate(v, x)
 	wait(t, x)
-	ctx := context.Background()
-	root := x.Node()
-	if root != x.Node() {
-		t.Fatal("Node() is not stable")
-	}
-	ls := func(n fusefs.Node) []string {
+	ls := func(rel string) []string {
 		t.Helper()
-		ents, err := n.(fusefs.HandleReadDirAller).ReadDirAll(ctx)
+		ino, err := v.Resolve(rel)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ents, err := x.TreeDir(ino, rel)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -250,86 +251,58 @@ func TestTree(t *testing.T) {
 		}
 		return out
 	}
-	lookup := func(n fusefs.Node, name string) (fusefs.Node, error) {
-		var resp fuse.LookupResponse
-		c, err := n.(fusefs.NodeRequestLookuper).Lookup(ctx, &fuse.LookupRequest{Name: name}, &resp)
-		if err == nil && resp.EntryValid != time.Second {
-			t.Fatalf("EntryValid = %v", resp.EntryValid)
-		}
-		return c, err
-	}
-	// Only directories with a match inside: 2024, 2023, edits, copies; not notes.txt.
-	if got := ls(root); !reflect.DeepEqual(got, []string{"2023", "2024", "copies", "edits"}) {
-		t.Fatalf(".similar/ = %v", got)
-	}
-	y, err := lookup(root, "2024")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := ls(y); !reflect.DeepEqual(got, []string{"IMG_1.jpg", "IMG_2.jpg"}) {
-		t.Fatalf(".similar/2024 = %v", got)
-	}
-	// A photo without matches can still be looked up: an empty directory.
-	lone, err := lookup(y, "IMG_3.jpg")
-	if err != nil || len(ls(lone)) != 0 {
-		t.Fatalf("lone photo: %v %v", err, ls(lone))
-	}
-	if _, err := lookup(y, "nope.jpg"); err == nil {
-		t.Fatal("lookup of a missing name succeeded")
-	}
-	md, err := lookup(y, "IMG_1.jpg")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var a fuse.Attr
-	md.Attr(ctx, &a)
-	if !a.Mode.IsDir() || a.Mode.Perm() != 0o555 || a.Valid != time.Second {
-		t.Fatalf("match dir attr %v valid %v", a.Mode, a.Valid)
-	}
-	names := ls(md)
-	if !reflect.DeepEqual(names, []string{"same.jpg", "IMG_1.jpg"}) {
-		t.Fatalf("matches of 2024/IMG_1.jpg = %v", names)
-	}
-	var dx fuse.GetxattrResponse
-	if err := md.(fusefs.NodeGetxattrer).Getxattr(ctx, &fuse.GetxattrRequest{Name: XattrSimilarity}, &dx); err != nil {
-		t.Fatal(err)
-	}
-	if lines := strings.Split(string(dx.Xattr), "\n"); len(lines) != 3 || lines[0] != "1.0000\tsame.jpg" || !strings.HasSuffix(lines[1], "\tIMG_1.jpg") || lines[2] != "" {
-		t.Fatalf("match dir xattr = %q", dx.Xattr)
-	}
-	want := map[string]string{"same.jpg": "../../../copies/same.jpg", "IMG_1.jpg": "../../../edits/IMG_1.jpg"}
-	for _, name := range names {
-		l, err := lookup(md, name)
+	links := func(rel string) []Link {
+		t.Helper()
+		ino, err := v.Resolve(rel)
 		if err != nil {
 			t.Fatal(err)
 		}
-		target, _ := l.(fusefs.NodeReadlinker).Readlink(ctx, &fuse.ReadlinkRequest{})
-		if target != want[name] {
-			t.Fatalf("%s -> %s, want %s", name, target, want[name])
+		return x.Links(ino, rel)
+	}
+	names := func(ls []Link) []string {
+		var out []string
+		for _, l := range ls {
+			out = append(out, l.Name)
 		}
-		var la fuse.Attr
-		l.Attr(ctx, &la)
-		if la.Mode&os.ModeSymlink == 0 || la.Size != uint64(len(target)) {
-			t.Fatalf("link attr %v", la.Mode)
+		return out
+	}
+	if x.EntryValid() != time.Second {
+		t.Fatalf("EntryValid = %v", x.EntryValid())
+	}
+	// Only directories with a match inside: 2024, 2023, edits, copies; not notes.txt.
+	if got := ls(""); !reflect.DeepEqual(got, []string{"2023", "2024", "copies", "edits"}) {
+		t.Fatalf(".similar/ = %v", got)
+	}
+	if got := ls("2024"); !reflect.DeepEqual(got, []string{"IMG_1.jpg", "IMG_2.jpg"}) {
+		t.Fatalf(".similar/2024 = %v", got)
+	}
+	// A photo without matches has no links.
+	if got := links("2024/IMG_3.jpg"); len(got) != 0 {
+		t.Fatalf("lone photo: %v", got)
+	}
+	md := links("2024/IMG_1.jpg")
+	if got := names(md); !reflect.DeepEqual(got, []string{"same.jpg", "IMG_1.jpg"}) {
+		t.Fatalf("matches of 2024/IMG_1.jpg = %v", got)
+	}
+	if lines := strings.Split(string(LinksXattr(md)), "\n"); len(lines) != 3 || lines[0] != "1.0000\tsame.jpg" || !strings.HasSuffix(lines[1], "\tIMG_1.jpg") || lines[2] != "" {
+		t.Fatalf("match dir xattr = %q", LinksXattr(md))
+	}
+	want := map[string]string{"same.jpg": "../../../copies/same.jpg", "IMG_1.jpg": "../../../edits/IMG_1.jpg"}
+	for _, l := range md {
+		if l.Target != want[l.Name] {
+			t.Fatalf("%s -> %s, want %s", l.Name, l.Target, want[l.Name])
 		}
-		var xr fuse.GetxattrResponse
-		if err := l.(fusefs.NodeGetxattrer).Getxattr(ctx, &fuse.GetxattrRequest{Name: XattrSimilarity}, &xr); err != nil {
-			t.Fatal(err)
-		}
-		if name == "same.jpg" && string(xr.Xattr) != "1.0000" || !strings.HasPrefix(string(xr.Xattr), "0.") && name != "same.jpg" {
-			t.Fatalf("xattr of %s = %q", name, xr.Xattr)
-		}
-		if err := l.(fusefs.NodeGetxattrer).Getxattr(ctx, &fuse.GetxattrRequest{Name: "user.other"}, &xr); err != fuse.ErrNoXattr {
-			t.Fatalf("other xattr: %v", err)
+		if l.Name == "same.jpg" && l.Score != 1 || l.Name != "same.jpg" && (l.Score >= 1 || l.Score < fakeThreshold) {
+			t.Fatalf("score of %s = %v", l.Name, l.Score)
 		}
 	}
 	// After a rename the listing follows within the validity (snapshot rebuilt).
 	v.rename("copies/same.jpg", "2024/dup.jpg")
 	time.Sleep(1100 * time.Millisecond)
-	if got := ls(root); !reflect.DeepEqual(got, []string{"2023", "2024", "edits"}) {
+	if got := ls(""); !reflect.DeepEqual(got, []string{"2023", "2024", "edits"}) {
 		t.Fatalf(".similar/ after rename = %v", got)
 	}
-	if got := ls(md); !reflect.DeepEqual(got, []string{"dup.jpg", "IMG_1.jpg"}) {
+	if got := names(links("2024/IMG_1.jpg")); !reflect.DeepEqual(got, []string{"dup.jpg", "IMG_1.jpg"}) {
 		t.Fatalf("after rename: %v", got)
 	}
 	// Nested paths get one more "../" per level.
@@ -337,20 +310,20 @@ func TestTree(t *testing.T) {
 	ino, _ := v.Resolve("a/b/c/IMG_1.jpg")
 	x.OnSealed(ino)
 	wait(t, x)
-	n := root
-	for _, c := range []string{"a", "b", "c", "IMG_1.jpg"} {
-		if n, err = lookup(n, c); err != nil {
-			t.Fatal(err)
+	for _, d := range []string{"a", "a/b", "a/b/c"} {
+		if got := ls(d); len(got) != 1 {
+			t.Fatalf(".similar/%s = %v", d, got)
 		}
 	}
-	l, err := lookup(n, "IMG_1.jpg")
-	if err != nil {
-		t.Fatal(err)
+	found := false
+	for _, l := range links("a/b/c/IMG_1.jpg") {
+		if l.Name == "IMG_1.jpg" {
+			found = l.Target == "../../../../../2024/IMG_1.jpg"
+		}
 	}
-	if target, _ := l.(fusefs.NodeReadlinker).Readlink(ctx, &fuse.ReadlinkRequest{}); target != "../../../../../2024/IMG_1.jpg" {
-		t.Fatalf("nested target %s", target)
+	if !found {
+		t.Fatalf("nested target: %v", links("a/b/c/IMG_1.jpg"))
 	}
-	_ = core.RootIno
 }
 
 func TestServe(t *testing.T) {

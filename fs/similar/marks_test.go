@@ -1,12 +1,11 @@
 package similar
 
 import (
-	"context"
 	"reflect"
 	"sort"
 	"testing"
 
-	fusefs "bazil.org/fuse/fs"
+	"github.com/imgfs/imgfs/fs/core"
 )
 
 func pairStrings(ps []PairOut) []string {
@@ -119,7 +118,7 @@ func TestMarksAndTrash(t *testing.T) {
 // lsRoot lists .similar/.
 func lsRoot(t *testing.T, x *Indexer) []string {
 	t.Helper()
-	ents, err := x.Node().(fusefs.HandleReadDirAller).ReadDirAll(context.Background())
+	ents, err := x.TreeDir(core.RootIno, "")
 	if err != nil {
 		t.Fatal(err)
 	}

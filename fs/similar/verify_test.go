@@ -70,16 +70,7 @@ func TestVerifiedMatches(t *testing.T) {
 		v := newFakeVault()
 		e := &verifyFake{fakeEmbedder{id: "fake/v"}}
 		open := func() *Indexer {
-			x, err := New(Config{Embedder: e, Logger: quiet(), Workers: 2, Threshold: verifyTestThreshold, VerifyFloor: floor})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := x.Start(v); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(x.Close)
-			<-x.GraphReady()
-			return x
+			return startConfig(t, v, Config{Embedder: e, Logger: quiet(), Workers: 2, Threshold: verifyTestThreshold, VerifyFloor: floor})
 		}
 		x := open()
 		for _, f := range []struct {
