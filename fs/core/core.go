@@ -80,6 +80,9 @@ type Options struct {
 	// RefreshInterval: how often a mount polls for the next root of other devices (one
 	// HEAD of r/<anchor+1>); 0 = 5s, negative = never (docs/core.md, "Several devices").
 	RefreshInterval time.Duration
+	// CompactDelay: how long after an edit stored as pieces the file is re-chunked
+	// (patch.go, docs/core.md "Edits"); 0 = 30s, negative = never.
+	CompactDelay time.Duration
 }
 
 // Changes is what a merge of other devices' roots changed in the working copy.

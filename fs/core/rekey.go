@@ -398,6 +398,7 @@ func (r *storeContentReader) Read(p []byte) (int, error) {
 
 func (r *storeContentReader) next() error {
 	ref := r.c.Chunk(r.i)
+	off, n := r.c.ChunkOffset(r.i), r.c.ChunkSize(r.i) // a piece is part of its object
 	r.i++
 	name := dedup.ContentName(ref.Locator)
 	objSize := dedup.ObjectSize(ref.Size)
@@ -410,7 +411,7 @@ func (r *storeContentReader) next() error {
 		if err != nil {
 			return err
 		}
-		r.cur = bytes.NewReader(plain)
+		r.cur = bytes.NewReader(plain[off : off+n])
 		return nil
 	}
 	r.close()
@@ -433,7 +434,7 @@ func (r *storeContentReader) next() error {
 	if err != nil {
 		return err
 	}
-	r.cur = io.NewSectionReader(rd, 0, ref.Size)
+	r.cur = io.NewSectionReader(rd, off, n)
 	return nil
 }
 

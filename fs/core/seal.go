@@ -137,7 +137,7 @@ func (f *FS) sealOne(ctx context.Context, id uint64) error {
 		return eio("opening spool", err)
 	}
 	defer sp.Close()
-	content, err := f.sealChunks(ctx, sp, rec)
+	content, err := f.sealContent(ctx, sp, rec)
 	if err != nil {
 		return err
 	}
@@ -172,6 +172,9 @@ func (f *FS) sealOne(ctx context.Context, id uint64) error {
 	}
 	if swapped {
 		f.kickCommit()
+		if content.Pieces() > 0 {
+			f.scheduleCompact(rec.Ino) // patch.go
+		}
 		if cb := f.opts.OnSealed; cb != nil {
 			if ctx == f.ctx {
 				cb(rec.Ino) // a background worker
@@ -194,12 +197,17 @@ func (f *FS) sealChunks(ctx context.Context, sp *spoolFile, rec pendingRec) (ded
 	if err != nil {
 		return dedup.Content{}, localErr("reading spool", err)
 	}
-	base, size := rec.Base, rec.Size
+	return f.rechunk(ctx, rec.Base, rec.Size, min(rec.BaseLen, rec.Size), held, spoolReader{sp, rec.Size})
+}
+
+// rechunk is sealChunks over any source rd of the new content: base shows below limit,
+// held are the spool blocks that differ from it. Pieces of the base (docs/format.md §11.4)
+// are always sealed again, so the result has none (compaction, patch.go).
+func (f *FS) rechunk(ctx context.Context, base dedup.Content, size, limit int64, held [][2]int64, rd io.ReaderAt) (dedup.Content, error) {
 	offs := base.Offsets()
-	limit := min(rec.BaseLen, size)
 	touched := func(j int) bool { // chunk j of the base must be sealed again
 		lo, hi := offs[j], offs[j+1]
-		if hi > limit || (j == base.Len()-1 && size != offs[j+1]) {
+		if hi > limit || (j == base.Len()-1 && size != offs[j+1]) || base.IsPiece(j) {
 			return true
 		}
 		for _, h := range held { // few runs: the blocks written since the base
@@ -218,7 +226,6 @@ func (f *FS) sealChunks(ctx context.Context, sp *spoolFile, rec pendingRec) (ded
 	plain := getSealBuf(dedup.ChunkMax)
 	defer putSealBuf(plain)
 	have := 0 // bytes of (*plain) loaded, starting at pos
-	rd := spoolReader{sp, size}
 	for pos < size {
 		// At a cut of the base whose chunk is untouched, keep that chunk: chunking from
 		// here would cut it the same way.
@@ -227,7 +234,7 @@ func (f *FS) sealChunks(ctx context.Context, sp *spoolFile, rec pendingRec) (ded
 			for k < base.Len() && !isTouched[k] {
 				k++
 			}
-			out = out.Append(base.Slice(j, k).Chunks()...)
+			out = out.AppendContent(base.Slice(j, k))
 			pos, have = offs[k], 0
 			continue
 		}
@@ -245,7 +252,7 @@ func (f *FS) sealChunks(ctx context.Context, sp *spoolFile, rec pendingRec) (ded
 				scanned = have
 			}
 			want := int(min(int64(have+sealReadStep), int64(dedup.ChunkMax), size-pos))
-			if err := readFullAtSpool(rd, (*plain)[have:want], pos+int64(have)); err != nil {
+			if err := readFullAt(rd, (*plain)[have:want], pos+int64(have)); err != nil {
 				return dedup.Content{}, eio("reading spool", err)
 			}
 			have = want
@@ -307,8 +314,8 @@ func getSealBuf(n int64) *[]byte {
 
 func putSealBuf(b *[]byte) { sealBufs.Put(b) }
 
-// readFullAtSpool reads len(p) plaintext bytes at off.
-func readFullAtSpool(r spoolReader, p []byte, off int64) error {
+// readFullAt reads len(p) plaintext bytes at off.
+func readFullAt(r io.ReaderAt, p []byte, off int64) error {
 	n, err := r.ReadAt(p, off)
 	if n == len(p) {
 		return nil
