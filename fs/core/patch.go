@@ -260,7 +260,7 @@ func (f *FS) compactIno(ctx context.Context, ino Ino) (retry bool, err error) {
 		if err := f.putInode(tx, ino, &cur); err != nil {
 			return err
 		}
-		if err := noteFresh(tx, content); err != nil {
+		if err := noteFresh(tx, newObjects(content, old)); err != nil {
 			return err
 		}
 		swapped = true
@@ -299,4 +299,21 @@ func (f *FS) compactNow(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// newObjects returns the entries of c whose objects base does not use: only those are new
+// since base was sealed (the base's objects are in a root already, or still recorded as
+// fresh by the seal that made them), so only those need the commit's presence check.
+func newObjects(c, base dedup.Content) dedup.Content {
+	had := make(map[dedup.Locator]bool, base.Len())
+	for i := range base.Len() {
+		had[base.ChunkLocator(i)] = true
+	}
+	var out dedup.Content
+	for i := range c.Len() {
+		if !had[c.ChunkLocator(i)] {
+			out = out.AppendContent(c.Slice(i, i+1))
+		}
+	}
+	return out
 }

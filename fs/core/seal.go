@@ -160,7 +160,7 @@ func (f *FS) sealOne(ctx context.Context, id uint64) error {
 		if err := f.putInode(tx, rec.Ino, &n); err != nil {
 			return err
 		}
-		if err := noteFresh(tx, content); err != nil { // checked before the next root (workcopy.go)
+		if err := noteFresh(tx, newObjects(content, rec.Base)); err != nil { // checked before the next root (workcopy.go)
 			return err
 		}
 		swapped = true
