@@ -1,0 +1,137 @@
+package core
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/imgfs/imgfs/backend"
+)
+
+// collectGarbage deletes every content object of the store that f's live set does not name
+// (what gc would delete once the grace period is over).
+func collectGarbage(t *testing.T, f *FS, store backend.Store) int {
+	t.Helper()
+	live := must(f.ReferencedObjects(ctx()))
+	var dead []string
+	ok(t, store.List(ctx(), "c/", func(i backend.Info) error {
+		if !live[i.Name] {
+			dead = append(dead, i.Name)
+		}
+		return nil
+	}))
+	for _, n := range dead {
+		ok(t, store.Delete(ctx(), n))
+	}
+	return len(dead)
+}
+
+// TestPiecesCrashAndGC: a file holding pieces (an fsynced edit), then a closed but unsealed
+// edit over them (a journal record whose base has pieces), survives kill -9; the live set
+// keeps every object its pieces use (a fresh cache reads it after the rest is deleted), and
+// after compaction the list is the chunking of the bytes and the old objects are garbage.
+func TestPiecesCrashAndGC(t *testing.T) {
+	e := newEnv(t)
+	e.opts.CommitDelay = 1 << 40 // roots only from Fsync/Sync
+	e.opts.CompactDelay = -1     // compaction only when the test says
+	f := e.open()
+	data := randBytes(14 << 20)
+	ino := writeFile(t, f, "/db", data)
+	ok(t, f.Sync(ctx()))
+	h := openRW(t, f, "/db", 0)
+	for _, off := range []int{3 << 20, 9<<20 + 100} {
+		p := randBytes(5000)
+		must(h.WriteAt(p, int64(off)))
+		copy(data[off:], p)
+	}
+	ok(t, h.Fsync(ctx()))
+	if c := inodeOf(t, f, ino).Ref; c.Pieces() < 4 {
+		t.Fatalf("after two edits: %v", c)
+	}
+	p := randBytes(3000)
+	must(h.WriteAt(p, 3<<20+1000)) // the block of the first edit again: its patch object becomes garbage
+	copy(data[3<<20+1000:], p)
+	ok(t, h.Flush())
+	ok(t, h.Release())
+	f.crash()
+
+	f = e.open()
+	if got := readFile(t, f, "/db"); !bytes.Equal(got, data) {
+		t.Fatalf("after kill -9: bytes differ at %d", firstDiff(got, data))
+	}
+	ok(t, f.Sync(ctx()))
+	if c := inodeOf(t, f, ino).Ref; c.Pieces() == 0 {
+		t.Fatalf("the replayed edit was re-chunked, not patched: %v", c)
+	}
+	if n := collectGarbage(t, f, e.store); n < 1 {
+		t.Errorf("no garbage after a patch over a patch (%d)", n)
+	}
+	ok(t, f.Close())
+	e.cache = t.TempDir()
+	f = e.open()
+	if got := readFile(t, f, "/db"); !bytes.Equal(got, data) {
+		t.Fatalf("fresh cache after gc: bytes differ at %d", firstDiff(got, data))
+	}
+
+	// Compaction (scheduled by nothing here: the file was patched before this mount).
+	f.scheduleCompact(ino)
+	if f.compactDelay() >= 0 || len(f.cmp.due) != 0 {
+		t.Fatal("CompactDelay < 0 still schedules")
+	}
+	f.cmp.due[ino] = time.Now()
+	ok(t, f.compactNow(ctx()))
+	c := inodeOf(t, f, ino).Ref
+	if c.Pieces() != 0 || !equalInts(contentSizes(c), f.chunker.Split(data)) {
+		t.Fatalf("compacted: %v, chunking gives %v", contentSizes(c), f.chunker.Split(data))
+	}
+	ok(t, f.Sync(ctx()))
+	if n := collectGarbage(t, f, e.store); n < 3 {
+		t.Errorf("compaction left %d objects as garbage, want the patch objects and old chunks", n)
+	}
+	ok(t, f.Close())
+	e.cache = t.TempDir()
+	f = e.open()
+	if got := readFile(t, f, "/db"); !bytes.Equal(got, data) {
+		t.Fatalf("fresh cache after compaction and gc: bytes differ at %d", firstDiff(got, data))
+	}
+}
+
+// TestCompactionWaitsForWriters: a compaction does not swap the list under an open spool
+// with unrecorded writes (it retries), and the background compactor settles the file once
+// it is closed.
+func TestCompactionWaitsForWriters(t *testing.T) {
+	e := newEnv(t)
+	e.opts.CompactDelay = 10 * time.Millisecond
+	f := e.open()
+	data := randBytes(6 << 20)
+	ino := writeFile(t, f, "/v", data)
+	ok(t, f.Sync(ctx()))
+	h := openRW(t, f, "/v", 0)
+	must(h.WriteAt([]byte("edit one"), 4<<20))
+	copy(data[4<<20:], "edit one")
+	ok(t, h.Fsync(ctx()))
+	must(h.WriteAt([]byte("edit two, not flushed"), 1<<20))
+	copy(data[1<<20:], "edit two, not flushed")
+	before := inodeOf(t, f, ino).Ref
+	retry, err := f.compactIno(ctx(), ino)
+	ok(t, err)
+	if !retry || inodeOf(t, f, ino).Ref != before {
+		t.Fatal("compaction swapped the list under unrecorded writes")
+	}
+	ok(t, h.Release())
+	ok(t, f.Sync(ctx()))
+	// The background compactor (10 ms, then retries) settles it: poll with a deadline.
+	deadline := time.Now().Add(60 * time.Second)
+	for inodeOf(t, f, ino).Ref.Pieces() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("not compacted: %v", inodeOf(t, f, ino).Ref)
+		}
+		time.Sleep(5 * time.Millisecond) // polling a condition, with the deadline above
+	}
+	if got := readFile(t, f, "/v"); !bytes.Equal(got, data) {
+		t.Fatalf("bytes differ at %d", firstDiff(got, data))
+	}
+	if !equalInts(contentSizes(inodeOf(t, f, ino).Ref), f.chunker.Split(data)) {
+		t.Fatal("compacted list is not the chunking of the bytes")
+	}
+}
