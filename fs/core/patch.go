@@ -11,10 +11,10 @@ import (
 	"github.com/imgfs/imgfs/dedup"
 )
 
-// Patches and compaction (docs/format.md §11.4, docs/core.md "Edits"): a small edit of a
-// big sealed file is stored as pieces. The bytes the spool holds become new small content
-// objects (patch objects), the untouched bytes around them stay where they are as slices of
-// the old chunks, and the file's chunk list references both at once. An fsync then seals
+// Patches and compaction (docs/format.md §11.4, docs/core.md "Write path"): a small edit of
+// a big sealed file is stored as pieces. The bytes the spool holds become one new small
+// content object (a patch object), the untouched bytes around them stay where they are as
+// slices of the old chunks, and the file's chunk list references both at once. An fsync then seals
 // and uploads what changed (64 KiB spool blocks), not the multi-MiB chunk around it. Some
 // time later the compactor re-chunks the pieces into content-defined chunks, so the
 // settled state is what sealing the whole file would give (dedup, and chunk boundaries
@@ -97,23 +97,30 @@ func (f *FS) patch(ctx context.Context, base dedup.Content, size, limit int64, h
 	if nb := base.Len(); size != offs[nb] && !base.IsPiece(nb-1) {
 		base = base.Slice(0, nb-1).AppendPiece(base.Chunk(nb-1), 0, base.ChunkSize(nb-1))
 	}
+	// One patch object holds every run, back to back (one PUT per fsync, not one per run:
+	// a database commit writes a page and its header page).
+	buf := getSealBuf(patchBytes)
+	defer putSealBuf(buf)
+	at := int64(0)
+	for _, r := range runs {
+		if err := readFullAt(rd, (*buf)[at:at+r[1]-r[0]], r[0]); err != nil {
+			return dedup.Content{}, false, eio("reading spool", err)
+		}
+		at += r[1] - r[0]
+	}
+	ref, err := f.sealChunk(ctx, (*buf)[:patchBytes])
+	if err != nil {
+		return dedup.Content{}, false, err
+	}
 	var out dedup.Content
 	pos := int64(0)
-	buf := getSealBuf(patchMaxBytes)
-	defer putSealBuf(buf)
+	at = 0
 	for _, r := range runs {
 		if r[0] > pos {
 			out = out.AppendContent(base.Range(pos, r[0]))
 		}
-		p := (*buf)[:r[1]-r[0]]
-		if err := readFullAt(rd, p, r[0]); err != nil {
-			return dedup.Content{}, false, eio("reading spool", err)
-		}
-		ref, err := f.sealChunk(ctx, p)
-		if err != nil {
-			return dedup.Content{}, false, err
-		}
-		out = out.AppendPiece(ref, 0, ref.Size)
+		out = out.AppendPiece(ref, at, r[1]-r[0])
+		at += r[1] - r[0]
 		pos = r[1]
 	}
 	if pos < limit {

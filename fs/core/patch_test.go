@@ -48,9 +48,11 @@ func TestPiecesCrashAndGC(t *testing.T) {
 	if c := inodeOf(t, f, ino).Ref; c.Pieces() < 4 {
 		t.Fatalf("after two edits: %v", c)
 	}
-	p := randBytes(3000)
-	must(h.WriteAt(p, 3<<20+1000)) // the block of the first edit again: its patch object becomes garbage
-	copy(data[3<<20+1000:], p)
+	for _, off := range []int{3<<20 + 1000, 9<<20 + 200} { // both blocks again: the patch object becomes garbage
+		p := randBytes(3000)
+		must(h.WriteAt(p, int64(off)))
+		copy(data[off:], p)
+	}
 	ok(t, h.Flush())
 	ok(t, h.Release())
 	f.crash()
