@@ -108,7 +108,7 @@ func (f *FS) patch(ctx context.Context, base dedup.Content, size, limit int64, h
 		}
 		at += r[1] - r[0]
 	}
-	ref, err := f.sealChunk(ctx, (*buf)[:patchBytes])
+	ref, err := f.sealObject(ctx, (*buf)[:patchBytes], true)
 	if err != nil {
 		return dedup.Content{}, false, err
 	}

@@ -274,6 +274,12 @@ const sealReadStep = 1 << 20
 
 // sealChunk seals one chunk in memory and uploads it (dedup check first).
 func (f *FS) sealChunk(ctx context.Context, chunk []byte) (dedup.Ref, error) {
+	return f.sealObject(ctx, chunk, false)
+}
+
+// sealObject is sealChunk; putFirst skips the dedup check before the create-only Put (a
+// patch object, patch.go: almost certainly new).
+func (f *FS) sealObject(ctx context.Context, chunk []byte, putFirst bool) (dedup.Ref, error) {
 	objSize := dedup.ObjectSize(int64(len(chunk)))
 	out := getSealBuf(objSize)
 	defer putSealBuf(out)
@@ -287,7 +293,7 @@ func (f *FS) sealChunk(ctx context.Context, chunk []byte) (dedup.Ref, error) {
 	// a Put that landed although its answer was lost is a dedup hit on the retry.
 	f.uploading.Add(1)
 	_, err = dedup.UploadWith(ctx, f.store, ref.Locator, obj, objSize,
-		dedup.UploadOptions{Verify: f.verifyMode(), Logger: f.log, Hashed: true})
+		dedup.UploadOptions{Verify: f.verifyMode(), Logger: f.log, Hashed: true, PutFirst: putFirst})
 	f.uploading.Add(-1)
 	if err != nil {
 		return dedup.Ref{}, eio("uploading content", err)
