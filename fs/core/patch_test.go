@@ -2,6 +2,7 @@ package core
 
 import (
 	"bytes"
+	"os"
 	"testing"
 	"time"
 
@@ -162,4 +163,36 @@ func TestPiecesRecords(t *testing.T) {
 	if p, err := decodePending(encodePending(rec)); err != nil || p != rec {
 		t.Fatalf("journal record round trip: %+v %v", p, err)
 	}
+}
+
+// BenchmarkCompactEdit: the background cost an edit leaves behind: compacting the pieces of
+// one 4 KiB edit + fsync in a 64 MB file (re-chunking the chunk around it; the foreground
+// cost is BenchmarkEditFsyncPhases).
+func BenchmarkCompactEdit(b *testing.B) {
+	e := newEnv(b)
+	e.opts.CommitDelay = time.Hour
+	e.opts.CompactDelay = -1
+	f := e.open()
+	ino := writeFile(b, f, "/big", randBytes(64<<20))
+	ok(b, f.Sync(ctx()))
+	h := must(f.OpenFile(ino, os.O_RDWR))
+	defer h.Release()
+	buf := randBytes(4096)
+	var compact time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		buf[0] = byte(i)
+		must(h.WriteAt(buf, int64(i*7919*4096)%(64<<20-4096)))
+		ok(b, h.Fsync(ctx()))
+		b.StartTimer()
+		t0 := time.Now()
+		retry, err := f.compactIno(ctx(), ino)
+		ok(b, err)
+		compact += time.Since(t0)
+		if retry || inodeOf(b, f, ino).Ref.Pieces() != 0 {
+			b.Fatal("not compacted")
+		}
+	}
+	b.ReportMetric(float64(compact.Microseconds())/1000/float64(b.N), "compact-ms/op")
 }
