@@ -319,6 +319,7 @@ func (f *FS) start(ctx context.Context) error {
 		go f.committer()
 		go f.poolFiller()
 		go f.compactLoop()
+		f.scheduleMarked()
 		f.kickCommit()
 		f.kickPool()
 	}

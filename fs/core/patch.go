@@ -224,15 +224,12 @@ func (f *FS) compactIno(ctx context.Context, ino Ino) (retry bool, err error) {
 		return err
 	})
 	f.mu.Unlock()
-	if err != nil {
-		return false, nil // gone
-	}
-	if n.Spool != 0 {
-		return true, nil // a newer version is pending; its seal schedules again if needed
+	if n.Spool != 0 && err == nil {
+		return true, nil // a newer version is pending
 	}
 	old := n.Ref
-	if !n.HasRef || old.Pieces() == 0 {
-		return false, nil
+	if err != nil || !n.HasRef || old.Pieces() == 0 {
+		return false, f.unmarkCompact(ino) // gone, or re-chunked meanwhile
 	}
 	r := f.openContent(old)
 	content, err := f.rechunk(ctx, old, old.Size(), old.Size(), nil, r)
@@ -267,6 +264,9 @@ func (f *FS) compactIno(ctx context.Context, ino Ino) (retry bool, err error) {
 		if err := f.putInode(tx, ino, &cur); err != nil {
 			return err
 		}
+		if err := bdel(tx, bMeta, compactKey(ino)); err != nil {
+			return err
+		}
 		if err := noteFresh(tx, newObjects(content, old)); err != nil {
 			return err
 		}
@@ -286,6 +286,43 @@ func (f *FS) compactIno(ctx context.Context, ino Ino) (retry bool, err error) {
 	}
 	f.kickCommit()
 	return false, nil
+}
+
+// mCompact + u64be(ino) marks a file whose list holds pieces (set by the seal that made
+// them, journaled with it), so a compaction not done before an unmount is done after the
+// next mount (scheduleMarked).
+const mCompact = "compact/"
+
+func compactKey(ino Ino) []byte { return append([]byte(mCompact), be64(uint64(ino))...) }
+
+// unmarkCompact drops ino's mark, if it has one.
+func (f *FS) unmarkCompact(ino Ino) error {
+	has := false
+	f.view(func(tx *bolt.Tx) error {
+		has = tx.Bucket(bMeta).Get(compactKey(ino)) != nil
+		return nil
+	})
+	if !has {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.writeLocked(func(tx *bolt.Tx) error { return bdel(tx, bMeta, compactKey(ino)) })
+}
+
+// scheduleMarked schedules the compaction of every marked file (at Open).
+func (f *FS) scheduleMarked() {
+	var inos []Ino
+	f.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bMeta).Cursor()
+		for k, _ := c.Seek([]byte(mCompact)); k != nil && len(k) == len(mCompact)+8 && string(k[:len(mCompact)]) == mCompact; k, _ = c.Next() {
+			inos = append(inos, Ino(be64u(k[len(mCompact):])))
+		}
+		return nil
+	})
+	for _, ino := range inos {
+		f.scheduleCompact(ino)
+	}
 }
 
 // compactNow compacts every file scheduled for compaction now, whatever its time (tests).

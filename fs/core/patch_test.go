@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/imgfs/imgfs/backend"
 )
 
@@ -100,11 +102,11 @@ func TestPiecesCrashAndGC(t *testing.T) {
 }
 
 // TestCompactionWaitsForWriters: a compaction does not swap the list under an open spool
-// with unrecorded writes (it retries), and the background compactor settles the file once
-// it is closed.
+// with unrecorded writes (it says retry), and the background compactor settles the file
+// once it is closed.
 func TestCompactionWaitsForWriters(t *testing.T) {
 	e := newEnv(t)
-	e.opts.CompactDelay = 10 * time.Millisecond
+	e.opts.CompactDelay = time.Hour // the test starts the compactions
 	f := e.open()
 	data := randBytes(6 << 20)
 	ino := writeFile(t, f, "/v", data)
@@ -123,7 +125,14 @@ func TestCompactionWaitsForWriters(t *testing.T) {
 	}
 	ok(t, h.Release())
 	ok(t, f.Sync(ctx()))
-	// The background compactor (10 ms, then retries) settles it: poll with a deadline.
+	// Due now: the background compactor settles it; poll with a deadline.
+	f.cmp.mu.Lock()
+	f.cmp.due[ino] = time.Now()
+	f.cmp.mu.Unlock()
+	select {
+	case f.cmp.kick <- struct{}{}:
+	default: // a kick is pending already
+	}
 	deadline := time.Now().Add(60 * time.Second)
 	for inodeOf(t, f, ino).Ref.Pieces() != 0 {
 		if time.Now().After(deadline) {
@@ -195,4 +204,44 @@ func BenchmarkCompactEdit(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(compact.Microseconds())/1000/float64(b.N), "compact-ms/op")
+}
+
+// TestCompactAfterRemount: a file left with pieces at unmount is compacted after the next
+// mount (the mark in the local state).
+func TestCompactAfterRemount(t *testing.T) {
+	e := newEnv(t)
+	e.opts.CompactDelay = -1 // not in this mount
+	f := e.open()
+	data := randBytes(5 << 20)
+	ino := writeFile(t, f, "/r", data)
+	ok(t, f.Sync(ctx()))
+	h := openRW(t, f, "/r", 0)
+	must(h.WriteAt([]byte("edited"), 2<<20))
+	copy(data[2<<20:], "edited")
+	ok(t, h.Fsync(ctx()))
+	ok(t, h.Release())
+	if inodeOf(t, f, ino).Ref.Pieces() == 0 {
+		t.Fatal("no pieces")
+	}
+	ok(t, f.Close())
+	e.opts.CompactDelay = time.Millisecond
+	f = e.open()
+	deadline := time.Now().Add(60 * time.Second)
+	for inodeOf(t, f, ino).Ref.Pieces() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("not compacted after the remount: %v", inodeOf(t, f, ino).Ref)
+		}
+		time.Sleep(5 * time.Millisecond) // polling a condition, with the deadline above
+	}
+	if got := readFile(t, f, "/r"); !bytes.Equal(got, data) || !equalInts(contentSizes(inodeOf(t, f, ino).Ref), f.chunker.Split(data)) {
+		t.Fatal("compacted file differs")
+	}
+	var marked bool
+	ok(t, f.view(func(tx *bolt.Tx) error {
+		marked = tx.Bucket(bMeta).Get(compactKey(ino)) != nil
+		return nil
+	}))
+	if marked {
+		t.Fatal("mark left after compaction")
+	}
 }

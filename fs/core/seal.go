@@ -163,6 +163,11 @@ func (f *FS) sealOne(ctx context.Context, id uint64) error {
 		if err := noteFresh(tx, newObjects(content, rec.Base)); err != nil { // checked before the next root (workcopy.go)
 			return err
 		}
+		if content.Pieces() > 0 { // compaction to do, also after a remount (patch.go)
+			if err := bput(tx, bMeta, compactKey(rec.Ino), []byte{1}); err != nil {
+				return err
+			}
+		}
 		swapped = true
 		return change(tx)
 	})
