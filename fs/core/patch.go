@@ -20,12 +20,12 @@ import (
 // settled state is what sealing the whole file would give (dedup, and chunk boundaries
 // that do not fingerprint a file, hold for it).
 
-const (
-	// patchMaxBytes: a patch stores at most this many bytes (one object); more is a rewrite.
-	patchMaxBytes = 4 << 20
-	// maxPieces: a list that would hold more pieces is re-chunked at once instead.
-	maxPieces = 256
-)
+// patchMaxBytes: a patch stores at most this many bytes (one object); more is a rewrite.
+const patchMaxBytes = 4 << 20
+
+// maxPieces: a list that would hold more pieces is re-chunked at once instead (a variable
+// for tests).
+var maxPieces = 256
 
 // sealContent seals a recorded spool: as a patch when that stores much less than
 // re-chunking would, else by re-chunking (sealChunks).
@@ -58,8 +58,8 @@ func (f *FS) patch(ctx context.Context, base dedup.Content, size, limit int64, h
 			patchBytes += hi - lo
 		}
 	}
-	if patchBytes > patchMaxBytes {
-		return dedup.Content{}, false, nil
+	if len(runs) == 0 || patchBytes > patchMaxBytes {
+		return dedup.Content{}, false, nil // a truncation only, or a rewrite
 	}
 	covered := limit // bytes past the visible base must all be held (zeros have no object)
 	for _, r := range runs {
@@ -97,6 +97,9 @@ func (f *FS) patch(ctx context.Context, base dedup.Content, size, limit int64, h
 	if nb := base.Len(); size != offs[nb] && !base.IsPiece(nb-1) {
 		base = base.Slice(0, nb-1).AppendPiece(base.Chunk(nb-1), 0, base.ChunkSize(nb-1))
 	}
+	if base.Pieces()+3*len(runs) > maxPieces { // each run adds itself and two cut neighbours at most
+		return dedup.Content{}, false, nil
+	}
 	// One patch object holds every run, back to back (one PUT per fsync, not one per run:
 	// a database commit writes a page and its header page).
 	buf := getSealBuf(patchBytes)
@@ -128,9 +131,6 @@ func (f *FS) patch(ctx context.Context, base dedup.Content, size, limit int64, h
 	}
 	if out.Size() != size {
 		return dedup.Content{}, false, eio("patching", errors.New("pieces do not add up to the file size"))
-	}
-	if out.Pieces() > maxPieces {
-		return dedup.Content{}, false, nil // the patch objects stay as garbage for gc
 	}
 	return out, true, nil
 }

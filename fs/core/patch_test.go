@@ -245,3 +245,42 @@ func TestCompactAfterRemount(t *testing.T) {
 		t.Fatal("mark left after compaction")
 	}
 }
+
+// TestMaxPieces: edits that would take a list past maxPieces re-chunk it instead (no pieces
+// left), and the bytes stay right throughout.
+func TestMaxPieces(t *testing.T) {
+	defer func(n int) { maxPieces = n }(maxPieces)
+	maxPieces = 7
+	e := newEnv(t)
+	e.opts.CompactDelay = -1
+	f := e.open()
+	data := randBytes(12 << 20)
+	ino := writeFile(t, f, "/m", data)
+	ok(t, f.Sync(ctx()))
+	h := openRW(t, f, "/m", 0)
+	defer h.Release()
+	rechunked := false
+	for i := range 8 {
+		off := (i*1_500_007 + 12345) % (len(data) - 100)
+		p := randBytes(100)
+		must(h.WriteAt(p, int64(off)))
+		copy(data[off:], p)
+		ok(t, h.Fsync(ctx()))
+		c := inodeOf(t, f, ino).Ref
+		if c.Pieces() > maxPieces {
+			t.Fatalf("edit %d: %d pieces", i, c.Pieces())
+		}
+		if i > 0 && c.Pieces() == 0 {
+			rechunked = true
+			if !equalInts(contentSizes(c), f.chunker.Split(data)) {
+				t.Fatalf("edit %d: re-chunked list is not the chunking of the bytes", i)
+			}
+		}
+		if got := readAllHandle(t, h); !bytes.Equal(got, data) {
+			t.Fatalf("edit %d: bytes differ at %d", i, firstDiff(got, data))
+		}
+	}
+	if !rechunked {
+		t.Fatal("never re-chunked at the piece limit")
+	}
+}
