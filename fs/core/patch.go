@@ -28,7 +28,7 @@ const patchMaxBytes = 4 << 20
 var maxPieces = 256
 
 // sealContent seals a recorded spool: as a patch when that stores much less than
-// re-chunking would, else by re-chunking (sealChunks).
+// re-chunking would, else by re-chunking (rechunk, seal.go).
 func (f *FS) sealContent(ctx context.Context, sp *spoolFile, rec pendingRec) (dedup.Content, error) {
 	held, err := sp.heldBlocks()
 	if err != nil {

@@ -191,23 +191,14 @@ func (f *FS) sealOne(ctx context.Context, id uint64) error {
 	return nil
 }
 
-// sealChunks turns a recorded spool (an overlay on rec.Base) into the file's new chunk
-// list (docs/format.md §11, docs/core.md): chunks of the base that the spool does not
-// touch are kept; from a touched chunk on, the content is chunked again, sealed and
-// uploaded chunk by chunk, until a new cut falls on a cut of the base whose chunk is
-// untouched (the chunker depends only on the bytes since the last cut, so from there on the
-// base's chunks are what chunking would give again), and so on to the end.
-func (f *FS) sealChunks(ctx context.Context, sp *spoolFile, rec pendingRec) (dedup.Content, error) {
-	held, err := sp.heldBlocks()
-	if err != nil {
-		return dedup.Content{}, localErr("reading spool", err)
-	}
-	return f.rechunk(ctx, rec.Base, rec.Size, min(rec.BaseLen, rec.Size), held, spoolReader{sp, rec.Size})
-}
-
-// rechunk is sealChunks over any source rd of the new content: base shows below limit,
-// held are the spool blocks that differ from it. Pieces of the base (docs/format.md §11.4)
-// are always sealed again, so the result has none (compaction, patch.go).
+// rechunk turns new content read from rd (a recorded spool, an overlay on base, or a
+// sealed list for compaction) into the file's new chunk list (docs/format.md §11,
+// docs/core.md): base shows below limit, held are the spool blocks that differ from it.
+// Chunks of the base that nothing touches are kept; from a touched chunk on, the content is
+// chunked again, sealed and uploaded chunk by chunk, until a new cut falls on a cut of the
+// base whose chunk is untouched (the chunker depends only on the bytes since the last cut,
+// so from there on the base's chunks are what chunking would give again), and so on to the
+// end. Pieces of the base (§11.4) always count as touched, so the result has none.
 func (f *FS) rechunk(ctx context.Context, base dedup.Content, size, limit int64, held [][2]int64, rd io.ReaderAt) (dedup.Content, error) {
 	offs := base.Offsets()
 	touched := func(j int) bool { // chunk j of the base must be sealed again
