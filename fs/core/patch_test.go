@@ -2,13 +2,16 @@ package core
 
 import (
 	"bytes"
+	"context"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/imgfs/imgfs/backend"
+	"github.com/imgfs/imgfs/dedup"
 )
 
 // collectGarbage deletes every content object of the store that f's live set does not name
@@ -282,5 +285,41 @@ func TestMaxPieces(t *testing.T) {
 	}
 	if !rechunked {
 		t.Fatal("never re-chunked at the piece limit")
+	}
+}
+
+// TestRekeyPieces: rekey --content reads a file through its pieces and re-chunks it under
+// the new keys (it settles: no pieces).
+func TestRekeyPieces(t *testing.T) {
+	e := newEnv(t)
+	e.opts.CompactDelay = -1
+	f := e.open()
+	data := randBytes(9 << 20)
+	writeFile(t, f, "/p", data)
+	ok(t, f.Sync(ctx()))
+	h := openRW(t, f, "/p", 0)
+	for _, off := range []int{100, 5 << 20} {
+		must(h.WriteAt([]byte("piece"), int64(off)))
+		copy(data[off:], "piece")
+	}
+	ok(t, h.Fsync(ctx()))
+	ok(t, h.Release())
+	if inodeOf(t, f, must(f.Resolve("/p"))).Ref.Pieces() == 0 {
+		t.Fatal("no pieces")
+	}
+	ok(t, f.Close())
+	next := nextKeys(e.keys)
+	_, err := Rekey(ctx(), e.store, e.keys, next, RekeyOptions{Content: true, Device: "rekeyer",
+		Switch: func(context.Context, uint64, dedup.Locator) error { return nil }})
+	ok(t, err)
+	e2 := *e
+	e2.keys, e2.cache = next, filepath.Join(t.TempDir(), "fresh")
+	f = e2.open()
+	c := inodeOf(t, f, must(f.Resolve("/p"))).Ref
+	if got := readFile(t, f, "/p"); !bytes.Equal(got, data) {
+		t.Fatalf("after rekey --content: bytes differ at %d", firstDiff(got, data))
+	}
+	if c.Pieces() != 0 || !equalInts(contentSizes(c), f.chunker.Split(data)) {
+		t.Fatalf("after rekey --content: %v", c)
 	}
 }
