@@ -14,6 +14,17 @@ import (
 	"github.com/imgfs/imgfs/dedup"
 )
 
+// dueNow makes ino's compaction due now and wakes the compactor.
+func dueNow(f *FS, ino Ino) {
+	f.cmp.mu.Lock()
+	f.cmp.due[ino] = time.Now()
+	f.cmp.mu.Unlock()
+	select {
+	case f.cmp.kick <- struct{}{}:
+	default: // a kick is pending already
+	}
+}
+
 // collectGarbage deletes every content object of the store that f's live set does not name
 // (what gc would delete once the grace period is over).
 func collectGarbage(t *testing.T, f *FS, store backend.Store) int {
@@ -83,10 +94,13 @@ func TestPiecesCrashAndGC(t *testing.T) {
 
 	// Compaction (scheduled by nothing here: the file was patched before this mount).
 	f.scheduleCompact(ino)
-	if f.compactDelay() >= 0 || len(f.cmp.due) != 0 {
+	f.cmp.mu.Lock()
+	n := len(f.cmp.due)
+	f.cmp.mu.Unlock()
+	if f.compactDelay() >= 0 || n != 0 {
 		t.Fatal("CompactDelay < 0 still schedules")
 	}
-	f.cmp.due[ino] = time.Now()
+	dueNow(f, ino)
 	ok(t, f.compactNow(ctx()))
 	c := inodeOf(t, f, ino).Ref
 	if c.Pieces() != 0 || !equalInts(contentSizes(c), f.chunker.Split(data)) {
@@ -128,14 +142,7 @@ func TestCompactionWaitsForWriters(t *testing.T) {
 	}
 	ok(t, h.Release())
 	ok(t, f.Sync(ctx()))
-	// Due now: the background compactor settles it; poll with a deadline.
-	f.cmp.mu.Lock()
-	f.cmp.due[ino] = time.Now()
-	f.cmp.mu.Unlock()
-	select {
-	case f.cmp.kick <- struct{}{}:
-	default: // a kick is pending already
-	}
+	dueNow(f, ino) // the background compactor settles it; poll with a deadline
 	deadline := time.Now().Add(60 * time.Second)
 	for inodeOf(t, f, ino).Ref.Pieces() != 0 {
 		if time.Now().After(deadline) {
@@ -321,5 +328,50 @@ func TestRekeyPieces(t *testing.T) {
 	}
 	if c.Pieces() != 0 || !equalInts(contentSizes(c), f.chunker.Split(data)) {
 		t.Fatalf("after rekey --content: %v", c)
+	}
+}
+
+// TestPiecesMerge: another device merges a list with pieces and reads it; its own edit over
+// them patches again, and the first device merges that back and compacts it.
+func TestPiecesMerge(t *testing.T) {
+	e := newEnv(t)
+	e.opts.RefreshInterval = -1
+	e.opts.CompactDelay = -1
+	f := e.device("a").open()
+	data := randBytes(7 << 20)
+	writeFile(t, f, "/db", data)
+	ok(t, f.Sync(ctx()))
+	g := e.device("b").open()
+	h := openRW(t, f, "/db", 0)
+	must(h.WriteAt([]byte("from a"), 3<<20))
+	copy(data[3<<20:], "from a")
+	ok(t, h.Fsync(ctx()))
+	ok(t, h.Release())
+	ok(t, g.Refresh(ctx()))
+	if c := inodeOf(t, g, must(g.Resolve("/db"))).Ref; c.Pieces() == 0 {
+		t.Fatalf("b merged %v, want the pieces of a", c)
+	}
+	if got := readFile(t, g, "/db"); !bytes.Equal(got, data) {
+		t.Fatalf("b reads a's edit wrong at %d", firstDiff(got, data))
+	}
+	hb := openRW(t, g, "/db", 0)
+	must(hb.WriteAt([]byte("from b"), 6<<20))
+	copy(data[6<<20:], "from b")
+	ok(t, hb.Fsync(ctx()))
+	ok(t, hb.Release())
+	ok(t, f.Refresh(ctx()))
+	ino := must(f.Resolve("/db"))
+	if got := readFile(t, f, "/db"); !bytes.Equal(got, data) {
+		t.Fatalf("a reads b's edit wrong at %d", firstDiff(got, data))
+	}
+	dueNow(f, ino)
+	ok(t, f.compactNow(ctx()))
+	if c := inodeOf(t, f, ino).Ref; c.Pieces() != 0 || !equalInts(contentSizes(c), f.chunker.Split(data)) {
+		t.Fatalf("a compacted b's pieces to %v", c)
+	}
+	ok(t, f.Sync(ctx()))
+	ok(t, g.Refresh(ctx()))
+	if got := readFile(t, g, "/db"); !bytes.Equal(got, data) {
+		t.Fatal("b reads the compacted file wrong")
 	}
 }
