@@ -23,6 +23,10 @@ type UploadOptions struct {
 	// Hashed says obj is the buffer Seal just wrote and hashed into loc, so uploading need
 	// not hash it again. Leave it false for a copy read back from disk.
 	Hashed bool
+	// PutFirst tries the create-only Put before any Stat, for an object that is almost
+	// certainly new (a patch object of an edit, docs/format.md §11.4): one request instead
+	// of two. ErrExist (it was there) goes through the usual check of an existing object.
+	PutFirst bool
 }
 
 // UploadResult says what Upload did.
@@ -56,7 +60,11 @@ func UploadWith(ctx context.Context, store backend.Store, loc Locator, obj io.Re
 	}
 	name := ContentName(loc)
 	for round := 0; round < maxUploadRounds; round++ {
-		info, err := store.Stat(ctx, name)
+		var info backend.Info
+		err := backend.ErrNotExist // PutFirst: go straight to the Put
+		if round > 0 || !opts.PutFirst {
+			info, err = store.Stat(ctx, name)
+		}
 		switch {
 		case err == nil:
 			why, err := checkExisting(ctx, store, name, loc, info.Size, size, opts.Verify)

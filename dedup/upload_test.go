@@ -179,3 +179,37 @@ func TestUploadPassesStoreErrors(t *testing.T) {
 		t.Fatalf("transient error lost its class: %v", err)
 	}
 }
+
+// statCounter counts Stats.
+type statCounter struct {
+	*memstore.Store
+	stats int
+}
+
+func (s *statCounter) Stat(ctx context.Context, name string) (backend.Info, error) {
+	s.stats++
+	return s.Store.Stat(ctx, name)
+}
+
+// TestUploadPutFirst: PutFirst stores a new object with no Stat; an object already there
+// (ErrExist from the create-only Put) is checked like any dedup hit, and a poisoned one is
+// repaired.
+func TestUploadPutFirst(t *testing.T) {
+	obj, ref := sealBytes(t, testCS(1), randBytes(34, 70_000))
+	name := ContentName(ref.Locator)
+	st := &statCounter{Store: memstore.New()}
+	res, err := UploadWith(ctx, st, ref.Locator, bytes.NewReader(obj), int64(len(obj)), UploadOptions{PutFirst: true})
+	if err != nil || !res.Stored || st.stats != 0 || st.Puts != 1 {
+		t.Fatalf("new object: %+v %v, %d stats %d puts", res, err, st.stats, st.Puts)
+	}
+	res, err = UploadWith(ctx, st, ref.Locator, bytes.NewReader(obj), int64(len(obj)), UploadOptions{PutFirst: true, Verify: true})
+	if err != nil || res.Stored || !res.Verified || st.Puts != 1 {
+		t.Fatalf("existing object: %+v %v, %d puts", res, err, st.Puts)
+	}
+	st.SetRaw(name, randBytes(35, len(obj)))
+	log, buf := captureLog()
+	res, err = UploadWith(ctx, st, ref.Locator, bytes.NewReader(obj), int64(len(obj)), UploadOptions{PutFirst: true, Verify: true, Logger: log})
+	if err != nil || !res.Repaired || !bytes.Equal(st.Raw(name), obj) || !strings.Contains(buf.String(), "poisoned object repaired") {
+		t.Fatalf("poisoned object: %+v %v", res, err)
+	}
+}

@@ -71,7 +71,7 @@ func Repair(ctx context.Context, store backend.Store, keys *keyring.Keys, rep *R
 			if d == nil {
 				continue
 			}
-			d.size = c.ChunkSize(i)
+			d.size = c.Chunk(i).Size // the object (a piece uses part of it)
 			if p == "" {
 				p = path()
 				fileSizes[c.Size()] = true

@@ -58,8 +58,9 @@ func openRW(t testing.TB, f *FS, path string, flags int) *Handle {
 }
 
 // TestChunkedEdits: a file is a chunk list cut by the chunker; a 4 KiB edit and a 1 MB
-// append upload at most two chunks; a ranged read from a fresh cache fetches one chunk;
-// truncations keep the right bytes.
+// append each upload one patch object (pieces, docs/format.md §11.4), and compaction gives
+// the list chunking from scratch gives; a ranged read from a fresh cache fetches one
+// chunk; truncations keep the right bytes.
 func TestChunkedEdits(t *testing.T) {
 	e := newEnv(t)
 	cs := &countStore{Store: e.store}
@@ -87,8 +88,11 @@ func TestChunkedEdits(t *testing.T) {
 	ok(t, err)
 	ok(t, h.Fsync(ctx()))
 	copy(data[15<<20:], patch)
-	if d := cs.puts.Load() - puts; d < 1 || d > 2 {
-		t.Errorf("4 KiB edit uploaded %d chunks", d)
+	if d := cs.puts.Load() - puts; d != 1 {
+		t.Errorf("4 KiB edit uploaded %d objects", d)
+	}
+	if c := inodeOf(t, f, ino).Ref; c.Pieces() < 2 || c.Pieces() > 3 || c.Len()-c.Pieces() < len(want)-2 {
+		t.Errorf("after a 4 KiB edit: %v (chunking gives %d chunks), want 2-3 pieces in place of 1-2 chunks", c, len(want))
 	}
 	// A second edit after the fsync starts from the sealed list (nothing copied).
 	puts = cs.puts.Load()
@@ -96,8 +100,8 @@ func TestChunkedEdits(t *testing.T) {
 	ok(t, err)
 	ok(t, h.Fsync(ctx()))
 	copy(data[2<<20:], patch)
-	if d := cs.puts.Load() - puts; d < 1 || d > 2 {
-		t.Errorf("second 4 KiB edit uploaded %d chunks", d)
+	if d := cs.puts.Load() - puts; d != 1 {
+		t.Errorf("second 4 KiB edit uploaded %d objects", d)
 	}
 	ok(t, h.Flush())
 	ok(t, h.Release())
@@ -111,11 +115,15 @@ func TestChunkedEdits(t *testing.T) {
 	ok(t, h.Fsync(ctx()))
 	ok(t, h.Release())
 	data = append(data, more...)
-	if d := cs.puts.Load() - puts; d < 1 || d > 2 {
-		t.Errorf("1 MB append uploaded %d chunks", d)
+	if d := cs.puts.Load() - puts; d != 1 {
+		t.Errorf("1 MB append uploaded %d objects", d)
 	}
 	if got := readFile(t, f, "/big"); !bytes.Equal(got, data) {
 		t.Fatal("bytes differ after the edits")
+	}
+	ok(t, f.compactNow(ctx()))
+	if got := readFile(t, f, "/big"); !bytes.Equal(got, data) {
+		t.Fatal("bytes differ after compaction")
 	}
 	if c := inodeOf(t, f, ino).Ref; !equalInts(contentSizes(c), f.chunker.Split(data)) {
 		t.Fatalf("after edits the list is %v, chunking from scratch gives %v", contentSizes(c), f.chunker.Split(data))
@@ -220,6 +228,7 @@ func TestChunkedModel(t *testing.T) {
 		default:
 			ok(t, h.Flush())
 			ok(t, f.Sync(ctx()))
+			ok(t, f.compactNow(ctx()))
 			if c := inodeOf(t, f, ino).Ref; !equalInts(contentSizes(c), f.chunker.Split(model)) {
 				t.Fatalf("step %d: list %v, from scratch %v", step, contentSizes(c), f.chunker.Split(model))
 			}
@@ -302,8 +311,9 @@ func TestAllocate(t *testing.T) {
 	ok(t, r.Release())
 }
 
-// TestChunkedScatteredEdits: edits in the first and the last chunk of a big file re-seal
-// only those two chunks (the untouched ones between are kept, not sealed again).
+// TestChunkedScatteredEdits: edits in the first and the last chunk of a big file, then one
+// fsync, store one patch object (holding both); compaction re-seals only those two chunks (the untouched ones between
+// are kept, not sealed again).
 func TestChunkedScatteredEdits(t *testing.T) {
 	e := newEnv(t)
 	cs := &countStore{Store: e.store}
@@ -323,9 +333,14 @@ func TestChunkedScatteredEdits(t *testing.T) {
 	}
 	ok(t, h.Fsync(ctx()))
 	ok(t, h.Release())
+	if d := cs.puts.Load() - puts; d != 1 {
+		t.Errorf("two 4 KiB edits and one fsync uploaded %d objects, want one patch object", d)
+	}
+	puts = cs.puts.Load()
+	ok(t, f.compactNow(ctx()))
 	after := inodeOf(t, f, ino).Ref
-	if d := cs.puts.Load() - puts; d < 2 || d > 4 {
-		t.Errorf("two 4 KiB edits uploaded %d chunks of %d", d, after.Len())
+	if d := cs.puts.Load() - puts; d < 2 || d > 4 || after.Pieces() != 0 {
+		t.Errorf("compaction uploaded %d chunks of %d, %d pieces left", d, after.Len(), after.Pieces())
 	}
 	kept := 0
 	for i := 1; i < min(before.Len(), after.Len())-1; i++ {

@@ -85,6 +85,9 @@ type Options struct {
 	LazyAux []string
 	// Plaintext, if set, is offered the plaintext of files as sealing reads them (sealtap.go).
 	Plaintext PlaintextObserver
+	// CompactDelay: how long after an edit stored as pieces the file is re-chunked
+	// (patch.go, docs/core.md "Edits"); 0 = 30s, negative = never.
+	CompactDelay time.Duration
 }
 
 // Changes is what a merge of other devices' roots changed in the working copy.

@@ -128,6 +128,8 @@ type FS struct {
 	// bbolt in this directory; lockDB is the cache's own bbolt, open and unwritten (scratch)
 	scratchDir string
 	lockDB     *bolt.DB
+	// cmp: files whose chunk lists hold pieces, to be compacted (patch.go)
+	cmp compactor
 }
 
 func (f *FS) spoolPath(id uint64) string {
@@ -162,7 +164,8 @@ func Open(ctx context.Context, store backend.Store, keys *keyring.Keys, opts Opt
 		lc: newLocalCrypto(keys.LocalKey), open: map[Ino]*openFile{}, queued: map[uint64]bool{},
 		sealing: map[uint64]chan struct{}{}, sealKick: make(chan struct{}, 1), commitKick: make(chan struct{}, 1),
 		pool: make(chan pooled, poolSize), poolKick: make(chan struct{}, 1),
-		fetching: map[dedup.Locator]chan struct{}{}, window: batchDelay}
+		fetching: map[dedup.Locator]chan struct{}{}, window: batchDelay,
+		cmp: compactor{due: map[Ino]time.Time{}, kick: make(chan struct{}, 1)}}
 	if f.log == nil {
 		f.log = slog.Default()
 	}
@@ -385,9 +388,11 @@ func (f *FS) start(ctx context.Context) error {
 			f.wg.Add(1)
 			go f.sealWorker()
 		}
-		f.wg.Add(2)
+		f.wg.Add(3)
 		go f.committer()
 		go f.poolFiller()
+		go f.compactLoop()
+		f.scheduleMarked()
 		f.kickCommit()
 		f.kickPool()
 	}

@@ -25,8 +25,21 @@ func sampleTree() *tree {
 	}, Dirents: []treeDirent{{1, "a.jpg", 2}, {1, "l", 3}}}
 }
 
+// piecesTree is sampleTree with a file whose list holds pieces (docs/format.md §11.4).
+func piecesTree() *tree {
+	t := sampleTree()
+	n := t.Inodes[2].Node
+	var loc dedup.Locator
+	loc[0] = 9
+	patch := dedup.Ref{Locator: loc, Key: bytes.Repeat([]byte{3}, 32), Size: 4096}
+	n.Ref = n.Ref.Range(0, 100).AppendPiece(patch, 0, 4096).AppendContent(n.Ref.Range(4196, n.Ref.Size()))
+	t.Inodes[2].Node = n
+	return t
+}
+
 func FuzzDecodeTree(f *testing.F) {
 	f.Add(encodeTree(sampleTree()))
+	f.Add(encodeTree(piecesTree()))
 	f.Add(encodeTree(&tree{}))
 	f.Add([]byte(treeMagic + "\x00\xff\xff\xff\xff\x0f"))
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -69,6 +82,7 @@ func FuzzDecodeJournal(f *testing.F) {
 	f.Add(encodePending(pendingRec{Ino: 5, Size: 123456}))
 	f.Add(encodePending(pendingRec{Ino: 5, Size: 123456, Base: sampleTree().Inodes[2].Node.Ref, BaseLen: 3 << 20}))
 	f.Add(encodePending(pendingRec{}))
+	f.Add(encodePending(pendingRec{Ino: 5, Size: 3 << 20, Base: piecesTree().Inodes[2].Node.Ref, BaseLen: 3 << 20}))
 	f.Add([]byte{1, 0xff})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := decodePending(b)
@@ -82,7 +96,7 @@ func FuzzDecodeJournal(f *testing.F) {
 }
 
 func FuzzDecodeInode(f *testing.F) {
-	for _, ti := range sampleTree().Inodes {
+	for _, ti := range append(sampleTree().Inodes, piecesTree().Inodes[2]) {
 		n := ti.Node
 		n.Spool = 42
 		f.Add(encodeInodeRecord(&n))

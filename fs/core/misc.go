@@ -510,7 +510,7 @@ func (f *FS) Status() Status {
 					if l := n.Ref.ChunkLocator(i); !seen[l] {
 						seen[l] = true
 						s.ContentObjects++
-						s.StoredBytes += dedup.ObjectSize(n.Ref.ChunkSize(i))
+						s.StoredBytes += dedup.ObjectSize(n.Ref.Chunk(i).Size)
 					}
 				}
 			}

@@ -199,7 +199,8 @@ func (f *FS) CachedObject(loc dedup.Locator) (string, bool) {
 	return p, err == nil && st.Mode().IsRegular()
 }
 
-// contentReader reads a chunk list (format v2): a read opens only the chunks it touches,
+// contentReader reads a chunk list (format v2, pieces included: docs/format.md §11.4): a read
+// opens only the chunks it touches,
 // so a ranged read fetches only those objects. A few chunk readers stay open.
 type contentReader struct {
 	f    *FS
@@ -264,7 +265,7 @@ func (r *contentReader) readChunk(i int, p []byte, off int64) error {
 			oc = openChunk{rd, cl}
 			r.open[i] = oc
 		}
-		k, err := oc.r.ReadAt(p, off)
+		k, err := oc.r.ReadAt(p, r.c.ChunkOffset(i)+off) // a piece starts inside its object
 		if k == len(p) {
 			return nil
 		}

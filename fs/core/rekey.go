@@ -305,11 +305,11 @@ func rekeyContent(ctx context.Context, store backend.Store, next *keyring.Keys, 
 	return ids, ck.maybeSave(ctx, store, next, done, true)
 }
 
-// resealContent chunks size bytes from src with chunker (the loop of sealChunks, without a
+// resealContent chunks size bytes from src with chunker (the loop of rechunk, without a
 // base) and seals and uploads each chunk under cs.
 func resealContent(ctx context.Context, store backend.Store, cs keyring.Secret, chunker *dedup.Chunker, src io.Reader, size int64,
 	buf []byte, sealed *bytes.Buffer, rep *RekeyReport, progress func(int64)) (dedup.Content, error) {
-	var out dedup.Content // an empty file has no chunks, as sealChunks makes it
+	var out dedup.Content // an empty file has no chunks, as rechunk makes it
 	pos, have := int64(0), 0
 	for pos < size {
 		var n int
@@ -398,6 +398,7 @@ func (r *storeContentReader) Read(p []byte) (int, error) {
 
 func (r *storeContentReader) next() error {
 	ref := r.c.Chunk(r.i)
+	off, n := r.c.ChunkOffset(r.i), r.c.ChunkSize(r.i) // a piece is part of its object
 	r.i++
 	name := dedup.ContentName(ref.Locator)
 	objSize := dedup.ObjectSize(ref.Size)
@@ -410,7 +411,7 @@ func (r *storeContentReader) next() error {
 		if err != nil {
 			return err
 		}
-		r.cur = bytes.NewReader(plain)
+		r.cur = bytes.NewReader(plain[off : off+n])
 		return nil
 	}
 	r.close()
@@ -433,7 +434,7 @@ func (r *storeContentReader) next() error {
 	if err != nil {
 		return err
 	}
-	r.cur = io.NewSectionReader(rd, 0, ref.Size)
+	r.cur = io.NewSectionReader(rd, off, n)
 	return nil
 }
 

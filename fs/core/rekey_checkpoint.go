@@ -136,7 +136,7 @@ func (ck *checkpoint) maybeSave(ctx context.Context, store backend.Store, next *
 func chunksPresent(ctx context.Context, store backend.Store, c dedup.Content) bool {
 	for i := range c.Len() {
 		st, err := store.Stat(ctx, dedup.ContentName(c.ChunkLocator(i)))
-		if err != nil || st.Size != dedup.ObjectSize(c.ChunkSize(i)) {
+		if err != nil || st.Size != dedup.ObjectSize(c.Chunk(i).Size) {
 			return false
 		}
 	}

@@ -137,7 +137,7 @@ func (f *FS) sealOne(ctx context.Context, id uint64) error {
 		return eio("opening spool", err)
 	}
 	defer sp.Close()
-	content, err := f.sealChunks(ctx, sp, rec)
+	content, err := f.sealContent(ctx, sp, rec)
 	if err != nil {
 		return err
 	}
@@ -160,8 +160,13 @@ func (f *FS) sealOne(ctx context.Context, id uint64) error {
 		if err := f.putInode(tx, rec.Ino, &n); err != nil {
 			return err
 		}
-		if err := noteFresh(tx, content); err != nil { // checked before the next root (workcopy.go)
+		if err := noteFresh(tx, newObjects(content, rec.Base)); err != nil { // checked before the next root (workcopy.go)
 			return err
+		}
+		if content.Pieces() > 0 { // compaction to do, also after a remount (patch.go)
+			if err := bput(tx, bMeta, compactKey(rec.Ino), []byte{1}); err != nil {
+				return err
+			}
 		}
 		swapped = true
 		return change(tx)
@@ -172,6 +177,9 @@ func (f *FS) sealOne(ctx context.Context, id uint64) error {
 	}
 	if swapped {
 		f.kickCommit()
+		if content.Pieces() > 0 {
+			f.scheduleCompact(rec.Ino) // patch.go
+		}
 		if cb := f.opts.OnSealed; cb != nil {
 			if ctx == f.ctx {
 				cb(rec.Ino) // a background worker
@@ -183,23 +191,20 @@ func (f *FS) sealOne(ctx context.Context, id uint64) error {
 	return nil
 }
 
-// sealChunks turns a recorded spool (an overlay on rec.Base) into the file's new chunk
-// list (docs/format.md §11, docs/core.md): chunks of the base that the spool does not
-// touch are kept; from a touched chunk on, the content is chunked again, sealed and
-// uploaded chunk by chunk, until a new cut falls on a cut of the base whose chunk is
-// untouched (the chunker depends only on the bytes since the last cut, so from there on the
-// base's chunks are what chunking would give again), and so on to the end.
-func (f *FS) sealChunks(ctx context.Context, sp *spoolFile, rec pendingRec) (dedup.Content, error) {
-	held, err := sp.heldBlocks()
-	if err != nil {
-		return dedup.Content{}, localErr("reading spool", err)
-	}
-	base, size := rec.Base, rec.Size
+// rechunk turns new content read from rd (a recorded spool, an overlay on base, or a
+// sealed list for compaction) into the file's new chunk list (docs/format.md §11,
+// docs/core.md): base shows below limit, held are the spool blocks that differ from it.
+// Chunks of the base that nothing touches are kept; from a touched chunk on, the content is
+// chunked again, sealed and uploaded chunk by chunk, until a new cut falls on a cut of the
+// base whose chunk is untouched (the chunker depends only on the bytes since the last cut,
+// so from there on the base's chunks are what chunking would give again), and so on to the
+// end. Pieces of the base (§11.4) always count as touched, so the result has none. tap, if
+// not nil, is offered the plaintext read (sealtap.go).
+func (f *FS) rechunk(ctx context.Context, base dedup.Content, size, limit int64, held [][2]int64, rd io.ReaderAt, tap *sealTap) (dedup.Content, error) {
 	offs := base.Offsets()
-	limit := min(rec.BaseLen, size)
 	touched := func(j int) bool { // chunk j of the base must be sealed again
 		lo, hi := offs[j], offs[j+1]
-		if hi > limit || (j == base.Len()-1 && size != offs[j+1]) {
+		if hi > limit || (j == base.Len()-1 && size != offs[j+1]) || base.IsPiece(j) {
 			return true
 		}
 		for _, h := range held { // few runs: the blocks written since the base
@@ -214,12 +219,10 @@ func (f *FS) sealChunks(ctx context.Context, sp *spoolFile, rec pendingRec) (ded
 		isTouched[j] = touched(j)
 	}
 	var out dedup.Content
-	tap := f.newSealTap(rec)
 	pos := int64(0)
 	plain := getSealBuf(dedup.ChunkMax)
 	defer putSealBuf(plain)
 	have := 0 // bytes of (*plain) loaded, starting at pos
-	rd := spoolReader{sp, size}
 	for pos < size {
 		// At a cut of the base whose chunk is untouched, keep that chunk: chunking from
 		// here would cut it the same way.
@@ -228,7 +231,7 @@ func (f *FS) sealChunks(ctx context.Context, sp *spoolFile, rec pendingRec) (ded
 			for k < base.Len() && !isTouched[k] {
 				k++
 			}
-			out = out.Append(base.Slice(j, k).Chunks()...)
+			out = out.AppendContent(base.Slice(j, k))
 			pos, have = offs[k], 0
 			continue
 		}
@@ -246,7 +249,7 @@ func (f *FS) sealChunks(ctx context.Context, sp *spoolFile, rec pendingRec) (ded
 				scanned = have
 			}
 			want := int(min(int64(have+sealReadStep), int64(dedup.ChunkMax), size-pos))
-			if err := readFullAtSpool(rd, (*plain)[have:want], pos+int64(have)); err != nil {
+			if err := readFullAt(rd, (*plain)[have:want], pos+int64(have)); err != nil {
 				return dedup.Content{}, eio("reading spool", err)
 			}
 			have = want
@@ -270,6 +273,12 @@ const sealReadStep = 1 << 20
 
 // sealChunk seals one chunk in memory and uploads it (dedup check first).
 func (f *FS) sealChunk(ctx context.Context, chunk []byte) (dedup.Ref, error) {
+	return f.sealObject(ctx, chunk, false)
+}
+
+// sealObject is sealChunk; putFirst skips the dedup check before the create-only Put (a
+// patch object, patch.go: almost certainly new).
+func (f *FS) sealObject(ctx context.Context, chunk []byte, putFirst bool) (dedup.Ref, error) {
 	objSize := dedup.ObjectSize(int64(len(chunk)))
 	out := getSealBuf(objSize)
 	defer putSealBuf(out)
@@ -283,7 +292,7 @@ func (f *FS) sealChunk(ctx context.Context, chunk []byte) (dedup.Ref, error) {
 	// a Put that landed although its answer was lost is a dedup hit on the retry.
 	f.uploading.Add(1)
 	_, err = dedup.UploadWith(ctx, f.store, ref.Locator, obj, objSize,
-		dedup.UploadOptions{Verify: f.verifyMode(), Logger: f.log, Hashed: true})
+		dedup.UploadOptions{Verify: f.verifyMode(), Logger: f.log, Hashed: true, PutFirst: putFirst})
 	f.uploading.Add(-1)
 	if err != nil {
 		return dedup.Ref{}, eio("uploading content", err)
@@ -310,8 +319,8 @@ func getSealBuf(n int64) *[]byte {
 
 func putSealBuf(b *[]byte) { sealBufs.Put(b) }
 
-// readFullAtSpool reads len(p) plaintext bytes at off.
-func readFullAtSpool(r spoolReader, p []byte, off int64) error {
+// readFullAt reads len(p) plaintext bytes at off.
+func readFullAt(r io.ReaderAt, p []byte, off int64) error {
 	n, err := r.ReadAt(p, off)
 	if n == len(p) {
 		return nil

@@ -16,7 +16,7 @@ type PlaintextObserver interface {
 	Plaintext(ino Ino, id [32]byte, b []byte)
 }
 
-// sealTap collects one file's plaintext as sealChunks reads it, chunk by chunk, when the
+// sealTap collects one file's plaintext as rechunk reads it, chunk by chunk, when the
 // observer wants it. A file whose chunks are partly kept from its base (an edit of a large
 // file) is not read whole, so nothing is offered.
 type sealTap struct {
