@@ -325,22 +325,31 @@ func (f *FS) scheduleMarked() {
 	}
 }
 
-// compactNow compacts every file scheduled for compaction now, whatever its time (tests).
+// compactNow compacts now every file scheduled or marked for compaction, whatever its
+// time (tests); a compaction that lost a race with the background one is tried again.
 func (f *FS) compactNow(ctx context.Context) error {
 	f.cmp.mu.Lock()
 	var inos []Ino
 	for ino := range f.cmp.due {
 		inos = append(inos, ino)
-		delete(f.cmp.due, ino)
 	}
 	f.cmp.mu.Unlock()
+	f.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bMeta).Cursor()
+		for k, _ := c.Seek([]byte(mCompact)); k != nil && len(k) == len(mCompact)+8 && string(k[:len(mCompact)]) == mCompact; k, _ = c.Next() {
+			inos = append(inos, Ino(be64u(k[len(mCompact):])))
+		}
+		return nil
+	})
 	var errs []error
 	for _, ino := range inos {
-		retry, err := f.compactIno(ctx, ino)
-		if retry || err != nil {
-			f.scheduleCompact(ino)
+		for try := 0; try < 5; try++ {
+			retry, err := f.compactIno(ctx, ino)
+			if err != nil || !retry {
+				errs = append(errs, err)
+				break
+			}
 		}
-		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -92,7 +92,7 @@ func TestPiecesCrashAndGC(t *testing.T) {
 		t.Fatalf("fresh cache after gc: bytes differ at %d", firstDiff(got, data))
 	}
 
-	// Compaction (scheduled by nothing here: the file was patched before this mount).
+	// Compaction (nothing scheduled or marked here: a fresh cache).
 	f.scheduleCompact(ino)
 	f.cmp.mu.Lock()
 	n := len(f.cmp.due)
@@ -100,8 +100,9 @@ func TestPiecesCrashAndGC(t *testing.T) {
 	if f.compactDelay() >= 0 || n != 0 {
 		t.Fatal("CompactDelay < 0 still schedules")
 	}
-	dueNow(f, ino)
-	ok(t, f.compactNow(ctx()))
+	if retry, err := f.compactIno(ctx(), ino); err != nil || retry {
+		t.Fatalf("compaction: retry %v, %v", retry, err)
+	}
 	c := inodeOf(t, f, ino).Ref
 	if c.Pieces() != 0 || !equalInts(contentSizes(c), f.chunker.Split(data)) {
 		t.Fatalf("compacted: %v, chunking gives %v", contentSizes(c), f.chunker.Split(data))
@@ -364,8 +365,9 @@ func TestPiecesMerge(t *testing.T) {
 	if got := readFile(t, f, "/db"); !bytes.Equal(got, data) {
 		t.Fatalf("a reads b's edit wrong at %d", firstDiff(got, data))
 	}
-	dueNow(f, ino)
-	ok(t, f.compactNow(ctx()))
+	if retry, err := f.compactIno(ctx(), ino); err != nil || retry {
+		t.Fatalf("compaction: retry %v, %v", retry, err)
+	}
 	if c := inodeOf(t, f, ino).Ref; c.Pieces() != 0 || !equalInts(contentSizes(c), f.chunker.Split(data)) {
 		t.Fatalf("a compacted b's pieces to %v", c)
 	}
