@@ -163,10 +163,7 @@ func Open(ctx context.Context, store backend.Store, keys *keyring.Keys, opts Opt
 			return nil, localErr("cache directory", err)
 		}
 	}
-	// InitialMmapSize is address space, not memory: bbolt remaps as the file grows, and a
-	// remap copies every node of the running write transaction out of the old mapping
-	// (a quarter of a fresh mount's CPU at 100k files; docs/scale.md).
-	db, err := bolt.Open(filepath.Join(f.dir, "state.db"), 0o600, &bolt.Options{Timeout: time.Second, InitialMmapSize: 1 << 30})
+	db, err := bolt.Open(filepath.Join(f.dir, "state.db"), 0o600, &bolt.Options{Timeout: time.Second})
 	if errors.Is(err, bolt.ErrTimeout) {
 		return nil, errnoErr(syscall.EBUSY, "cache directory %s is in use by another imgfs process", f.dir)
 	}
