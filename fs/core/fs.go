@@ -539,8 +539,7 @@ func (f *FS) putDirent(tx *bolt.Tx, parent Ino, de dirent) error {
 
 // putDirentsSorted stores the entries of a tree loaded from the store in key order: keys are
 // keyed name hashes, and bbolt inserting them in random order splits pages all over the
-// bucket, most of a fresh mount's work (docs/scale.md). Their shards are marked
-// dirty by their inodes' putInode already.
+// bucket (docs/scale.md). Their shards are marked dirty by their inodes' putInode already.
 func (f *FS) putDirentsSorted(tx *bolt.Tx, ds []treeDirent, types map[Ino]os.FileMode) error {
 	kvs := make([][2][]byte, 0, len(ds))
 	for _, d := range ds {
