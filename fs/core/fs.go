@@ -185,10 +185,7 @@ func Open(ctx context.Context, store backend.Store, keys *keyring.Keys, opts Opt
 			return nil, localErr("cache directory", err)
 		}
 	}
-	// InitialMmapSize is address space, not memory: bbolt remaps as the file grows, and a
-	// remap copies every node of the running write transaction out of the old mapping
-	// (a quarter of a fresh mount's CPU at 100k files; docs/scale.md).
-	db, err := bolt.Open(filepath.Join(f.dir, "state.db"), 0o600, &bolt.Options{Timeout: time.Second, InitialMmapSize: 1 << 30})
+	db, err := bolt.Open(filepath.Join(f.dir, "state.db"), 0o600, &bolt.Options{Timeout: time.Second})
 	if errors.Is(err, bolt.ErrTimeout) {
 		return nil, errnoErr(syscall.EBUSY, "cache directory %s is in use by another imgfs process", f.dir)
 	}
@@ -648,8 +645,7 @@ func (f *FS) putDirent(tx *bolt.Tx, parent Ino, de dirent) error {
 
 // putDirentsSorted stores the entries of a tree loaded from the store in key order: keys are
 // keyed name hashes, and bbolt inserting them in random order splits pages all over the
-// bucket, most of a fresh mount's work (docs/scale.md). Their shards are marked
-// dirty by their inodes' putInode already.
+// bucket (docs/scale.md). Their shards are marked dirty by their inodes' putInode already.
 func (f *FS) putDirentsSorted(tx *bolt.Tx, ds []treeDirent, types map[Ino]os.FileMode) error {
 	kvs := make([][2][]byte, 0, len(ds))
 	for _, d := range ds {
