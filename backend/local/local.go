@@ -5,7 +5,9 @@
 // fsyncs it, links it to its final name with link(2) (which never replaces an existing
 // file, so of two concurrent writers of one name exactly one wins and the other gets
 // backend.ErrExist), then fsyncs the folder that received the link. Readers therefore see
-// either no object or the whole object. Temporary files left by a crashed writer are removed
+// either no object or the whole object. PutUnsynced skips both fsyncs and SyncPuts makes
+// everything stored so far durable with one syncfs(2) (backend.UnsyncedPutter: fs/core's
+// background sealers, docs/core.md). Temporary files left by a crashed writer are removed
 // by the next Open (a live writer holds an flock on its temp file, so it is never removed
 // from under it).
 package local
@@ -23,6 +25,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/imgfs/imgfs/backend"
 )
@@ -131,7 +135,50 @@ func (s *Store) Put(ctx context.Context, name string, r io.Reader, size int64) (
 		}
 		return fmt.Errorf("local put %s: %w", name, backend.ErrExist)
 	}
-	return s.write(ctx, name, dst, r, size, false)
+	return s.write(ctx, name, dst, r, size, false, true)
+}
+
+var _ backend.UnsyncedPutter = (*Store)(nil)
+
+// PutUnsynced is Put without the two fsyncs (the object's data and its folder): the object
+// is whole for readers at once, and durable after the next SyncPuts (backend.UnsyncedPutter).
+// After a power loss before that, the object may be missing or short; a later Put of it
+// finds a short one by its size (dedup.UploadWith replaces it).
+func (s *Store) PutUnsynced(ctx context.Context, name string, r io.Reader, size int64) error {
+	if err := ValidName(name); err != nil {
+		return err
+	}
+	if size < 0 {
+		return backend.Permanent(fmt.Errorf("local put %s: negative size", name))
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	dst := filepath.Join(s.root, filepath.FromSlash(name))
+	if fi, err := os.Lstat(dst); err == nil {
+		if !fi.Mode().IsRegular() {
+			return backend.Permanent(fmt.Errorf("local put %s: a folder or special file has that name", name))
+		}
+		return fmt.Errorf("local put %s: %w", name, backend.ErrExist)
+	}
+	return s.write(ctx, name, dst, r, size, false, false)
+}
+
+// SyncPuts makes every object stored so far durable: one syncfs(2) of the store's file
+// system instead of two fsyncs per object (backend.UnsyncedPutter).
+func (s *Store) SyncPuts(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	d, err := os.Open(s.root)
+	if err != nil {
+		return classify("sync", "", err)
+	}
+	defer d.Close()
+	if err := unix.Syncfs(int(d.Fd())); err != nil {
+		return classify("sync", "", err)
+	}
+	return nil
 }
 
 // Overwrite replaces the object (or creates it) atomically with rename(2); see
@@ -150,11 +197,12 @@ func (s *Store) Overwrite(ctx context.Context, name string, r io.Reader, size in
 	if fi, err := os.Lstat(dst); err == nil && !fi.Mode().IsRegular() {
 		return backend.Permanent(fmt.Errorf("local overwrite %s: a folder or special file has that name", name))
 	}
-	return s.write(ctx, name, dst, r, size, true)
+	return s.write(ctx, name, dst, r, size, true, true)
 }
 
-// write stores the object through a temp file: link(2) for create-only, rename(2) to replace.
-func (s *Store) write(ctx context.Context, name, dst string, r io.Reader, size int64, replace bool) (err error) {
+// write stores the object through a temp file: link(2) for create-only, rename(2) to replace;
+// with durable, the file and its folder are fsynced before it returns.
+func (s *Store) write(ctx context.Context, name, dst string, r io.Reader, size int64, replace, durable bool) (err error) {
 	op := "put"
 	if replace {
 		op = "overwrite"
@@ -203,8 +251,10 @@ func (s *Store) write(ctx context.Context, name, dst string, r io.Reader, size i
 		}
 		return fmt.Errorf("local %s %s: reading source: %w", op, name, err)
 	}
-	if err := f.Sync(); err != nil {
-		return classify(op, name, err)
+	if durable {
+		if err := f.Sync(); err != nil {
+			return classify(op, name, err)
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -229,8 +279,10 @@ func (s *Store) write(ctx context.Context, name, dst string, r io.Reader, size i
 		}
 		return classify(op, name, err)
 	}
-	if err := syncDir(dir); err != nil {
-		return classify(op, name, err)
+	if durable {
+		if err := syncDir(dir); err != nil {
+			return classify(op, name, err)
+		}
 	}
 	return nil
 }

@@ -107,6 +107,8 @@ type FS struct {
 
 	// chunker cuts file content into chunks (format v2, docs/format.md §11)
 	chunker *dedup.Chunker
+	// dur: chunks stored unsynced and the swaps that wait for the store's sync (durable.go)
+	dur durable
 }
 
 func (f *FS) spoolPath(id uint64) string {
@@ -152,6 +154,7 @@ func Open(ctx context.Context, store backend.Store, keys *keyring.Keys, opts Opt
 	if ls, ok := store.(backend.LocalPather); ok {
 		f.storePath = ls.Path
 	}
+	f.initDurable()
 	for _, d := range []string{"", "spool", "obj", "tmp"} {
 		p := filepath.Join(f.dir, d)
 		if err := os.MkdirAll(p, 0o700); err != nil {
@@ -315,6 +318,10 @@ func (f *FS) start(ctx context.Context) error {
 		f.wg.Add(2)
 		go f.committer()
 		go f.poolFiller()
+		if f.dur.store != nil {
+			f.wg.Add(1)
+			go f.durableFlusher()
+		}
 		f.kickCommit()
 		f.kickPool()
 	}
@@ -347,6 +354,13 @@ func (f *FS) Close() error {
 		}
 		f.wg.Wait()
 		f.drainPool()
+		if !f.ro {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			if err := f.flushDeferred(ctx); err != nil { // else they are sealed again at the next Open
+				f.log.Warn("core: syncing the store at close failed", "err", err)
+			}
+			cancel()
+		}
 		f.mu.Lock()
 		if f.frozen && f.wtx != nil {
 			f.wtx.Rollback() // the journal overlay of a read-only open (freeze)
