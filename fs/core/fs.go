@@ -311,6 +311,7 @@ func (f *FS) start(ctx context.Context) error {
 	}
 	if !f.ro {
 		f.writePresence(ctx, true)
+		procsForBackground(f.opts.SealWorkers + 1) // the sealers and the pool filler
 		for i := 0; i < f.opts.SealWorkers; i++ {
 			f.wg.Add(1)
 			go f.sealWorker()
