@@ -43,3 +43,15 @@ var ErrPrecondition = errors.New("precondition failed")
 type LocalPather interface {
 	Path(name string) (string, error)
 }
+
+// UnsyncedPutter is a store whose create-only Put can leave durability for later, so that
+// many objects share one flush (docs/core.md, "Group commit"). PutUnsynced stores the
+// object as Put does (create-only; readers see all of it or nothing) but may return before
+// it is on stable storage; SyncPuts returns once every object PutUnsynced stored before the
+// call is durable. A caller must call SyncPuts before it records durably (a committed
+// working copy, a root) a reference to an object it stored with PutUnsynced or found
+// existing. backend/local implements it; retry's LocalStore forwards it.
+type UnsyncedPutter interface {
+	PutUnsynced(ctx context.Context, name string, r io.Reader, size int64) error
+	SyncPuts(ctx context.Context) error
+}

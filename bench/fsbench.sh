@@ -13,7 +13,9 @@
 #   rm -rf     : of the whole tree -> seconds.
 #
 # Usage: bench/fsbench.sh            (ROUNDS=3 NPHOTOS=150 NSMALL=5000 TARGETS="plain gocryptfs imgfs")
-# Env: IMGFS (binary, default bin/imgfs, built if missing), WORK (scratch dir on the disk under
+# Env: IMGFS (binary, default bin/imgfs, built if missing), IMGFS_BASE (a second binary, e.g.
+# of an older commit, run as target "imgfs-base" in the same interleaved rounds: add it to
+# TARGETS), WORK (scratch dir on the disk under
 # test, default /var/tmp/fsbench.XXXX), KEEP=1 keeps WORK. Needs root (drop_caches), fuse3,
 # gocryptfs, python3. Prints a table of medians and writes WORK/results.csv.
 set -euo pipefail
@@ -38,6 +40,10 @@ fi
 if [[ " $TARGETS " == *" imgfs "* ]] && [ ! -x "$IMGFS" ]; then
 	go build -o "$IMGFS" ./cmd/imgfs
 fi
+if [[ " $TARGETS " == *" imgfs-base "* ]] && [ ! -x "${IMGFS_BASE:-}" ]; then
+	echo "fsbench: target imgfs-base needs IMGFS_BASE (an imgfs binary)" >&2; exit 1
+fi
+imgfs_bin() { if [ "$1" = imgfs-base ]; then echo "$IMGFS_BASE"; else echo "$IMGFS"; fi; }
 [ -w /proc/sys/vm/drop_caches ] || { echo "fsbench: needs root to drop caches" >&2; exit 1; }
 
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
@@ -79,12 +85,12 @@ PASS=$WORK/passphrase
 echo "fsbench passphrase" >"$PASS"
 export IMGFS_PASSPHRASE_FILE=$PASS
 IMGFS_CACHE_GEN=0
-imgfs_mount() {
+imgfs_mount() { # target
 	IMGFS_CACHE_GEN=$((IMGFS_CACHE_GEN + 1))
-	rm -rf "$WORK/imgfs-cache"*
-	mkdir -p "$WORK/imgfs-cache$IMGFS_CACHE_GEN"
-	"$IMGFS" mount --store "$WORK/imgfs-store" --cache "$WORK/imgfs-cache$IMGFS_CACHE_GEN" "$WORK/mnt-imgfs" \
-		2>>"$WORK/imgfs.log"
+	rm -rf "$WORK/$1-cache"*
+	mkdir -p "$WORK/$1-cache$IMGFS_CACHE_GEN"
+	"$(imgfs_bin "$1")" mount --store "$WORK/$1-store" --cache "$WORK/$1-cache$IMGFS_CACHE_GEN" "$WORK/mnt-$1" \
+		2>>"$WORK/$1.log"
 }
 setup_target() {
 	case $1 in
@@ -95,11 +101,11 @@ setup_target() {
 		gocryptfs -q -nosyslog -extpass "cat $PASS" "$WORK/gocryptfs-cipher" "$WORK/mnt-gocryptfs"
 		MOUNTS+=("$WORK/mnt-gocryptfs")
 		;;
-	imgfs)
-		mkdir -p "$WORK/imgfs-store" "$WORK/mnt-imgfs"
-		IMGFS_KDF_MEMORY_KIB=65536 "$IMGFS" init --store "$WORK/imgfs-store" >/dev/null
-		imgfs_mount
-		MOUNTS+=("$WORK/mnt-imgfs")
+	imgfs | imgfs-base)
+		mkdir -p "$WORK/$1-store" "$WORK/mnt-$1"
+		IMGFS_KDF_MEMORY_KIB=65536 "$(imgfs_bin "$1")" init --store "$WORK/$1-store" >/dev/null
+		imgfs_mount "$1"
+		MOUNTS+=("$WORK/mnt-$1")
 		;;
 	esac
 }
@@ -122,16 +128,16 @@ run_workloads() { # round target
 	drop_caches
 	s=$(now); cp -r "$SRC/photos" "$dir/photos"; sync; e=$(now)
 	record "$r" "$t" copy_s "$(elapsed "$s" "$e")"
-	if [ "$t" = imgfs ]; then
-		"$IMGFS" sync "$WORK/mnt-imgfs"; e=$(now)
+	if [[ $t == imgfs* ]]; then
+		"$(imgfs_bin "$t")" sync "$WORK/mnt-$t"; e=$(now)
 		record "$r" "$t" copy_stored_s "$(elapsed "$s" "$e")"
 	fi
 	drop_caches
 	s=$(now); (cd "$dir/photos" && sha256sum -c --quiet "$SRC/sums"); e=$(now)
 	record "$r" "$t" read_s "$(elapsed "$s" "$e")"
-	if [ "$t" = imgfs ]; then
-		"$IMGFS" umount "$WORK/mnt-imgfs"
-		imgfs_mount
+	if [[ $t == imgfs* ]]; then
+		"$(imgfs_bin "$t")" umount "$WORK/mnt-$t"
+		imgfs_mount "$t"
 		drop_caches
 		s=$(now); (cd "$dir/photos" && sha256sum -c --quiet "$SRC/sums"); e=$(now)
 		record "$r" "$t" read_fresh_cache_s "$(elapsed "$s" "$e")"

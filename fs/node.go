@@ -175,6 +175,11 @@ func (n *Node) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse
 		m := req.Mode & (os.ModePerm | os.ModeSetuid | os.ModeSetgid | os.ModeSticky)
 		r.Mode = &m
 	}
+	if req.Valid.SetattrKillSUIDGID() {
+		if err := n.killSUIDGID(req.Node, r.Mode); err != nil {
+			return n.err("setattr", err)
+		}
+	}
 	if req.Valid.Uid() {
 		u := req.Uid
 		r.Uid = &u
@@ -211,6 +216,50 @@ func (n *Node) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse
 	return nil
 }
 
+// killSUIDGID clears set-user-ID, and set-group-ID when the file is group-executable, as a
+// write, truncate or chown by a process without CAP_FSETID must: with HandleKillPriv (fs.go)
+// the kernel leaves that to the file system. mode, when set, is a mode the same request
+// sets; it is changed in place instead. id is the node's id in the request.
+func (n *Node) killSUIDGID(id fuse.NodeID, mode *os.FileMode) error {
+	if mode != nil {
+		*mode = killedMode(*mode)
+		return nil
+	}
+	a, err := n.fs.core.GetAttr(n.ino)
+	if err != nil {
+		return err
+	}
+	if !a.Mode.IsRegular() {
+		return nil
+	}
+	m := a.Mode & (os.ModePerm | os.ModeSetuid | os.ModeSetgid | os.ModeSticky)
+	k := killedMode(m)
+	if k == m {
+		return nil
+	}
+	na, err := n.fs.core.SetAttr(n.ino, core.SetAttrRequest{Mode: &k})
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.last = na
+	n.mu.Unlock()
+	if n.fs.conn != nil {
+		// A write's answer carries no attributes: drop the kernel's copy. Attributes only
+		// (offset -1): the kernel holds the pages of the write in progress.
+		n.fs.ignoreNotCached("invalidate attributes", n.fs.conn.InvalidateNode(id, -1, 0))
+	}
+	return nil
+}
+
+func killedMode(m os.FileMode) os.FileMode {
+	k := m &^ os.ModeSetuid
+	if m&0o010 != 0 {
+		k &^= os.ModeSetgid
+	}
+	return k
+}
+
 // Create implements fusefs.NodeCreater.
 func (n *Node) Create(ctx context.Context, req *fuse.CreateRequest, resp *fuse.CreateResponse) (fusefs.Node, fusefs.Handle, error) {
 	if n.similarName(req.Name) {
@@ -236,6 +285,12 @@ func (n *Node) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenR
 	ch, err := n.fs.core.OpenFile(n.ino, int(req.Flags))
 	if err != nil {
 		return nil, n.err("open", err)
+	}
+	if req.OpenFlags&fuse.OpenKillSUIDGID != 0 {
+		if err := n.killSUIDGID(req.Node, nil); err != nil {
+			ch.Release()
+			return nil, n.err("open", err)
+		}
 	}
 	// Every change passes through this mount, so the kernel's page cache stays right across
 	// opens; it still drops pages when size or mtime change.
@@ -425,6 +480,11 @@ func (h *Handle) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.Rea
 
 // Write implements fusefs.HandleWriter. The core copies req.Data (bazil reuses it).
 func (h *Handle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.WriteResponse) error {
+	if req.Flags&fuse.WriteKillSUIDGID != 0 {
+		if err := h.node.killSUIDGID(req.Node, nil); err != nil {
+			return h.node.err("write", err)
+		}
+	}
 	k, err := h.h.WriteAt(req.Data, req.Offset)
 	resp.Size = k
 	if err != nil {

@@ -16,6 +16,8 @@ command -v npm >/dev/null || need+=(npm)
 [ -f /usr/include/jpeglib.h ] || need+=(libjpeg62-turbo-dev)
 command -v gcc >/dev/null || need+=(gcc)
 command -v script >/dev/null || need+=(bsdutils) # script(1): terminal prompt tests
+# capsh: integration/killpriv_test.go writes as a process without CAP_FSETID.
+[ -x /usr/sbin/capsh ] || [ -x /sbin/capsh ] || need+=(libcap2-bin)
 # Headless Chromium: integration/review_test.go drives the imgfs review page in it (tests only).
 [ "${IMGFS_SETUP_MINIMAL:-}" = 1 ] || command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then

@@ -11,6 +11,7 @@ import (
 
 	"github.com/imgfs/imgfs/backend"
 	"github.com/imgfs/imgfs/backend/local"
+	"github.com/imgfs/imgfs/backend/retry"
 	"github.com/imgfs/imgfs/backend/storetest"
 )
 
@@ -159,5 +160,47 @@ func TestFoldersRemovedBehindBack(t *testing.T) {
 	b, _ := storetest.ReadAll(context.Background(), s, a, 0, -1)
 	if string(b) != "again" {
 		t.Fatalf("read %q", b)
+	}
+}
+
+// PutUnsynced is Put without the fsyncs: the same create-only object, readable at once,
+// ErrExist for a second writer, no temp file left; SyncPuts succeeds. The retry decorator
+// forwards both.
+func TestPutUnsynced(t *testing.T) {
+	s, err := local.Open(filepath.Join(t.TempDir(), "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var u backend.UnsyncedPutter = s
+	if _, ok := retry.Wrap(s, retry.Options{}).(backend.UnsyncedPutter); !ok {
+		t.Fatal("retry.Wrap of a local store does not forward PutUnsynced")
+	}
+	ctx := context.Background()
+	data := bytes.Repeat([]byte("imgfs"), 70_000)
+	name := "c/ab/ab" + string(bytes.Repeat([]byte("0"), 62))
+	if err := u.PutUnsynced(ctx, name, bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	if err := u.PutUnsynced(ctx, name, bytes.NewReader(data), int64(len(data))); !errors.Is(err, backend.ErrExist) {
+		t.Fatalf("second PutUnsynced: %v, want ErrExist", err)
+	}
+	if err := u.PutUnsynced(ctx, "c/ab/ab"+string(bytes.Repeat([]byte("1"), 62)), bytes.NewReader(data[:10]), 20); err == nil {
+		t.Fatal("PutUnsynced of a short source succeeded")
+	}
+	if err := u.SyncPuts(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := s.Get(ctx, name, 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	var got bytes.Buffer
+	if _, err := got.ReadFrom(rc); err != nil || !bytes.Equal(got.Bytes(), data) {
+		t.Fatalf("read back %d bytes, %v", got.Len(), err)
+	}
+	ents, err := os.ReadDir(filepath.Join(s.Dir(), ".tmp"))
+	if err != nil || len(ents) != 0 {
+		t.Fatalf("temp files left: %v, %v", ents, err)
 	}
 }

@@ -118,6 +118,27 @@ func (s *LocalStore) Path(name string) (string, error) { return s.local.Path(nam
 // Dir is the inner store's directory.
 func (s *LocalStore) Dir() string { return s.local.Dir() }
 
+var _ backend.UnsyncedPutter = (*LocalStore)(nil)
+
+// PutUnsynced is the inner store's PutUnsynced with Put's retry policy (Put when the inner
+// store has none).
+func (s *LocalStore) PutUnsynced(ctx context.Context, name string, r io.Reader, size int64) error {
+	u, ok := s.local.(backend.UnsyncedPutter)
+	if !ok {
+		return s.Store.Put(ctx, name, r, size)
+	}
+	return s.put(ctx, "put", name, r, size, u.PutUnsynced)
+}
+
+// SyncPuts is the inner store's SyncPuts, retried like a Stat (nothing when it has none).
+func (s *LocalStore) SyncPuts(ctx context.Context) error {
+	u, ok := s.local.(backend.UnsyncedPutter)
+	if !ok {
+		return nil
+	}
+	return s.do(ctx, "sync", "", s.o.RequestTimeout, nil, u.SyncPuts)
+}
+
 // Inner returns the wrapped store.
 func (s *Store) Inner() backend.Store { return s.inner }
 

@@ -30,14 +30,15 @@ import (
 )
 
 var mountFlags struct {
-	cache      string
-	foreground bool
-	readOnly   bool
-	breakLease bool
-	readyFD    int
-	debugFUSE  bool
-	cpuProfile string
-	spoolLimit string
+	cache        string
+	foreground   bool
+	readOnly     bool
+	breakLease   bool
+	readyFD      int
+	debugFUSE    bool
+	cpuProfile   string
+	blockProfile string
+	spoolLimit   string
 	// near-duplicate index
 	similarThreshold float64
 	noSimilar        bool
@@ -77,6 +78,7 @@ func init() {
 	f.IntVar(&mountFlags.readyFD, "ready-fd", 0, "internal: write readiness to this fd")
 	f.BoolVar(&mountFlags.debugFUSE, "debug-fuse", false, "log every FUSE request")
 	f.StringVar(&mountFlags.cpuProfile, "cpuprofile", "", "write a CPU profile of the daemon to this file (until unmount)")
+	f.StringVar(&mountFlags.blockProfile, "blockprofile", "", "write a blocking profile of the daemon to this file (at unmount)")
 	f.StringVar(&mountFlags.spoolLimit, "spool-limit", "0", "most local disk the spool of not yet stored writes may use, e.g. 20GiB (0 = the disk's free space); writes past it fail with ENOSPC")
 	f.Float64Var(&mountFlags.similarThreshold, "similarity-threshold", 0,
 		"cosine similarity at or above which photos are near-duplicates in .similar/ (default: by library size, 0.94 to 0.956, plus verified pairs from a floor of 0.88 to 0.93; docs/similar.md)")
@@ -86,6 +88,7 @@ func init() {
 	f.StringVar(&mountFlags.device, "device", "", "this device's name in conflict copies and imgfs status (default: the host name)")
 	f.MarkHidden("ready-fd")
 	f.MarkHidden("cpuprofile")
+	f.MarkHidden("blockprofile")
 	f.MarkHidden("debug-fuse")
 	rootCmd.AddCommand(mountCmd)
 
@@ -399,7 +402,8 @@ func serveMount(cmd *cobra.Command, mp string, spoolLimit int64) (err error) {
 			return requireSafeStore(ctx, store, cmd.ErrOrStderr())
 		},
 		DebugFUSE: mountFlags.debugFUSE, CPUProfile: mountFlags.cpuProfile,
-		Ready: rd, Stderr: os.Stderr,
+		BlockProfile: mountFlags.blockProfile,
+		Ready:        rd, Stderr: os.Stderr,
 	})
 }
 

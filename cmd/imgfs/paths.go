@@ -23,6 +23,7 @@ var pathFlags = map[string]bool{
 	"from":                    true,
 	"model":                   true,
 	"cpuprofile":              true,
+	"blockprofile":            true,
 }
 
 // pathEnv are the environment variables that name a local path; the daemon gets them

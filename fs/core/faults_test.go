@@ -86,7 +86,7 @@ func TestFaultOneRetryLayer(t *testing.T) {
 	e.store = retry.New(fs, retry.Options{MaxAttempts: 3, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond})
 	f := e.open()
 	fs.Add(faulty.Fault{Op: faulty.OpPut, NamePrefix: "c/", Kind: faulty.Error})
-	_, err := f.sealChunk(ctx(), randBytes(10_000)) // one upload, as a sealer does it
+	_, _, err := f.sealChunk(ctx(), randBytes(10_000)) // one upload, as a sealer does it
 	wantErr(t, err, syscall.EIO)
 	if n := fs.Fired(faulty.Error); n != 3 {
 		t.Fatalf("the content Put was tried %d times, want 3 (one retry layer)", n)

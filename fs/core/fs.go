@@ -130,6 +130,8 @@ type FS struct {
 	lockDB     *bolt.DB
 	// cmp: files whose chunk lists hold pieces, to be compacted (patch.go)
 	cmp compactor
+	// dur: chunks stored unsynced and the swaps that wait for the store's sync (durable.go)
+	dur durable
 }
 
 func (f *FS) spoolPath(id uint64) string {
@@ -176,6 +178,7 @@ func Open(ctx context.Context, store backend.Store, keys *keyring.Keys, opts Opt
 	if ls, ok := store.(backend.LocalPather); ok {
 		f.storePath = ls.Path
 	}
+	f.initDurable()
 	for _, d := range []string{"", "spool", "obj", "tmp"} {
 		p := filepath.Join(f.dir, d)
 		if err := os.MkdirAll(p, 0o700); err != nil {
@@ -381,6 +384,7 @@ func (f *FS) start(ctx context.Context) error {
 	}
 	if !f.ro {
 		f.writePresence(ctx, true)
+		procsForBackground(f.opts.SealWorkers + 1) // the sealers and the pool filler
 		for i := 0; i < f.opts.SealWorkers; i++ {
 			f.wg.Add(1)
 			go f.sealWorker()
@@ -390,6 +394,10 @@ func (f *FS) start(ctx context.Context) error {
 		go f.poolFiller()
 		go f.compactLoop()
 		f.scheduleMarked()
+		if f.dur.store != nil {
+			f.wg.Add(1)
+			go f.durableFlusher()
+		}
 		f.kickCommit()
 		f.kickPool()
 	}
@@ -422,6 +430,13 @@ func (f *FS) Close() error {
 		}
 		f.wg.Wait()
 		f.drainPool()
+		if !f.ro {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			if err := f.flushDeferred(ctx); err != nil { // else they are sealed again at the next Open
+				f.log.Warn("core: syncing the store at close failed", "err", err)
+			}
+			cancel()
+		}
 		f.mu.Lock()
 		if f.frozen && f.wtx != nil {
 			f.wtx.Rollback() // the journal overlay of a read-only open (freeze)

@@ -29,25 +29,25 @@ var maxPieces = 256
 
 // sealContent seals a recorded spool: as a patch when that stores much less than
 // re-chunking would, else by re-chunking (rechunk, seal.go).
-func (f *FS) sealContent(ctx context.Context, sp *spoolFile, rec pendingRec) (dedup.Content, error) {
+func (f *FS) sealContent(ctx context.Context, sp *spoolFile, rec pendingRec) (c dedup.Content, hit bool, err error) {
 	held, err := sp.heldBlocks()
 	if err != nil {
-		return dedup.Content{}, localErr("reading spool", err)
+		return dedup.Content{}, false, localErr("reading spool", err)
 	}
 	rd := spoolReader{sp, rec.Size}
 	limit := min(rec.BaseLen, rec.Size)
-	if c, ok, err := f.patch(ctx, rec.Base, rec.Size, limit, held, rd); ok || err != nil {
-		return c, err
+	if c, ok, hit, err := f.patch(ctx, rec.Base, rec.Size, limit, held, rd); ok || err != nil {
+		return c, hit, err
 	}
 	return f.rechunk(ctx, rec.Base, rec.Size, limit, held, rd, f.newSealTap(rec))
 }
 
 // patch builds the new content as pieces: base bytes outside the held blocks, patch
 // objects for the held blocks. ok is false when a patch does not fit (no base, a hole past
-// the base that no block covers, too many bytes, or not cheaper than re-chunking by half).
-func (f *FS) patch(ctx context.Context, base dedup.Content, size, limit int64, held [][2]int64, rd spoolReader) (dedup.Content, bool, error) {
+// the base that no block covers, too many bytes, or not cheaper than re-chunking by half). hit says the patch object was in the store already.
+func (f *FS) patch(ctx context.Context, base dedup.Content, size, limit int64, held [][2]int64, rd spoolReader) (c dedup.Content, ok, hit bool, err error) {
 	if base.Len() == 0 || len(held) == 0 && size == limit {
-		return dedup.Content{}, false, nil
+		return dedup.Content{}, false, false, nil
 	}
 	var runs [][2]int64 // byte ranges the spool holds, in order, clipped to the size
 	var patchBytes int64
@@ -59,7 +59,7 @@ func (f *FS) patch(ctx context.Context, base dedup.Content, size, limit int64, h
 		}
 	}
 	if len(runs) == 0 || patchBytes > patchMaxBytes {
-		return dedup.Content{}, false, nil // a truncation only, or a rewrite
+		return dedup.Content{}, false, false, nil // a truncation only, or a rewrite
 	}
 	covered := limit // bytes past the visible base must all be held (zeros have no object)
 	for _, r := range runs {
@@ -67,12 +67,12 @@ func (f *FS) patch(ctx context.Context, base dedup.Content, size, limit int64, h
 			continue
 		}
 		if r[0] > covered {
-			return dedup.Content{}, false, nil
+			return dedup.Content{}, false, false, nil
 		}
 		covered = r[1]
 	}
 	if covered < size {
-		return dedup.Content{}, false, nil
+		return dedup.Content{}, false, false, nil
 	}
 	// What re-chunking would seal at least: every base entry a run touches, every piece,
 	// the entry cut by a truncation or extended by an append, and the bytes past the base.
@@ -90,7 +90,7 @@ func (f *FS) patch(ctx context.Context, base dedup.Content, size, limit int64, h
 	}
 	full += max(size-limit, 0)
 	if 2*patchBytes > full {
-		return dedup.Content{}, false, nil
+		return dedup.Content{}, false, false, nil
 	}
 	// The base's last chunk ends where the file ended, not at a cut of the chunker: once
 	// bytes follow it, it is a piece (compaction must chunk it again).
@@ -98,7 +98,7 @@ func (f *FS) patch(ctx context.Context, base dedup.Content, size, limit int64, h
 		base = base.Slice(0, nb-1).AppendPiece(base.Chunk(nb-1), 0, base.ChunkSize(nb-1))
 	}
 	if base.Pieces()+3*len(runs) > maxPieces { // each run adds itself and two cut neighbours at most
-		return dedup.Content{}, false, nil
+		return dedup.Content{}, false, false, nil
 	}
 	// One patch object holds every run, back to back (one PUT per fsync, not one per run:
 	// a database commit writes a page and its header page).
@@ -107,13 +107,13 @@ func (f *FS) patch(ctx context.Context, base dedup.Content, size, limit int64, h
 	at := int64(0)
 	for _, r := range runs {
 		if err := readFullAt(rd, (*buf)[at:at+r[1]-r[0]], r[0]); err != nil {
-			return dedup.Content{}, false, eio("reading spool", err)
+			return dedup.Content{}, false, false, eio("reading spool", err)
 		}
 		at += r[1] - r[0]
 	}
-	ref, err := f.sealObject(ctx, (*buf)[:patchBytes], true)
+	ref, stored, err := f.sealObject(ctx, (*buf)[:patchBytes], true)
 	if err != nil {
-		return dedup.Content{}, false, err
+		return dedup.Content{}, false, false, err
 	}
 	var out dedup.Content
 	pos := int64(0)
@@ -130,9 +130,9 @@ func (f *FS) patch(ctx context.Context, base dedup.Content, size, limit int64, h
 		out = out.AppendContent(base.Range(pos, limit))
 	}
 	if out.Size() != size {
-		return dedup.Content{}, false, eio("patching", errors.New("pieces do not add up to the file size"))
+		return dedup.Content{}, false, false, eio("patching", errors.New("pieces do not add up to the file size"))
 	}
-	return out, true, nil
+	return out, true, !stored, nil
 }
 
 // compactor holds the files whose chunk lists have pieces, with the time to compact them.
@@ -232,10 +232,15 @@ func (f *FS) compactIno(ctx context.Context, ino Ino) (retry bool, err error) {
 		return false, f.unmarkCompact(ino) // gone, or re-chunked meanwhile
 	}
 	r := f.openContent(old)
-	content, err := f.rechunk(ctx, old, old.Size(), old.Size(), nil, r, nil)
+	content, _, err := f.rechunk(ctx, old, old.Size(), old.Size(), nil, r, nil)
 	r.Close()
 	if err != nil {
 		return false, err
+	}
+	// The new chunks may be stored unsynced (a background Put, durable.go): make them
+	// durable before a record names them.
+	if err := f.syncStore(ctx); err != nil {
+		return false, eio("syncing the store", err)
 	}
 	// Swap under the open state's lock, so no write starts a spool over the old list while
 	// we do; a spool with unrecorded writes over it keeps the old list (retry later).

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"os"
 	"runtime"
 
 	"golang.org/x/sys/unix"
@@ -85,4 +86,18 @@ func (f *FS) drainPool() {
 func background() {
 	runtime.LockOSThread()
 	unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), 10) // best effort
+}
+
+// procsForBackground makes room for n background threads: a goroutine on a nice 10 thread
+// holds one of the runtime's GOMAXPROCS slots while the kernel lets the thread wait, so with
+// GOMAXPROCS = cores (the default) the sealers could leave no slot for the file operations a
+// program waits for (a photo copy ran at half speed on a loaded 2-core machine, docs/perf.md).
+// A GOMAXPROCS the user set is kept.
+func procsForBackground(n int) {
+	if os.Getenv("GOMAXPROCS") != "" {
+		return
+	}
+	if want := runtime.NumCPU() + n; runtime.GOMAXPROCS(0) < want {
+		runtime.GOMAXPROCS(want)
+	}
 }

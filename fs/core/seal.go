@@ -12,6 +12,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/imgfs/imgfs/backend"
 	"github.com/imgfs/imgfs/dedup"
 	"github.com/imgfs/imgfs/dedup/keyring"
 )
@@ -119,6 +120,10 @@ func (f *FS) sealOne(ctx context.Context, id uint64) error {
 		f.sealMu.Unlock()
 		close(ch)
 	}()
+	lazy := f.lazyPuts(ctx)
+	if !lazy && f.isDeferred(id) {
+		return f.flushDeferred(ctx) // sealed already; its swap waits for the store's sync
+	}
 
 	sp, rec, err := f.openRecorded(id)
 	if errors.Is(err, os.ErrNotExist) {
@@ -137,14 +142,29 @@ func (f *FS) sealOne(ctx context.Context, id uint64) error {
 		return eio("opening spool", err)
 	}
 	defer sp.Close()
-	content, err := f.sealContent(ctx, sp, rec)
+	content, hit, err := f.sealContent(ctx, sp, rec)
 	if err != nil {
 		return err
 	}
+	if lazy {
+		f.deferSwap(id, rec, content) // durable.go
+		return nil
+	}
+	if hit {
+		// A chunk that was there already may be one a background sealer stored unsynced.
+		if err := f.syncStore(ctx); err != nil {
+			return eio("syncing the store", err)
+		}
+	}
+	return f.swapSealed(ctx, id, rec, content)
+}
 
+// swapSealed points the inode at the sealed content if it still points at spool id, and
+// drops the journal record (the spool file goes when the batch commits).
+func (f *FS) swapSealed(ctx context.Context, id uint64, rec pendingRec, content dedup.Content) error {
 	swapped := false
 	f.mu.Lock()
-	err = f.writeLocked(func(tx *bolt.Tx) error {
+	err := f.writeLocked(func(tx *bolt.Tx) error {
 		if tx.Bucket(bPending).Get(be64(id)) == nil {
 			return nil
 		}
@@ -199,8 +219,9 @@ func (f *FS) sealOne(ctx context.Context, id uint64) error {
 // base whose chunk is untouched (the chunker depends only on the bytes since the last cut,
 // so from there on the base's chunks are what chunking would give again), and so on to the
 // end. Pieces of the base (§11.4) always count as touched, so the result has none. tap, if
-// not nil, is offered the plaintext read (sealtap.go).
-func (f *FS) rechunk(ctx context.Context, base dedup.Content, size, limit int64, held [][2]int64, rd io.ReaderAt, tap *sealTap) (dedup.Content, error) {
+// not nil, is offered the plaintext read (sealtap.go). hit says a chunk was in the store
+// already (it may be one a background sealer stored unsynced, durable.go).
+func (f *FS) rechunk(ctx context.Context, base dedup.Content, size, limit int64, held [][2]int64, rd io.ReaderAt, tap *sealTap) (out dedup.Content, hit bool, err error) {
 	offs := base.Offsets()
 	touched := func(j int) bool { // chunk j of the base must be sealed again
 		lo, hi := offs[j], offs[j+1]
@@ -218,7 +239,6 @@ func (f *FS) rechunk(ctx context.Context, base dedup.Content, size, limit int64,
 	for j := range isTouched {
 		isTouched[j] = touched(j)
 	}
-	var out dedup.Content
 	pos := int64(0)
 	plain := getSealBuf(dedup.ChunkMax)
 	defer putSealBuf(plain)
@@ -250,59 +270,75 @@ func (f *FS) rechunk(ctx context.Context, base dedup.Content, size, limit int64,
 			}
 			want := int(min(int64(have+sealReadStep), int64(dedup.ChunkMax), size-pos))
 			if err := readFullAt(rd, (*plain)[have:want], pos+int64(have)); err != nil {
-				return dedup.Content{}, eio("reading spool", err)
+				return dedup.Content{}, false, eio("reading spool", err)
 			}
 			have = want
 		}
-		ref, err := f.sealChunk(ctx, (*plain)[:n])
+		ref, stored, err := f.sealChunk(ctx, (*plain)[:n])
 		if err != nil {
-			return dedup.Content{}, err
+			return dedup.Content{}, false, err
 		}
 		tap.add(pos, (*plain)[:n])
+		hit = hit || !stored
 		out = out.Append(ref)
 		copy(*plain, (*plain)[n:have])
 		have -= n
 		pos += int64(n)
 	}
 	tap.offer(out)
-	return out, nil
+	return out, hit, nil
 }
 
 // sealReadStep is how far the sealer reads ahead of the chunker.
 const sealReadStep = 1 << 20
 
-// sealChunk seals one chunk in memory and uploads it (dedup check first).
-func (f *FS) sealChunk(ctx context.Context, chunk []byte) (dedup.Ref, error) {
+// sealChunk seals one chunk in memory and uploads it (dedup check first); stored says it
+// was not there yet. A background sealer stores it unsynced (durable.go).
+func (f *FS) sealChunk(ctx context.Context, chunk []byte) (ref dedup.Ref, stored bool, err error) {
 	return f.sealObject(ctx, chunk, false)
 }
 
 // sealObject is sealChunk; putFirst skips the dedup check before the create-only Put (a
 // patch object, patch.go: almost certainly new).
-func (f *FS) sealObject(ctx context.Context, chunk []byte, putFirst bool) (dedup.Ref, error) {
+func (f *FS) sealObject(ctx context.Context, chunk []byte, putFirst bool) (ref dedup.Ref, stored bool, err error) {
 	objSize := dedup.ObjectSize(int64(len(chunk)))
 	out := getSealBuf(objSize)
 	defer putSealBuf(out)
 	buf := bytes.NewBuffer((*out)[:0])
-	ref, err := dedup.Seal(f.keys.ConvergenceSecret, bytes.NewReader(chunk), int64(len(chunk)), buf)
+	ref, err = dedup.Seal(f.keys.ConvergenceSecret, bytes.NewReader(chunk), int64(len(chunk)), buf)
 	if err != nil {
-		return dedup.Ref{}, localErr("sealing", err)
+		return dedup.Ref{}, false, localErr("sealing", err)
 	}
 	obj := bytes.NewReader(buf.Bytes())
 	// Transient failures are retried by the store's retry decorator (the body is seekable);
 	// a Put that landed although its answer was lost is a dedup hit on the retry.
+	var store backend.Store = f.store
+	if f.lazyPuts(ctx) {
+		store = unsyncedStore{f.store, f.dur.store}
+	}
 	f.uploading.Add(1)
-	_, err = dedup.UploadWith(ctx, f.store, ref.Locator, obj, objSize,
+	res, err := dedup.UploadWith(ctx, store, ref.Locator, obj, objSize,
 		dedup.UploadOptions{Verify: f.verifyMode(), Logger: f.log, Hashed: true, PutFirst: putFirst})
 	f.uploading.Add(-1)
 	if err != nil {
-		return dedup.Ref{}, eio("uploading content", err)
+		return dedup.Ref{}, false, eio("uploading content", err)
 	}
 	// Keep the object as a read-cache entry (it is ciphertext and it is what we stored),
 	// unless the store is a local directory that reads serve from directly.
 	if f.storePath == nil {
 		f.cacheBytes(ref.Locator, obj)
 	}
-	return ref, nil
+	return ref, res.Stored, nil
+}
+
+// unsyncedStore is a store whose Put is the inner store's PutUnsynced (durable.go).
+type unsyncedStore struct {
+	backend.Store
+	u backend.UnsyncedPutter
+}
+
+func (s unsyncedStore) Put(ctx context.Context, name string, r io.Reader, size int64) error {
+	return s.u.PutUnsynced(ctx, name, r, size)
 }
 
 // sealBufs recycles the in-memory sealing buffers (plaintext and object).

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"sync"
@@ -53,6 +54,8 @@ type Options struct {
 	CheckStore func(context.Context, backend.Store) error
 	DebugFUSE  bool   // log every FUSE request
 	CPUProfile string // write a CPU profile here until the unmount
+	// BlockProfile: write a blocking profile (every blocking event) here at the unmount
+	BlockProfile string
 	// Ready is told when the mount serves; nil: the notes go to Stderr.
 	Ready  *Readiness
 	Stderr io.Writer // the log (and the notes when Ready is nil)
@@ -164,6 +167,15 @@ func Serve(ctx context.Context, o Options) error {
 			return err
 		}
 		defer func() { pprof.StopCPUProfile(); pf.Close() }()
+	}
+	if o.BlockProfile != "" {
+		runtime.SetBlockProfileRate(1)
+		defer func() {
+			if pf, err := os.Create(o.BlockProfile); err == nil {
+				pprof.Lookup("block").WriteTo(pf, 0)
+				pf.Close()
+			}
+		}()
 	}
 	// While starting, a signal cancels the start (ctx); once serving, it flushes and
 	// unmounts.
