@@ -1,6 +1,6 @@
 package core
 
-// Aux tables (docs/core.md, "Commit"): small keyed tables that other layers (the
+// Aux tables (docs/core.md, "Roots and metadata objects"): small keyed tables that other layers (the
 // near-duplicate index, marks) keep in the vault, sharded and committed with the roots.
 
 import (
