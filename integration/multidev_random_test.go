@@ -940,8 +940,9 @@ func (run *mmRun) kill(d *mmDevice) {
 }
 
 // cacheState is every file of a cache directory with its size and hash, except mount.log
-// (the dead daemon's) and obj/, the read cache of sealed objects as stored (docs/core.md: a
-// read-only command may fill it; it never touches the journal, spool or working copy).
+// (the dead daemon's), obj/, the read cache of sealed objects as stored, and tmp/, objects a
+// killed daemon was sealing or fetching (docs/core.md: a read-only command may fill obj/, and
+// every open clears tmp/; it never touches the journal, spool or working copy).
 func cacheState(dir string) map[string]string {
 	st := map[string]string{}
 	filepath.WalkDir(dir, func(p string, de fs.DirEntry, err error) error {
@@ -950,7 +951,7 @@ func cacheState(dir string) map[string]string {
 		case err != nil:
 			st[rel] = err.Error()
 			return nil
-		case de.IsDir() && rel == "obj":
+		case de.IsDir() && (rel == "obj" || rel == "tmp"):
 			return filepath.SkipDir
 		case de.IsDir() || rel == "mount.log":
 			return nil
