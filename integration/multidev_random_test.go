@@ -717,8 +717,17 @@ func (run *mmRun) fileOp(d *mmDevice) {
 		}
 		op := run.begin(d)
 		over, err := os.ReadFile(abs(q))
-		if err != nil {
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
 			over = nil
+		case errors.Is(err, syscall.EISDIR):
+			return // mv -T refuses to replace a directory with a file
+		case err != nil:
+			// q is there but unreadable (offline and not cached: EIO): the version it holds
+			// is unknown, so the model could not record it as seen. Skipped, as overwrite
+			// and delete skip a file they cannot read.
+			run.c["rename over an unreadable file skipped"]++
+			return
 		}
 		if out, err := exec.Command("mv", "-T", abs(p), abs(q)).CombinedOutput(); err != nil {
 			if _, serr := os.Lstat(abs(p)); serr != nil || strings.Contains(string(out), "o such file") || strings.Contains(string(out), "ot a directory") || strings.Contains(string(out), "s a directory") {
