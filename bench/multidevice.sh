@@ -5,7 +5,7 @@
 #    for N iterations on the local store and N on versitygw (a fault proxy per device for its
 #    offline periods): 3 imgfs mount daemons with their own caches, random file operations
 #    through the mountpoints, kill -9, read-only commands on crashed caches, gc; checked from a
-#    fresh cache at the end (docs/testing.md). About 30 s (local) and 70 s (S3) per iteration
+#    fresh cache at the end (docs/testing.md). About 30-100 s per iteration (S3: 39-56 s mean)
 #    on 2 loaded cores, so 200 iterations take hours: MOUNTED_ITER sets N for this part alone.
 #    An iteration mostly waits (for a CPU on a loaded machine, for refresh intervals, for
 #    daemons to start and stop: about 12 s of CPU in 30-60 s), so MOUNTED_SHARDS=K runs K

@@ -717,8 +717,17 @@ func (run *mmRun) fileOp(d *mmDevice) {
 		}
 		op := run.begin(d)
 		over, err := os.ReadFile(abs(q))
-		if err != nil {
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
 			over = nil
+		case errors.Is(err, syscall.EISDIR):
+			return // mv -T refuses to replace a directory with a file
+		case err != nil:
+			// q is there but unreadable (offline and not cached: EIO): the version it holds
+			// is unknown, so the model could not record it as seen. Skipped, as overwrite
+			// and delete skip a file they cannot read.
+			run.c["rename over an unreadable file skipped"]++
+			return
 		}
 		if out, err := exec.Command("mv", "-T", abs(p), abs(q)).CombinedOutput(); err != nil {
 			if _, serr := os.Lstat(abs(p)); serr != nil || strings.Contains(string(out), "o such file") || strings.Contains(string(out), "ot a directory") || strings.Contains(string(out), "s a directory") {
@@ -939,8 +948,9 @@ func (run *mmRun) kill(d *mmDevice) {
 }
 
 // cacheState is every file of a cache directory with its size and hash, except mount.log
-// (the dead daemon's) and obj/, the read cache of sealed objects as stored (docs/core.md: a
-// read-only command may fill it; it never touches the journal, spool or working copy).
+// (the dead daemon's), obj/, the read cache of sealed objects as stored, and tmp/, objects a
+// killed daemon was sealing or fetching (docs/core.md: a read-only command may fill obj/, and
+// every open clears tmp/; it never touches the journal, spool or working copy).
 func cacheState(dir string) map[string]string {
 	st := map[string]string{}
 	filepath.WalkDir(dir, func(p string, de fs.DirEntry, err error) error {
@@ -949,7 +959,7 @@ func cacheState(dir string) map[string]string {
 		case err != nil:
 			st[rel] = err.Error()
 			return nil
-		case de.IsDir() && rel == "obj":
+		case de.IsDir() && (rel == "obj" || rel == "tmp"):
 			return filepath.SkipDir
 		case de.IsDir() || rel == "mount.log":
 			return nil
