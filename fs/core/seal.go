@@ -112,11 +112,16 @@ func (f *FS) sealOne(ctx context.Context, id uint64) error {
 	}
 	ch := make(chan struct{})
 	f.sealing[id] = ch
+	outer := ctx
+	ctx, stop := context.WithCancel(ctx)
+	f.sealStop[id] = stop
 	f.sealMu.Unlock()
 	defer func() {
 		f.sealMu.Lock()
 		delete(f.sealing, id)
+		delete(f.sealStop, id)
 		f.sealMu.Unlock()
+		stop()
 		close(ch)
 	}()
 
@@ -138,6 +143,9 @@ func (f *FS) sealOne(ctx context.Context, id uint64) error {
 	}
 	defer sp.Close()
 	content, err := f.sealContent(ctx, sp, rec)
+	if err != nil && ctx.Err() != nil && outer.Err() == nil {
+		return nil // the spool was dropped meanwhile (removeSpool): nothing left to seal
+	}
 	if err != nil {
 		return err
 	}
@@ -181,7 +189,7 @@ func (f *FS) sealOne(ctx context.Context, id uint64) error {
 			f.scheduleCompact(rec.Ino) // patch.go
 		}
 		if cb := f.opts.OnSealed; cb != nil {
-			if ctx == f.ctx {
+			if outer == f.ctx {
 				cb(rec.Ino) // a background worker
 			} else {
 				go cb(rec.Ino) // Fsync/Sync: keep the callback off the caller's path
@@ -333,8 +341,14 @@ func readFullAt(r io.ReaderAt, p []byte, off int64) error {
 
 func (f *FS) verifyMode() bool { return f.keys.Mode != "" && f.keys.Mode != keyring.ModeVault }
 
-// removeSpool deletes a spool file and its accounting.
+// removeSpool deletes a spool file and its accounting, and stops a seal of it in flight:
+// its open file would keep the disk space until the seal ended (docs/core.md, "Disk full").
 func (f *FS) removeSpool(id uint64) {
+	f.sealMu.Lock()
+	if stop := f.sealStop[id]; stop != nil {
+		stop()
+	}
+	f.sealMu.Unlock()
 	p := f.spoolPath(id)
 	if st, err := os.Stat(p); err == nil {
 		if os.Remove(p) == nil {
