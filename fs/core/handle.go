@@ -524,7 +524,7 @@ func (f *FS) reserveSpool(n int64) error {
 // spoolHeadroom is the space spool writes leave free on the cache's file system, so that
 // the state database and the journal do not hit ENOSPC once the spool has filled it: a
 // failed group commit drops its batch, with the removals that would free the space
-// (docs/core.md, "Disk full").
+// (docs/core.md, "Errors").
 const spoolHeadroom = 8 << 20
 
 // reserveDisk fails with ENOSPC when writing n more spool bytes would leave less than

@@ -342,7 +342,7 @@ func readFullAt(r io.ReaderAt, p []byte, off int64) error {
 func (f *FS) verifyMode() bool { return f.keys.Mode != "" && f.keys.Mode != keyring.ModeVault }
 
 // removeSpool deletes a spool file and its accounting, and stops a seal of it in flight:
-// its open file would keep the disk space until the seal ended (docs/core.md, "Disk full").
+// its open file would keep the disk space until the seal ended (docs/core.md, "Errors").
 func (f *FS) removeSpool(id uint64) {
 	f.sealMu.Lock()
 	if stop := f.sealStop[id]; stop != nil {
