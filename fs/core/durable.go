@@ -45,7 +45,16 @@ func (f *FS) initDurable() {
 // lazyPuts reports whether a seal on ctx stores its chunks unsynced: background sealers on a
 // store that can defer durability.
 func (f *FS) lazyPuts(ctx context.Context) bool {
-	return f.dur.store != nil && ctx == f.ctx
+	return f.dur.store != nil && f.background(ctx)
+}
+
+// bgKey marks a context derived from f.ctx by a background seal (sealOne).
+type bgKey struct{}
+
+// background reports whether ctx is a background worker's (f.ctx, or a seal derived from it),
+// not a caller's (Fsync, Sync).
+func (f *FS) background(ctx context.Context) bool {
+	return ctx == f.ctx || ctx.Value(bgKey{}) != nil
 }
 
 // deferSwap queues a sealed record for the next flush.

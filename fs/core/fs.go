@@ -101,6 +101,7 @@ type FS struct {
 	sealQ      []uint64
 	queued     map[uint64]bool
 	sealing    map[uint64]chan struct{} // in flight; closed when done
+	sealStop   map[uint64]func()        // cancels the seal in flight of a spool (removeSpool)
 	sealKick   chan struct{}
 	uploading  atomic.Int64
 	commitKick chan struct{}
@@ -164,7 +165,7 @@ func Open(ctx context.Context, store backend.Store, keys *keyring.Keys, opts Opt
 	}
 	f := &FS{store: store, keys: keys, opts: opts, log: opts.Logger, dir: opts.CacheDir, ro: opts.ReadOnly,
 		lc: newLocalCrypto(keys.LocalKey), open: map[Ino]*openFile{}, queued: map[uint64]bool{},
-		sealing: map[uint64]chan struct{}{}, sealKick: make(chan struct{}, 1), commitKick: make(chan struct{}, 1),
+		sealing: map[uint64]chan struct{}{}, sealStop: map[uint64]func(){}, sealKick: make(chan struct{}, 1), commitKick: make(chan struct{}, 1),
 		pool: make(chan pooled, poolSize), poolKick: make(chan struct{}, 1),
 		fetching: map[dedup.Locator]chan struct{}{}, window: batchDelay,
 		cmp: compactor{due: map[Ino]time.Time{}, kick: make(chan struct{}, 1)}}

@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
 
 	"github.com/imgfs/imgfs/dedup"
 )
@@ -520,6 +521,22 @@ func (f *FS) reserveSpool(n int64) error {
 	return nil
 }
 
+// spoolHeadroom is the space spool writes leave free on the cache's file system, so that
+// the state database and the journal do not hit ENOSPC once the spool has filled it: a
+// failed group commit drops its batch, with the removals that would free the space
+// (docs/core.md, "Errors").
+const spoolHeadroom = 8 << 20
+
+// reserveDisk fails with ENOSPC when writing n more spool bytes would leave less than
+// spoolHeadroom free on the cache's file system.
+func (f *FS) reserveDisk(n int64) error {
+	var st unix.Statfs_t
+	if n > 0 && unix.Statfs(f.dir, &st) == nil && int64(st.Bavail)*int64(st.Bsize) < n+spoolHeadroom {
+		return errnoErr(syscall.ENOSPC, "cache file system full (spool writes leave %d bytes free)", spoolHeadroom)
+	}
+	return nil
+}
+
 // WriteAt writes p at off (at the end of the file for an O_APPEND handle). It never
 // returns a short count without an error; ENOSPC when the spool is full.
 func (h *Handle) WriteAt(p []byte, off int64) (int, error) {
@@ -544,7 +561,11 @@ func (h *Handle) WriteAt(p []byte, off int64) (int, error) {
 		// The spool is sparse: a write may allocate every block it touches (counted even
 		// if the spool holds some of them already: the check is conservative).
 		touched := ((end-1)/spoolBlock - off/spoolBlock + 1) * spoolSlot
-		if err := of.f.reserveSpool(max(spoolDiskSize(end)-spoolDiskSize(size), touched)); err != nil {
+		grow := max(spoolDiskSize(end)-spoolDiskSize(size), touched)
+		if err := of.f.reserveSpool(grow); err != nil {
+			return 0, err
+		}
+		if err := of.f.reserveDisk(grow); err != nil {
 			return 0, err
 		}
 	}

@@ -2,9 +2,16 @@ package core
 
 import (
 	"bytes"
+	"context"
+	"io"
 	"os"
+	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/imgfs/imgfs/backend"
 )
 
 // T40 (unit level): a full spool gives ENOSPC, never a short silent write; acknowledged
@@ -69,4 +76,54 @@ func TestSpoolLimitENOSPC(t *testing.T) {
 	}
 	ok(t, h2.Release())
 	ok(t, h3.Release())
+}
+
+// stallStore holds every content Put until its context ends, so a seal stays in flight.
+type stallStore struct {
+	backend.Store
+	stalled atomic.Int64 // Puts waiting now
+}
+
+func (s *stallStore) Put(ctx context.Context, name string, r io.Reader, size int64) error {
+	if !strings.HasPrefix(name, "c/") {
+		return s.Store.Put(ctx, name, r, size)
+	}
+	s.stalled.Add(1)
+	defer s.stalled.Add(-1)
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// Removing a file whose spool is being sealed stops that seal: its open spool file would
+// hold the disk space until the seal ended (on a full disk: writes fail until then).
+func TestRemoveStopsSeal(t *testing.T) {
+	e := newEnv(t)
+	ss := &stallStore{Store: e.store}
+	e.store = ss
+	f := e.open()
+	writeFile(t, f, "/x", randBytes(300_000))
+	waitFor(t, "a seal stalled in Put", func() bool { return ss.stalled.Load() > 0 })
+	ok(t, f.Remove(RootIno, "x", false))
+	f.mu.Lock()
+	err := f.commitLocked() // the removal commits: the spool is deleted
+	f.mu.Unlock()
+	ok(t, err)
+	waitFor(t, "the seal stopped", func() bool {
+		f.sealMu.Lock()
+		defer f.sealMu.Unlock()
+		return len(f.sealing) == 0 && ss.stalled.Load() == 0
+	})
+	if n := usedSpoolFiles(t, f); n != 0 {
+		t.Fatalf("%d spool files left after the removal", n)
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after 20 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 20 s: %s", what)
+		}
+	}
 }

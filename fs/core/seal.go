@@ -113,11 +113,19 @@ func (f *FS) sealOne(ctx context.Context, id uint64) error {
 	}
 	ch := make(chan struct{})
 	f.sealing[id] = ch
+	outer := ctx
+	if ctx == f.ctx {
+		ctx = context.WithValue(ctx, bgKey{}, true) // still a background seal (durable.go)
+	}
+	ctx, stop := context.WithCancel(ctx)
+	f.sealStop[id] = stop
 	f.sealMu.Unlock()
 	defer func() {
 		f.sealMu.Lock()
 		delete(f.sealing, id)
+		delete(f.sealStop, id)
 		f.sealMu.Unlock()
+		stop()
 		close(ch)
 	}()
 	lazy := f.lazyPuts(ctx)
@@ -143,6 +151,9 @@ func (f *FS) sealOne(ctx context.Context, id uint64) error {
 	}
 	defer sp.Close()
 	content, hit, err := f.sealContent(ctx, sp, rec)
+	if err != nil && ctx.Err() != nil && outer.Err() == nil {
+		return nil // the spool was dropped meanwhile (removeSpool): nothing left to seal
+	}
 	if err != nil {
 		return err
 	}
@@ -201,7 +212,7 @@ func (f *FS) swapSealed(ctx context.Context, id uint64, rec pendingRec, content 
 			f.scheduleCompact(rec.Ino) // patch.go
 		}
 		if cb := f.opts.OnSealed; cb != nil {
-			if ctx == f.ctx {
+			if f.background(ctx) {
 				cb(rec.Ino) // a background worker
 			} else {
 				go cb(rec.Ino) // Fsync/Sync: keep the callback off the caller's path
@@ -369,8 +380,14 @@ func readFullAt(r io.ReaderAt, p []byte, off int64) error {
 
 func (f *FS) verifyMode() bool { return f.keys.Mode != "" && f.keys.Mode != keyring.ModeVault }
 
-// removeSpool deletes a spool file and its accounting.
+// removeSpool deletes a spool file and its accounting, and stops a seal of it in flight:
+// its open file would keep the disk space until the seal ended (docs/core.md, "Errors").
 func (f *FS) removeSpool(id uint64) {
+	f.sealMu.Lock()
+	if stop := f.sealStop[id]; stop != nil {
+		stop()
+	}
+	f.sealMu.Unlock()
 	p := f.spoolPath(id)
 	if st, err := os.Stat(p); err == nil {
 		if os.Remove(p) == nil {
