@@ -682,8 +682,7 @@ func (f *FS) recordOpen(of *openFile) error {
 	if !of.dirty || of.sp == nil {
 		return nil // nothing new (another handle's close recorded it, or nothing written)
 	}
-	relink := of.unlinkedByMerge()
-	if of.isUnlinked() && !relink {
+	if of.isUnlinked() && !of.unlinkedByMerge() {
 		return nil // nothing can name it any more; the data lives until the last Release
 	}
 	digest := slotDigest(of.sp.nonces)
@@ -691,7 +690,7 @@ func (f *FS) recordOpen(of *openFile) error {
 	of.amu.Lock()
 	mtime := of.mtime
 	of.amu.Unlock()
-	var added Entry // the name a relink gave the file
+	relink, added := false, Entry{} // a relink and the name it gave the file
 	f.mu.Lock()
 	err := f.writeLocked(func(tx *bolt.Tx) error {
 		n, err := f.getInode(tx, of.ino)
@@ -705,7 +704,7 @@ func (f *FS) recordOpen(of *openFile) error {
 			f.dropSpoolAfter(tx, old)
 		}
 		n.Spool, n.Size, n.Mtime, n.Ctime = of.spID, size, mtime, max(n.Ctime, mtime)
-		if relink {
+		if relink = of.unlinkedByMerge(); relink { // read under f.mu, which the merge holds
 			if added, err = f.relinkLocked(tx, of.ino, &n); err != nil {
 				return err
 			}
@@ -724,6 +723,11 @@ func (f *FS) recordOpen(of *openFile) error {
 			f.unsynced = map[uint64]bool{}
 		}
 		f.unsynced[of.spID] = true
+		if relink {
+			of.amu.Lock()
+			of.unlinked, of.byMerge = false, false
+			of.amu.Unlock()
+		}
 	}
 	f.mu.Unlock()
 	if err != nil {

@@ -748,9 +748,6 @@ func (f *FS) relinkLocked(tx *bolt.Tx, ino Ino, n *inode) (Entry, error) {
 
 // relinked: of has a name again (relinkLocked); fs/ learns the new entry as after a merge.
 func (f *FS) relinked(of *openFile, e Entry) {
-	of.amu.Lock()
-	of.unlinked, of.byMerge = false, false
-	of.amu.Unlock()
 	f.log.Warn("core: a file another device deleted was written here: kept", "ino", uint64(of.ino), "name", e.Name)
 	f.kickCommit()
 	if fn := f.onMerge.Load(); fn != nil {
