@@ -748,7 +748,7 @@ func (f *FS) relinkLocked(tx *bolt.Tx, ino Ino, n *inode) (Entry, error) {
 
 // relinked: of has a name again (relinkLocked); fs/ learns the new entry as after a merge.
 func (f *FS) relinked(of *openFile, e Entry) {
-	f.log.Warn("core: a file another device deleted was written here: kept", "ino", uint64(of.ino), "name", e.Name)
+	f.log.Warn("core: a file another device deleted was written here: kept", "ino", uint64(of.ino), "dir", uint64(e.Parent))
 	f.kickCommit()
 	if fn := f.onMerge.Load(); fn != nil {
 		(*fn)(Changes{Inodes: []Ino{of.ino}, Entries: []Entry{e}})
