@@ -41,6 +41,7 @@ type openFile struct {
 	size      int64
 	mtime     int64
 	unlinked  bool
+	byMerge   bool // unlinked by a merge (another device deleted it), not by this device
 }
 
 func (of *openFile) overlay(a *Attr) {
@@ -61,8 +62,23 @@ func (of *openFile) setMtime(ns int64) {
 
 func (of *openFile) setUnlinked() {
 	of.amu.Lock()
-	of.unlinked = true
+	of.unlinked, of.byMerge = true, false
 	of.amu.Unlock()
+}
+
+// setMergeUnlinked: a merge dropped the inode (another device deleted it). A version
+// recorded after it is a modification, and the merge rule keeps it (relinkLocked).
+func (of *openFile) setMergeUnlinked() {
+	of.amu.Lock()
+	of.unlinked, of.byMerge = true, true
+	of.amu.Unlock()
+}
+
+// unlinkedByMerge reports whether the inode was unlinked by a merge (and not relinked).
+func (of *openFile) unlinkedByMerge() bool {
+	of.amu.Lock()
+	defer of.amu.Unlock()
+	return of.unlinked && of.byMerge
 }
 
 func (of *openFile) isUnlinked() bool {
@@ -687,7 +703,7 @@ func (f *FS) recordOpen(of *openFile) error {
 	if !of.dirty || of.sp == nil {
 		return nil // nothing new (another handle's close recorded it, or nothing written)
 	}
-	if of.isUnlinked() {
+	if of.isUnlinked() && !of.unlinkedByMerge() {
 		return nil // nothing can name it any more; the data lives until the last Release
 	}
 	digest := slotDigest(of.sp.nonces)
@@ -695,6 +711,7 @@ func (f *FS) recordOpen(of *openFile) error {
 	of.amu.Lock()
 	mtime := of.mtime
 	of.amu.Unlock()
+	relink, added := false, Entry{} // a relink and the name it gave the file
 	f.mu.Lock()
 	err := f.writeLocked(func(tx *bolt.Tx) error {
 		n, err := f.getInode(tx, of.ino)
@@ -708,6 +725,11 @@ func (f *FS) recordOpen(of *openFile) error {
 			f.dropSpoolAfter(tx, old)
 		}
 		n.Spool, n.Size, n.Mtime, n.Ctime = of.spID, size, mtime, max(n.Ctime, mtime)
+		if relink = of.unlinkedByMerge(); relink { // read under f.mu, which the merge holds
+			if added, err = f.relinkLocked(tx, of.ino, &n); err != nil {
+				return err
+			}
+		}
 		if err := f.putInode(tx, of.ino, &n); err != nil {
 			return err
 		}
@@ -722,10 +744,18 @@ func (f *FS) recordOpen(of *openFile) error {
 			f.unsynced = map[uint64]bool{}
 		}
 		f.unsynced[of.spID] = true
+		if relink {
+			of.amu.Lock()
+			of.unlinked, of.byMerge = false, false
+			of.amu.Unlock()
+		}
 	}
 	f.mu.Unlock()
 	if err != nil {
 		return err
+	}
+	if relink {
+		f.relinked(of, added)
 	}
 	of.dirty, of.frozen = false, true
 	of.amu.Lock()

@@ -543,12 +543,12 @@ func (f *FS) applyMerge(tx *bolt.Tx, res *rootsync.Result, base, ours, theirs *s
 		}
 		if len(p.Links) == 0 && ino != uint64(RootIno) {
 			// Kept only because it is open here (pinned): the last close deletes it, as
-			// after a local unlink.
+			// after a local unlink, unless a version is recorded first (relinkLocked).
 			if err := tx.Bucket(bOrphans).Put(be64(ino), nil); err != nil {
 				return false, err
 			}
 			if of := f.open[Ino(ino)]; of != nil {
-				of.setUnlinked()
+				of.setMergeUnlinked()
 			}
 		}
 		// Unchanged from theirs: the same record and the same names.
@@ -698,6 +698,61 @@ func sameLinks(a, b []rootsync.Link) bool {
 		}
 	}
 	return true
+}
+
+// relinkLocked gives back a name to ino, which a merge unlinked while it was open here
+// (another device deleted it) and which was written since: delete against modify keeps the
+// modified file (docs/core.md, "Several devices"). The name is its old one, a conflict copy
+// name when that is taken, in its old directory, or in the root when that is gone. n is
+// updated; the caller puts it (f.mu held, inside the batch).
+func (f *FS) relinkLocked(tx *bolt.Tx, ino Ino, n *inode) (Entry, error) {
+	parent, name := n.Parent, n.Name
+	if name == "" {
+		name = fmt.Sprintf("inode %d", ino)
+	}
+	p, err := f.dirInode(tx, parent)
+	if err != nil {
+		parent = RootIno
+		if p, err = f.dirInode(tx, parent); err != nil {
+			return Entry{}, err
+		}
+	}
+	for k := 0; ; k++ {
+		nm := name
+		if k > 0 {
+			nm = rootsync.ConflictName(name, f.device(), n.Mtime, k)
+		}
+		_, taken, err := f.getDirent(tx, parent, nm)
+		if err != nil {
+			return Entry{}, err
+		}
+		if !taken {
+			name = nm
+			break
+		}
+	}
+	now := nowNs()
+	n.Nlink, n.Parent, n.Name, n.Ctime = 1, parent, name, max(n.Ctime, now)
+	p.Mtime, p.Ctime = now, now
+	if err := f.putInode(tx, parent, &p); err != nil {
+		return Entry{}, err
+	}
+	if err := f.putDirent(tx, parent, dirent{Name: name, Ino: ino, Mode: n.Mode.Type()}); err != nil {
+		return Entry{}, err
+	}
+	if err := bdel(tx, bOrphans, be64(uint64(ino))); err != nil {
+		return Entry{}, err
+	}
+	return Entry{Parent: parent, Name: name}, change(tx)
+}
+
+// relinked: of has a name again (relinkLocked); fs/ learns the new entry as after a merge.
+func (f *FS) relinked(of *openFile, e Entry) {
+	f.log.Warn("core: a file another device deleted was written here: kept", "ino", uint64(of.ino), "dir", uint64(e.Parent))
+	f.kickCommit()
+	if fn := f.onMerge.Load(); fn != nil {
+		(*fn)(Changes{Inodes: []Ino{of.ino}, Entries: []Entry{e}})
+	}
 }
 
 // device is this device's name in conflict copies and presence records.
