@@ -352,8 +352,9 @@ func (run *mmRun) valid(b []byte) bool {
 
 // mmFile is what a device shows: files with their bytes, directories.
 type mmTree struct {
-	files map[string][]byte
-	dirs  []string
+	files  map[string][]byte
+	dirs   []string
+	unread []string // regular files whose read failed (offline: content not in the cache)
 }
 
 // tree reads every file under root (skipping .similar). Reads that fail are left out
@@ -383,6 +384,8 @@ func (run *mmRun) tree(root string, names ...bool) mmTree {
 		b, err := run.readValid(p)
 		if err == nil {
 			tr.files[rel] = b
+		} else {
+			tr.unread = append(tr.unread, rel)
 		}
 		return nil
 	})
@@ -790,6 +793,16 @@ func (run *mmRun) fileOp(d *mmDevice) {
 		p := run.pick(tr.dirs)
 		op := run.begin(d)
 		sub := run.tree(abs(p))
+		if len(sub.unread) > 0 {
+			// A file under p is there but unreadable (offline and not cached: EIO): the
+			// version it holds (a merge may have brought in another device's write) is
+			// unknown, so the model could not record it as seen, and rm -rf would delete
+			// it as a version this device had in its view. Skipped, as rename, overwrite
+			// and delete skip a file they cannot read.
+			run.logf("%s rm -rf %s skipped: unreadable %s", d.name, p, strings.Join(sub.unread, ", "))
+			run.c["rm -rf over an unreadable file skipped"]++
+			return
+		}
 		out, err := exec.Command("rm", "-rf", abs(p)).CombinedOutput()
 		unc := op.uncertain()
 		run.logf("%s rm -rf %s (err %v, uncertain %v)", d.name, p, err, unc)
