@@ -126,25 +126,8 @@ func ValidName(name string) error { return backend.ValidName(name) }
 func validPrefix(prefix string) error { return backend.ValidPrefix(prefix) }
 
 // Put stores size bytes from r under name; see backend.Store.
-func (s *Store) Put(ctx context.Context, name string, r io.Reader, size int64) (err error) {
-	if err := ValidName(name); err != nil {
-		return err
-	}
-	if size < 0 {
-		return backend.Permanent(fmt.Errorf("local put %s: negative size", name))
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	dst := filepath.Join(s.root, filepath.FromSlash(name))
-	// Cheap early answer for the common dedup hit; link(2) below is the real check.
-	if fi, err := os.Lstat(dst); err == nil {
-		if !fi.Mode().IsRegular() {
-			return backend.Permanent(fmt.Errorf("local put %s: a folder or special file has that name", name))
-		}
-		return fmt.Errorf("local put %s: %w", name, backend.ErrExist)
-	}
-	return s.write(ctx, name, dst, r, size, false, true)
+func (s *Store) Put(ctx context.Context, name string, r io.Reader, size int64) error {
+	return s.put(ctx, name, r, size, true)
 }
 
 var _ backend.UnsyncedPutter = (*Store)(nil)
@@ -154,6 +137,10 @@ var _ backend.UnsyncedPutter = (*Store)(nil)
 // After a power loss before that, the object may be missing or short; a later Put of it
 // finds a short one by its size (dedup.UploadWith replaces it).
 func (s *Store) PutUnsynced(ctx context.Context, name string, r io.Reader, size int64) error {
+	return s.put(ctx, name, r, size, false)
+}
+
+func (s *Store) put(ctx context.Context, name string, r io.Reader, size int64, durable bool) error {
 	if err := ValidName(name); err != nil {
 		return err
 	}
@@ -164,13 +151,14 @@ func (s *Store) PutUnsynced(ctx context.Context, name string, r io.Reader, size 
 		return err
 	}
 	dst := filepath.Join(s.root, filepath.FromSlash(name))
+	// Cheap early answer for the common dedup hit; link(2) in write is the real check.
 	if fi, err := os.Lstat(dst); err == nil {
 		if !fi.Mode().IsRegular() {
 			return backend.Permanent(fmt.Errorf("local put %s: a folder or special file has that name", name))
 		}
 		return fmt.Errorf("local put %s: %w", name, backend.ErrExist)
 	}
-	return s.write(ctx, name, dst, r, size, false, false)
+	return s.write(ctx, name, dst, r, size, false, durable)
 }
 
 // SyncPuts makes every object stored so far durable: one syncfs(2) of the store's file
