@@ -143,6 +143,18 @@ func (f *FS) acquire(ino Ino) *openFile {
 	return of
 }
 
+// refOpen takes a reference on ino's open state, if it has one (nil: not open); the caller
+// drops it with releaseOpen.
+func (f *FS) refOpen(ino Ino) *openFile {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	of := f.open[ino]
+	if of != nil {
+		of.refs++
+	}
+	return of
+}
+
 // releaseOpen drops one reference; the last one closes files, drops an unflushed spool and
 // deletes an unlinked inode.
 func (f *FS) releaseOpen(of *openFile) error {
@@ -819,12 +831,7 @@ func (f *FS) fsyncErr(ino Ino, err error) error {
 }
 
 func (f *FS) fsyncIno(ctx context.Context, ino Ino) error {
-	f.mu.Lock()
-	of := f.open[ino]
-	if of != nil {
-		of.refs++
-	}
-	f.mu.Unlock()
+	of := f.refOpen(ino)
 	if of != nil {
 		err := f.recordOpen(of)
 		unlinked := of.isUnlinked()

@@ -244,12 +244,7 @@ func (f *FS) compactIno(ctx context.Context, ino Ino) (retry bool, err error) {
 	}
 	// Swap under the open state's lock, so no write starts a spool over the old list while
 	// we do; a spool with unrecorded writes over it keeps the old list (retry later).
-	f.mu.Lock()
-	of := f.open[ino]
-	if of != nil {
-		of.refs++
-	}
-	f.mu.Unlock()
+	of := f.refOpen(ino)
 	if of != nil {
 		defer f.releaseOpen(of)
 		of.mu.Lock()
