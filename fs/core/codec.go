@@ -37,7 +37,7 @@ func (d *decoder) u() uint64 {
 		return 0
 	}
 	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
+	if n <= 0 || n > 1 && d.b[n-1] == 0 { // only the shortest encoding: one value, one form
 		d.fail()
 		return 0
 	}
@@ -50,7 +50,7 @@ func (d *decoder) i() int64 {
 		return 0
 	}
 	v, n := binary.Varint(d.b)
-	if n <= 0 {
+	if n <= 0 || n > 1 && d.b[n-1] == 0 {
 		d.fail()
 		return 0
 	}
